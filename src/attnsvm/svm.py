@@ -500,31 +500,41 @@ def _solve_l1(cons: Constraints) -> tuple[str, np.ndarray, np.ndarray, str]:
 # ---- entry point ----------------------------------------------------------------------------------------
 
 
-def _infeasible_samples(cons: Constraints, farkas: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(samples whose own constraints are infeasible, samples used by the certificate)."""
-    used = tuple(int(i) for i in np.unique(cons.index[farkas > 1e-12 * max(farkas.max(), 1e-300), 0]))
-    alone = []
-    for i in used:  # few samples: the support of one certificate
-        rows = cons.index[:, 0] == i
+def _infeasible_samples(cons: Constraints) -> tuple[tuple[int, np.ndarray], ...]:
+    """Samples whose own constraints are infeasible, each with a Farkas certificate on its rows only.
+
+    One small LP per sample (only ever run for an infeasible problem)."""
+    out = []
+    sample = cons.index[:, 0]
+    for i in np.unique(sample):
+        rows = np.flatnonzero(sample == i)
         A_i, c_i = cons.rows[rows], cons.rhs[rows]
-        if _zero_row_farkas(A_i, c_i) is not None or _farkas_lp(A_i, c_i) is not None:
-            alone.append(i)
-    return tuple(alone), used
+        lam_i = _zero_row_farkas(A_i, c_i)
+        if lam_i is None:
+            lam_i = _farkas_lp(A_i, c_i)
+        if lam_i is not None:
+            lam = np.zeros(cons.rows.shape[0])
+            lam[rows] = lam_i
+            out.append((int(i), lam))
+    return tuple(out)
 
 
 def _result(cons: Constraints, status: str, theta: np.ndarray, lam: np.ndarray, solver: str,
             message: str = "", farkas: np.ndarray | None = None, tol: float = SUPPORT_TOL) -> SVMResult:
     n, T = cons.valid.shape
     if status == "infeasible":
-        if farkas is None:
-            farkas = _zero_row_farkas(cons.rows, cons.rhs)
+        alone = _infeasible_samples(cons)
+        if alone:
+            # a certificate supported on one sample names the culprit directly
+            farkas = alone[0][1]
+            message = (message + "; " if message else "") + \
+                "infeasible by itself: sample(s) " + ", ".join(str(i) for i, _ in alone) + \
+                " (e.g. a token identical to the selected one, or differences with 0 in their convex hull)"
         if farkas is None:
             farkas = _farkas_lp(cons.rows, cons.rhs)
-        alone, used = _infeasible_samples(cons, farkas) if farkas is not None else ((), ())
-        if alone:
-            message = (message + "; " if message else "") + \
-                "infeasible by itself: sample(s) " + ", ".join(map(str, alone)) + \
-                " (e.g. a token identical to the selected one, or differences with 0 in their convex hull)"
+        tiny = 1e-12 * max(float(farkas.max()), 1e-300) if farkas is not None else 0.0
+        used = tuple(int(i) for i in np.unique(cons.index[farkas > tiny, 0])) if farkas is not None else ()
+        alone = tuple(i for i, _ in alone)
         p = cons.dim
         nan_sol = cons.vector_to_solution(np.full(p, np.nan))
         far = cons.scatter(farkas, 0.0) if farkas is not None else None

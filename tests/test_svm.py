@@ -1,0 +1,398 @@
+"""Att-SVM solvers (SPEC §3): closed forms, agreement with independently formulated cvxpy problems,
+KKT certificates, rank, infeasibility certificates, batch, v-SVM, multi-token equivalence, errors."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from attnsvm.problem import AttentionProblem, p1_joint, p1_loss, p1_single, unit_gaussian
+from attnsvm.svm import (
+    build_constraints,
+    correlation,
+    multitoken_svm,
+    norm_value,
+    relaxed_margins_from_v,
+    solve_fro_stacked,
+    solve_svm,
+    solve_svm_batch,
+    solve_v_svm,
+)
+
+# ---- independent reference formulations (constraints written out one by one, as public code does) ------
+
+
+def _constraint_list(problem: AttentionProblem, sel, margins, theta, norm):
+    """Constraints of Att-SVM written with explicit loops and cvxpy expressions."""
+    X, mask = problem.X, problem.mask
+    cons = []
+    for i in range(problem.n):
+        for t in range(problem.T):
+            if t == sel[i] or not mask[i, t]:
+                continue
+            diff = X[i, sel[i]] - X[i, t]
+            if norm == "l2":
+                cons.append((problem.keys.T @ diff) @ theta >= margins[i])
+            elif norm == "l1":
+                cons.append(cp.sum(cp.multiply(diff * problem.queries[i], theta)) >= margins[i])
+            else:
+                cons.append(diff @ theta @ problem.queries[i] >= margins[i])
+    return cons
+
+
+def reference(problem: AttentionProblem, sel, norm: str, margins=None) -> tuple[np.ndarray, float]:
+    """(solution, value) from cvxpy: OSQP polished (fro, l2), SCS eps 1e-10 (nuclear), Clarabel (l1)."""
+    margins = np.ones(problem.n) if margins is None else margins
+    d = problem.d
+    if norm == "l2":
+        theta = cp.Variable(problem.keys.shape[1])
+    elif norm == "l1":
+        theta = cp.Variable(d)
+    else:
+        theta = cp.Variable((d, d))
+    cons = _constraint_list(problem, sel, margins, theta, norm)
+    if norm in ("fro", "l2"):
+        prob = cp.Problem(cp.Minimize(cp.sum_squares(theta)), cons)
+        prob.solve(solver="OSQP", eps_abs=1e-12, eps_rel=1e-12, polishing=True, max_iter=400_000)
+    elif norm == "nuclear":
+        prob = cp.Problem(cp.Minimize(cp.normNuc(theta)), cons)
+        prob.solve(solver="SCS", eps_abs=1e-10, eps_rel=1e-10, max_iters=400_000)
+    else:
+        prob = cp.Problem(cp.Minimize(cp.norm1(theta)), cons)
+        prob.solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+    assert prob.status == "optimal", prob.status
+    sol = np.diag(theta.value) if norm == "l1" else theta.value
+    return sol, norm_value(sol, norm)
+
+
+def random_problem(rng: np.random.Generator, n: int, T: int, d: int, kind: str = "cross",
+                   pad: bool = False) -> AttentionProblem:
+    X = rng.standard_normal((n, T, d))
+    Y = rng.choice([-1.0, 1.0], size=n)
+    v = rng.standard_normal(d)
+    mask = None
+    if pad:
+        mask = np.ones((n, T), bool)
+        lengths = rng.integers(2, T + 1, size=n)
+        mask[np.arange(T)[None, :] >= lengths[:, None]] = False
+        if kind == "self":
+            mask[:, 0] = True
+    if kind == "cross":
+        return AttentionProblem(X=X, Y=Y, v=v, Z=rng.standard_normal((n, d)), mask=mask)
+    if kind == "self":
+        return AttentionProblem(X=X, Y=Y, v=v, query_index=0, mask=mask)
+    return AttentionProblem(X=X, Y=Y, v=v, key_matrix=rng.standard_normal((d, d)), mask=mask)
+
+
+def random_selection(rng, problem):
+    """A uniformly random real token per sequence."""
+    return np.array([rng.choice(np.flatnonzero(problem.mask[i])) for i in range(problem.n)])
+
+
+# ---- P1 closed forms (SPEC §6) ------------------------------------------------------------------------
+
+
+def test_p1_single_global_closed_form():
+    r = solve_svm(p1_single("global"), "opt", "l2")
+    assert r.status == "optimal"
+    np.testing.assert_allclose(r.solution, np.array([-0.1, 1.0, 0.0]) / 1.01, atol=1e-12)
+    assert r.value == pytest.approx(1 / np.sqrt(1.01), abs=1e-12)
+    assert r.support_tokens == ((2,),)  # token (0, 0) is the only active one; (1, 0) has margin 1.1/1.01
+
+
+def test_p1_single_local_closed_form():
+    r = solve_svm(p1_single("local"), [1], "l2")
+    np.testing.assert_allclose(r.solution, [1.0, 0.0, 0.0], atol=1e-12)
+    assert r.support_tokens == ((2,),)  # token (−0.1, 1) has margin 1.1
+
+
+@pytest.mark.parametrize("case", ["tight", "relaxed"])
+def test_p1_joint_closed_forms(case):
+    p = p1_joint(case)
+    sel = [1, 1, 1]
+    v = solve_v_svm(p, sel)
+    np.testing.assert_allclose(v.v, [0.0, 1.0], atol=1e-12)
+    assert v.support_samples == ((0, 1, 2) if case == "tight" else (0, 1))
+    assert v.certificate.primal <= 1e-12 and v.certificate.dual <= 1e-12
+    pmm = solve_svm(p, sel, "l2")
+    relax = solve_svm(p, sel, "l2", margins=relaxed_margins_from_v(p, sel))
+    if case == "tight":
+        np.testing.assert_allclose(pmm.solution, [4 / 3, 1 / 3], atol=1e-12)
+        np.testing.assert_allclose(relax.solution, [4 / 3, 1 / 3], atol=1e-12)
+    else:
+        np.testing.assert_allclose(pmm.solution, [1.25, 0.25], atol=1e-12)
+        np.testing.assert_allclose(relax.margins, [1.0, 1.0, 0.0])
+        np.testing.assert_allclose(relax.solution, [1.0, 0.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("C", [1.0, 2.0, 5.0, 10.0, 100.0])
+def test_p1_loss_closed_form(C):
+    r = solve_svm(p1_loss(C), "opt", "l2")
+    np.testing.assert_allclose(r.solution, [1.0, 0.0, 0.0], atol=1e-12)
+
+
+# ---- agreement with cvxpy --------------------------------------------------------------------------------
+
+
+def _random_cases(seed: int, count: int, sizes, kinds=("cross", "self")):
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        n, T, d = sizes[k % len(sizes)]
+        kind = kinds[k % len(kinds)]
+        p = random_problem(rng, n, T, d, kind, pad=(k % 3 == 0))
+        sel = "opt" if k % 2 == 0 else random_selection(rng, p)
+        margins = None if k % 4 else rng.integers(0, 2, size=n).astype(float)
+        yield p, sel, margins
+
+
+SMALL = [(2, 3, 4), (3, 4, 5), (4, 6, 8), (6, 8, 10), (5, 3, 12), (8, 5, 6)]
+
+
+def test_fro_agrees_with_cvxpy_on_100_instances():
+    worst, kkt = 0.0, 0.0
+    for p, sel, c in _random_cases(0, 100, SMALL):
+        r = solve_svm(p, sel, "fro", margins=c)
+        assert r.status == "optimal"
+        ref, val = reference(p, r.selection, "fro", r.margins)
+        worst = max(worst, np.linalg.norm(r.solution - ref) / max(np.linalg.norm(ref), 1e-300))
+        cert = r.certificate
+        kkt = max(kkt, cert.primal, cert.dual, cert.complementarity, abs(cert.gap))
+        if np.any(r.margins > 0):  # rank ≤ min(n, d): W = Σ λ_it (x_iα − x_it) z_iᵀ
+            assert np.linalg.matrix_rank(r.solution, tol=1e-9 * r.value) <= min(p.n, p.d)
+    assert worst <= 1e-7
+    assert kkt <= 1e-9
+
+
+def test_l2_agrees_with_cvxpy():
+    worst = 0.0
+    for p, sel, c in _random_cases(1, 30, SMALL, kinds=("prompt",)):
+        r = solve_svm(p, sel, "l2", margins=c)
+        if r.status == "infeasible":  # prompt problems with d < T−1 can be infeasible
+            assert float((r.margins[:, None] * r.farkas).sum()) > 0
+            continue
+        ref, _ = reference(p, r.selection, "l2", r.margins)
+        worst = max(worst, np.linalg.norm(r.solution - ref) / max(np.linalg.norm(ref), 1e-300))
+        assert max(r.certificate.primal, r.certificate.dual, r.certificate.complementarity) <= 1e-9
+    assert worst <= 1e-7
+
+
+def test_fro_large_instance_against_vectorised_cvxpy():
+    """(50, 20, 32): the reference is a QP whose constraint matrix the test builds itself with einsum."""
+    p = unit_gaussian(50, 20, 32, seed=7)
+    r = solve_svm(p, "opt", "fro")
+    sel = r.selection
+    D = p.X[np.arange(p.n), sel][:, None, :] - p.X
+    A = np.einsum("ita,ib->itab", D, p.queries).reshape(p.n, p.T, -1)
+    keep = np.ones((p.n, p.T), bool)
+    keep[np.arange(p.n), sel] = False
+    w = cp.Variable(p.d * p.d)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(w)), [A[keep] @ w >= 1])
+    prob.solve(solver="OSQP", eps_abs=1e-12, eps_rel=1e-12, polishing=True, max_iter=400_000)
+    ref = w.value.reshape(p.d, p.d)
+    assert np.linalg.norm(r.solution - ref) / np.linalg.norm(ref) <= 1e-7
+    assert max(r.certificate.primal, r.certificate.dual, r.certificate.complementarity) <= 1e-9
+    assert np.linalg.matrix_rank(r.solution, tol=1e-9 * r.value) <= min(p.n, p.d)
+
+
+NUC_SMALL = [(2, 3, 4), (3, 4, 5), (4, 6, 8), (6, 8, 10)]
+
+
+def _check_nuclear(cases):
+    for p, sel, c in cases:
+        r = solve_svm(p, sel, "nuclear", margins=c)
+        assert r.status == "optimal", r.message
+        ref, val = reference(p, r.selection, "nuclear", r.margins)
+        if val == 0:
+            assert r.value <= 1e-8
+            continue
+        assert np.linalg.norm(r.solution - ref) / np.linalg.norm(ref) <= 1e-6
+        assert abs(r.value - val) / val <= 1e-7
+        # own certificate: the weak-duality lower bound certifies the value
+        assert r.certificate.gap / r.value <= 1e-7
+        assert r.certificate.lower <= val * (1 + 1e-9)
+        # nuclear rank never exceeds the Frobenius rank bound
+        s = np.linalg.svd(r.solution, compute_uv=False)
+        assert np.sum(s > 1e-6 * s[0]) <= min(p.n, p.d)
+
+
+def test_nuclear_agrees_with_scs_reference():
+    _check_nuclear(_random_cases(2, 12, NUC_SMALL))
+
+
+@pytest.mark.slow
+def test_nuclear_agrees_with_scs_reference_sweep():
+    _check_nuclear(_random_cases(3, 100, NUC_SMALL + [(10, 10, 16), (20, 10, 16), (50, 20, 32)]))
+
+
+@pytest.mark.slow
+def test_fro_agrees_with_cvxpy_sweep_large():
+    worst = 0.0
+    for p, sel, c in _random_cases(4, 100, SMALL + [(20, 10, 16), (30, 15, 24), (50, 20, 32)]):
+        r = solve_svm(p, sel, "fro", margins=c)
+        ref, _ = reference(p, r.selection, "fro", r.margins)
+        worst = max(worst, np.linalg.norm(r.solution - ref) / max(np.linalg.norm(ref), 1e-300))
+    assert worst <= 1e-7
+
+
+L1_SIZES = [(2, 3, 8), (3, 4, 12), (2, 5, 10), (4, 3, 16)]
+
+
+def test_l1_objective_agrees_with_clarabel():
+    count = 0
+    for p, sel, c in _random_cases(5, 40, L1_SIZES):
+        r = solve_svm(p, sel, "l1", margins=c)
+        if r.status == "infeasible":
+            assert float((r.margins[:, None] * r.farkas).sum()) > 0
+            continue
+        count += 1
+        _, val = reference(p, r.selection, "l1", r.margins)
+        assert abs(r.value - val) <= 1e-8 * max(1.0, val)
+        cert = r.certificate
+        assert max(cert.primal, cert.dual, cert.complementarity, abs(cert.gap)) <= 1e-9
+        assert np.allclose(r.solution, np.diag(np.diag(r.solution)))  # W = diag(w)
+    assert count >= 30
+
+
+# ---- infeasibility -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm", ["fro", "nuclear", "l1"])
+def test_duplicate_token_is_infeasible_with_certificate_naming_sample(norm):
+    p = unit_gaussian(4, 5, 12, seed=3)
+    X = np.array(p.X)
+    X[2, 3] = X[2, 1]  # token 3 duplicates the selected token 1 of sequence 2
+    q = AttentionProblem(X=X, Y=p.Y, v=p.v, Z=p.Z)
+    sel = np.array([0, 0, 1, 0])
+    r = solve_svm(q, sel, norm)
+    assert r.status == "infeasible"
+    assert r.infeasible_samples == (2,)
+    cons = build_constraints(q, sel, norm)
+    lam = r.farkas[cons.valid]
+    assert np.all(lam >= 0)
+    assert np.linalg.norm(cons.rows.T @ lam) <= 1e-12
+    assert cons.rhs @ lam > 0.5
+    assert "sample(s) 2" in r.message
+
+
+def test_l2_infeasible_farkas_when_zero_in_hull():
+    # one sequence whose token differences are ±e1: no p gives both ⟨e1, p⟩ ≥ 1 and ⟨−e1, p⟩ ≥ 1
+    X = np.array([[[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]])
+    p = AttentionProblem(X=X, Y=np.ones(2), v=np.array([0.0, 1.0]))
+    r = solve_svm(p, [0, 0], "l2")
+    assert r.status == "infeasible"
+    assert r.infeasible_samples == (0,)
+    lam = r.farkas
+    assert np.all(lam >= 0) and lam[0].sum() > 0 and np.allclose(lam[1], 0)
+
+
+# ---- masks, batch, structure --------------------------------------------------------------------------------
+
+
+def test_masked_tokens_never_constrain():
+    rng = np.random.default_rng(11)
+    p = random_problem(rng, 4, 5, 6)
+    junk = 100 * rng.standard_normal((4, 3, 6))
+    X = np.concatenate([p.X, junk], axis=1)
+    mask = np.concatenate([np.ones((4, 5), bool), np.zeros((4, 3), bool)], axis=1)
+    q = AttentionProblem(X=X, Y=p.Y, v=p.v, Z=p.Z, mask=mask)
+    for norm in ("fro", "nuclear"):
+        a, b = solve_svm(p, "opt", norm), solve_svm(q, "opt", norm)
+        np.testing.assert_allclose(a.solution, b.solution, atol=1e-7)
+        assert not b.active[:, 5:].any() and np.all(b.duals[:, 5:] == 0)
+        assert np.all(np.isnan(b.margin[:, 5:]))
+
+
+def test_constraints_are_vectorised_and_exclude_selected():
+    p = unit_gaussian(3, 4, 5, seed=1)
+    cons = build_constraints(p, [1, 2, 3], "fro")
+    assert cons.rows.shape == (9, 25)
+    assert not cons.valid[np.arange(3), [1, 2, 3]].any()
+    i, t = cons.index[4]
+    expect = np.outer(p.X[i, [1, 2, 3][i]] - p.X[i, t], p.queries[i]).reshape(-1)
+    np.testing.assert_allclose(cons.rows[4], expect)
+    l1 = build_constraints(p, [1, 2, 3], "l1")
+    np.testing.assert_allclose(l1.rows[4], (p.X[i, [1, 2, 3][i]] - p.X[i, t]) * p.queries[i])
+
+
+def test_batch_matches_single_and_small_instances():
+    problems = [unit_gaussian(6, 8, 10, seed=s) for s in range(20)]
+    batch = solve_svm_batch(problems, "opt", "fro")
+    for k, p in enumerate(problems):
+        r = solve_svm(p, "opt", "fro")
+        np.testing.assert_allclose(batch.solution[k], r.solution, atol=1e-11)
+        np.testing.assert_array_equal(batch.active[k], r.active)
+    assert np.all(batch.status == "optimal")
+    assert np.max(batch.primal) <= 1e-9 and np.max(batch.dual) <= 1e-9
+    assert np.max(np.abs(batch.gap)) <= 1e-9
+
+
+def test_batch_reports_infeasible_instance():
+    p = unit_gaussian(3, 4, 6, seed=0)
+    X = np.array(p.X)
+    X[1, 2] = X[1, 0]
+    q = AttentionProblem(X=X, Y=p.Y, v=p.v, Z=p.Z)
+    batch = solve_fro_stacked(np.stack([p.X, q.X]), np.stack([p.Z, q.Z]), np.zeros((2, 3), dtype=int))
+    assert list(batch.status) == ["optimal", "infeasible"]
+    assert batch.farkas[1, 1, 2] > 0
+
+
+def test_every_selection_feasible_when_d_large():
+    """P3: d ≥ max(T−1, n) in general position ⇒ every α feasible."""
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        p = random_problem(rng, 4, 5, 6)
+        assert solve_svm(p, random_selection(rng, p), "fro").status == "optimal"
+
+
+# ---- multi-token equivalence ---------------------------------------------------------------------------------
+
+
+def test_multitoken_fit_recovers_planted_direction():
+    p = unit_gaussian(3, 4, 8, seed=2)
+    s = np.array([[0.6, 0.4, 1e-9, 1e-8], [0.3, 1e-10, 0.7, 1e-9], [1.0 - 2e-9, 1e-9, 1e-9, 1e-12]])
+    mt = multitoken_svm(p, s)
+    assert mt.status == "optimal"
+    a = np.einsum("itd,de,ie->it", p.X, mt.W_fin, p.queries)
+    assert a[0, 1] - a[0, 0] == pytest.approx(np.log(0.4 / 0.6), abs=1e-10)
+    assert a[1, 2] - a[1, 0] == pytest.approx(np.log(0.7 / 0.3), abs=1e-10)
+    b = np.einsum("itd,de,ie->it", p.X, mt.W_dir, p.queries)
+    assert abs(b[0, 0] - b[0, 1]) <= 1e-10 and abs(b[1, 0] - b[1, 2]) <= 1e-10
+    assert np.all(b[0, 0] - b[0, 2:] >= 1 - 1e-10) and np.all(b[2, 0] - b[2, 1:] >= 1 - 1e-10)
+    W = mt.W_fin + 7.5 * mt.W_dir
+    fit = multitoken_svm(p, s, W=W)
+    assert fit.fitted and fit.R == pytest.approx(7.5, rel=1e-9)
+    assert fit.correlation == pytest.approx(1.0, abs=1e-12)
+
+
+# ---- errors -------------------------------------------------------------------------------------------------
+
+
+def test_bad_input_raises_naming_argument():
+    p = unit_gaussian(3, 4, 5, seed=0)
+    with pytest.raises(ValueError, match="selection"):
+        solve_svm(p, [0, 1], "fro")
+    with pytest.raises(ValueError, match="selection"):
+        solve_svm(p, [0, 1, 4], "fro")
+    with pytest.raises(ValueError, match="selection"):
+        solve_svm(p, "first", "fro")
+    with pytest.raises(ValueError, match="norm"):
+        solve_svm(p, "opt", "spectral")
+    with pytest.raises(ValueError, match="margins"):
+        solve_svm(p, "opt", "fro", margins=[1, -1, 1])
+    prompt = unit_gaussian(3, 4, 5, seed=0, attention="prompt")
+    with pytest.raises(ValueError, match="norm.*prompt"):
+        solve_svm(prompt, "opt", "nuclear")
+    mask = np.ones((3, 4), bool)
+    mask[0, 3] = False
+    masked = AttentionProblem(X=p.X, Y=p.Y, v=p.v, Z=p.Z, mask=mask)
+    with pytest.raises(ValueError, match="selection.*masked"):
+        solve_svm(masked, [3, 0, 0], "fro")
+
+
+def test_correlation():
+    A = np.arange(6.0).reshape(2, 3)
+    assert correlation(A, 3 * A) == pytest.approx(1.0)
+    assert correlation(A, -A) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="shape"):
+        correlation(A, A.T)
