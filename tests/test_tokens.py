@@ -1,0 +1,136 @@
+"""Token optimality (SPEC §3): local optimality against a brute-force check built on cvxpy, enumeration,
+selection from W, cone membership, size guard."""
+
+from __future__ import annotations
+
+import itertools
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from attnsvm.problem import AttentionProblem, p1_multi, p1_single, unit_gaussian
+from attnsvm.svm import solve_svm
+from attnsvm.tokens import (
+    candidate_tokens,
+    cone_membership,
+    enumerate_locally_optimal,
+    is_locally_optimal,
+    selection_from_W,
+    selection_margins,
+)
+
+
+def brute_force_locally_optimal(problem: AttentionProblem, norm: str) -> set[tuple[int, ...]]:
+    """Every α in the full product of real tokens, tested with an independent cvxpy solve."""
+    X, g = problem.X, problem.scores()
+    found = set()
+    for sel in itertools.product(*[np.flatnonzero(problem.mask[i]) for i in range(problem.n)]):
+        theta = cp.Variable(problem.keys.shape[1]) if norm == "l2" else cp.Variable((problem.d, problem.d))
+        exprs, where = [], []
+        for i in range(problem.n):
+            for t in np.flatnonzero(problem.mask[i]):
+                if t == sel[i]:
+                    continue
+                diff = X[i, sel[i]] - X[i, t]
+                exprs.append((problem.keys.T @ diff) @ theta if norm == "l2" else diff @ theta @ problem.queries[i])
+                where.append((i, t))
+        prob = cp.Problem(cp.Minimize(cp.sum_squares(theta)), [e >= 1 for e in exprs])
+        prob.solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+        if prob.status != "optimal":
+            assert prob.status in ("infeasible", "infeasible_inaccurate")
+            continue
+        ok = True
+        for e, (i, t) in zip(exprs, where, strict=True):
+            if e.value <= 1 + 1e-6 and not g[i, sel[i]] > g[i, t] + 1e-9:
+                ok = False
+        if ok:
+            found.add(tuple(int(s) for s in sel))
+    return found
+
+
+def _small_problems():
+    rng = np.random.default_rng(0)
+    out = [p1_single("global"), p1_single("local")]
+    for k in range(6):
+        n, T, d = [(2, 3, 2), (2, 3, 3), (3, 3, 2), (2, 4, 3)][k % 4]
+        X = rng.standard_normal((n, T, d))
+        Y = rng.choice([-1.0, 1.0], size=n)
+        v = rng.standard_normal(d)
+        if k % 2:
+            out.append(AttentionProblem(X=X, Y=Y, v=v, Z=rng.standard_normal((n, d))))
+        else:
+            out.append(AttentionProblem(X=X, Y=Y, v=v))
+    return out
+
+
+@pytest.mark.parametrize("idx", range(8))
+def test_enumeration_matches_brute_force(idx):
+    p = _small_problems()[idx]
+    norm = "l2" if p.kind == "prompt" else "fro"
+    got = {tuple(int(t) for t in s.selection) for s in enumerate_locally_optimal(p)}
+    assert got == brute_force_locally_optimal(p, norm)
+    for sel in itertools.product(*[range(p.T)] * p.n):  # the single test agrees with the enumeration
+        assert is_locally_optimal(p, list(sel)).locally_optimal == (sel in got)
+
+
+def test_p1_single_local_and_global():
+    glob = enumerate_locally_optimal(p1_single("global"))
+    assert [tuple(s.selection) for s in glob] == [(0,)]
+    loc = enumerate_locally_optimal(p1_single("local"))
+    assert [tuple(s.selection) for s in loc] == [(0,), (1,)]
+    assert loc[0].globally_optimal and not loc[1].globally_optimal
+    assert loc[1].margin == pytest.approx(1.0, abs=1e-12)
+    lo = is_locally_optimal(p1_single("global"), [1])
+    # in the global case token (0, 0) has the same score 0.9 as the selected (1, 0) and is a support token
+    assert lo.feasible and not lo.locally_optimal and lo.violations == ((0, 2),)
+
+
+def test_opt_is_locally_optimal_and_argmax_of_solution_recovers_selection():
+    for seed in range(5):
+        p = unit_gaussian(5, 6, 8, seed=seed)
+        lo = is_locally_optimal(p, "opt")
+        assert lo.feasible and lo.locally_optimal and lo.globally_optimal
+        rng = np.random.default_rng(seed)
+        sel = rng.integers(0, 6, size=5)
+        r = solve_svm(p, sel, "fro")
+        assert np.array_equal(selection_from_W(p, r.solution), sel)
+        assert np.all(selection_margins(p, r.solution, sel)[r.constrained] >= 1 - 1e-9)
+    q = p1_multi()
+    r = solve_svm(q, "opt", "l2")
+    assert np.array_equal(selection_from_W(q, r.solution), np.zeros(q.n, dtype=int))
+
+
+def test_cone_membership():
+    p = unit_gaussian(4, 5, 6, seed=1)
+    r = solve_svm(p, "opt", "fro")
+    rng = np.random.default_rng(0)
+    W = 10 * r.solution + 0.01 * rng.standard_normal(r.solution.shape)
+    inside = cone_membership(W, r, mu=0.01, R=5.0)
+    assert inside.inside and inside.correlation > 0.99
+    assert not cone_membership(-W, r, mu=0.5).inside
+    assert not cone_membership(W, r, mu=0.01, R=1e6).inside
+
+
+def test_enumeration_size_guard_explains():
+    p = unit_gaussian(8, 6, 12, seed=0)
+    with pytest.raises(ValueError, match="max_selections.*candidate selections"):
+        enumerate_locally_optimal(p, max_selections=1000)
+
+
+def test_candidate_pruning_drops_token_in_hull():
+    # token 0 sits at the mean of the others in a 1-query sequence: 0 is in the convex hull of its
+    # differences, so no W selects it
+    X = np.array([[[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0],
+                                                                     [0.0, 2.0]]])
+    p = AttentionProblem(X=X, Y=np.ones(2), v=np.array([1.0, 0.0]), Z=np.ones((2, 2)))
+    cands = candidate_tokens(p)
+    assert 0 not in cands[0] and {1, 2, 3} <= set(cands[0].tolist())
+    assert is_locally_optimal(p, [0, 0]).feasible is False
+
+
+def test_nuclear_local_optimality_runs():
+    p = unit_gaussian(3, 3, 4, seed=2)
+    lo = is_locally_optimal(p, "opt", norm="nuclear")
+    assert lo.feasible and lo.locally_optimal
+    assert lo.result.norm == "nuclear"
