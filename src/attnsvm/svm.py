@@ -130,9 +130,6 @@ class SVMResult:
 
     def to_dict(self) -> dict:
         """JSON-ready dict with the keys of ``attnsvm solve --json``."""
-        def arr(a):
-            return None if a is None else np.where(np.isfinite(a), a, np.nan).tolist() \
-                if np.issubdtype(np.asarray(a).dtype, np.floating) else np.asarray(a).tolist()
         sol = None if not np.all(np.isfinite(self.solution)) else self.solution.tolist()
         out = {
             "status": self.status, "norm": self.norm,
@@ -144,7 +141,7 @@ class SVMResult:
             "solver": self.solver, "message": self.message,
         }
         if self.farkas is not None:
-            out["farkas"] = arr(self.farkas)
+            out["farkas"] = self.farkas.tolist()
             out["infeasible_samples"] = list(self.infeasible_samples)
             out["farkas_samples"] = list(self.farkas_samples)
         return out
