@@ -1,0 +1,174 @@
+"""Run a training config into a run directory (what ``attnsvm train CONFIG --out DIR`` does).
+
+problem → model → engine → records → files. The run directory holds
+
+* ``config.toml``     the validated config, with every default written out;
+* ``metrics.parquet`` one row per (trial, recorded step): loss, L − L*, norms, softmax mass, margin,
+                      correlations with the reference SVMs, …;
+* ``final.npz``       ``W`` (trials × d × d; the prompt model writes ``p``, trials × d), every trained block
+                      by name (``K``, ``Q``, ``k``, ``q``, ``v``), ``selection`` (trials × n, argmax attention),
+                      and ``steps``; the path engine adds ``radii`` and ``W_path``;
+* ``summary.md``      the final numbers, averaged over trials.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, TrainConfig, dump_config
+from .dynamics import Optimizer, TrainResult, train
+from .models import Model
+from .problem import AttentionProblem
+
+
+def build_problems(cfg: TrainConfig, base_dir: Path | None = None) -> list[AttentionProblem]:
+    """One problem per trial when the generator is seeded by trial, else a single shared problem."""
+    if cfg.problem.varies_by_trial:
+        return [cfg.problem.build(j, base_dir) for j in range(cfg.run.trials)]
+    return [cfg.problem.build(0, base_dir)]
+
+
+def build_model(cfg: TrainConfig) -> Model:
+    m = cfg.model
+    return Model(parameterization=m.parameterization, loss=m.loss, reduction=m.reduction, head=m.head,
+                 train_v=m.train_v, hidden=m.hidden)
+
+
+def relu_head(cfg: TrainConfig, d: int) -> np.ndarray | None:
+    """V (d, m) ~ N(0, 1/d) for the ReLU head, seeded by ``model.head_seed``."""
+    if cfg.model.head != "relu":
+        return None
+    rng = np.random.default_rng(cfg.model.head_seed)
+    return rng.standard_normal((d, cfg.model.head_width)) / np.sqrt(d)
+
+
+def reference_solutions(problems: list[AttentionProblem], norms: list[str], trials: int
+                        ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """The Att-SVM solution at the optimal selection, per trial, for every requested norm.
+
+    Returns (name → (trials, *W.shape), name → per-trial status). An infeasible problem has no direction:
+    its reference is all zeros (correlation reported as 0) and its status says so.
+    """
+    from .svm import solve_svm
+
+    refs: dict[str, np.ndarray] = {}
+    status: dict[str, list[str]] = {}
+    for norm in norms:
+        sols, st = [], []
+        for p in problems:
+            res = solve_svm(p, "opt", norm=norm)
+            st.append(res.status)
+            sols.append(np.asarray(res.solution) if res.status != "infeasible" else None)
+        shape = next((s.shape for s in sols if s is not None), None)
+        if shape is None:
+            shape = (problems[0].keys.shape[1],) if norm == "l2" else (problems[0].d, problems[0].d)
+        arr = np.stack([s if s is not None else np.zeros(shape) for s in sols])
+        if len(problems) == 1 and trials > 1:
+            arr = np.broadcast_to(arr[0], (trials,) + shape)
+            st = st * trials
+        refs[norm] = arr
+        status[norm] = st
+    return refs, status
+
+
+def run_engine(cfg: TrainConfig, problems: list[AttentionProblem], model: Model,
+               references: dict[str, np.ndarray], progress: bool | Callable = False) -> TrainResult:
+    """Dispatch the config's optimizer to its engine."""
+    o, r = cfg.optimizer, cfg.run
+    V = relu_head(cfg, problems[0].d)
+    target = problems if len(problems) > 1 else problems[0]
+    common = dict(trials=r.trials, init_scheme=cfg.init.scheme, init_scale=cfg.init.scale, seed=r.seed,
+                  references=references, head_V=V)
+    if o.name in ("gd", "ngd"):
+        opt = Optimizer(name=o.name, lr=o.lr, normalize=o.normalize, ridge=o.ridge, freeze=tuple(o.freeze))
+        return train(target, model, opt, o.steps, record_every=r.record_every, keep_path=r.keep_path,
+                     progress=progress, **common)
+    if o.name == "flow":
+        from .flow import gradient_flow
+
+        return gradient_flow(target, model, rtol=o.rtol, atol=o.atol, stop_saturation=o.stop_saturation,
+                             stop_radius=o.stop_radius, max_steps=o.max_steps, ridge=o.ridge, **common)
+    from .regpath import regularization_path
+
+    return regularization_path(target, model, o.radii, tol=o.tol, **common)
+
+
+def write_run(out: Path, cfg: TrainConfig, result: TrainResult, extra: dict | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(dump_config(cfg))
+    result.table().to_parquet(out / "metrics.parquet", index=False)
+    arrays: dict[str, np.ndarray] = {
+        ("p" if result.model.parameterization == "prompt" else "W"): result.W,
+        "selection": result.selection[:, -1],
+        "steps": result.steps,
+    }
+    for name, val in result.params.items():
+        arrays.setdefault(name, val)
+    for key in ("radii", "W_path"):
+        if key in result.info:
+            arrays[key] = np.asarray(result.info[key])
+    if result.path is not None and "W_path" not in arrays:
+        arrays["W_path"] = result.path
+    np.savez(out / "final.npz", **arrays)
+    (out / "summary.md").write_text(summary_markdown(result, extra))
+
+
+def summary_rows(result: TrainResult) -> list[tuple[str, str]]:
+    """(quantity, value over trials) for the end of the run."""
+    m = result.metrics
+
+    def stat(x: np.ndarray) -> str:
+        x = np.asarray(x, dtype=float)
+        if x.size == 1:
+            return f"{x[0]:.6g}"
+        return f"{np.nanmean(x):.6g} ± {np.nanstd(x):.2g} (min {np.nanmin(x):.6g}, max {np.nanmax(x):.6g})"
+
+    sel_opt = np.mean(np.all(result.selection[:, -1] == result.alpha, axis=1))
+    rows = [
+        ("trials", str(result.trials)),
+        ("final step / record", str(result.steps[-1])),
+        ("loss", stat(m["loss"][:, -1])),
+        ("L − L*", stat(m["excess_loss"][:, -1])),
+        ("‖θ‖", stat(m["theta_norm"][:, -1])),
+        ("‖W‖_F", stat(m["W_fro"][:, -1])),
+        ("min_i max_t softmax", stat(m["max_softmax_min"][:, -1])),
+        ("fraction of trials selecting opt", f"{sel_opt:.3f}"),
+        ("normalized margin at opt", stat(m["margin"][:, -1])),
+    ]
+    for name, c in result.correlations.items():
+        rows.append((f"corr(W, {name} SVM at opt)", stat(c[:, -1])))
+    frozen = np.sum(np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
+    rows.append(("frozen trials (zero gradient, attention not one-hot)", str(int(frozen))))
+    rows.append(("compile / run seconds", f"{result.compile_seconds:.2f} / {result.run_seconds:.2f}"))
+    return rows
+
+
+def summary_markdown(result: TrainResult, extra: dict | None = None) -> str:
+    lines = ["# attnsvm train: summary", "", "| quantity | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary_rows(result)]
+    if extra:
+        lines += ["", "```json", json.dumps(extra, indent=2, default=str), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = False,
+                      base_dir: Path | None = None) -> TrainResult:
+    """Build problems, model and references from ``cfg``, run the engine, write the run directory."""
+    try:
+        problems = build_problems(cfg, base_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"problem: {exc}") from None
+    model = build_model(cfg)
+    if model.parameterization != "prompt" and problems[0].kind == "prompt":
+        raise ConfigError(f"model.parameterization: {model.parameterization!r} needs queries, but the problem "
+                          "has none (give Z or query_index in the problem, or use parameterization = 'prompt')")
+    refs, status = reference_solutions(problems, list(cfg.run.references), cfg.run.trials) \
+        if cfg.run.references else ({}, {})
+    result = run_engine(cfg, problems, model, refs, progress)
+    extra = {f"reference status ({k})": {s: v.count(s) for s in set(v)} for k, v in status.items()}
+    write_run(Path(out), cfg, result, extra or None)
+    return result
