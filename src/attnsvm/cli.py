@@ -51,5 +51,10 @@ def train(
     console.print(table)
 
 
+from . import cli_geometry  # noqa: E402  (registers `solve` and `tokens`)
+
+cli_geometry.register(app)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()

@@ -181,6 +181,19 @@ def _record0(params, data, alpha, refs, *, model, batch_data, keep_path):
     return jax.vmap(one, in_axes=(0, 0 if batch_data else None, 0, 0))(params, data, alpha, refs)
 
 
+_COMPILED: dict = {}
+
+
+def _compiled_segment(params, data, alpha, refs, kw: dict):
+    """The compiled program for these static settings and argument shapes, compiled once per process
+    (a sweep that calls :func:`train` chunk after chunk pays the compile time once)."""
+    spec = jax.tree.map(lambda x: (x.shape, str(x.dtype)), (params, data, alpha, refs))
+    key = (tuple(sorted(kw.items())), str(spec))
+    if key not in _COMPILED:
+        _COMPILED[key] = _run_segment.lower(params, data, alpha, refs, **kw).compile()
+    return _COMPILED[key]
+
+
 # ---- public API ---------------------------------------------------------------------------------------------
 
 
@@ -376,7 +389,7 @@ def train(
                       batch_data=batch_data, use_map=use_map, keep_path=keep_path)
             if done == 0:
                 tc = time.perf_counter()
-                compiled = _run_segment.lower(jparams, data, jalpha, jrefs, **kw).compile()
+                compiled = _compiled_segment(jparams, data, jalpha, jrefs, kw)
                 compile_s = time.perf_counter() - tc
             tr = time.perf_counter()
             jparams, rec = compiled(jparams, data, jalpha, jrefs)
