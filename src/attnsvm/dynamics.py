@@ -241,15 +241,21 @@ class TrainResult:
 
 def init_params(model: Model, problem: AttentionProblem, trials: int, scheme: str = "zero",
                 scale: float | Mapping[str, float] = 0.01, seed: int = 0,
-                given: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                given: Mapping[str, np.ndarray] | None = None,
+                trial_ids: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """Initial parameters (B, ...) for ``trials`` trials.
 
     scheme ``zero``: all zeros; ``gaussian``: scale·N(0, I) per block, seeded per trial (``scale`` may be a
     mapping block → scale, e.g. P3's K₀ = 0.1·N, Q₀ = 0); ``given``: arrays from ``given`` (one per block,
     shared by all trials or with a leading trials axis). A trained head starts at the problem's v unless given.
+    ``trial_ids``: draw trial j's Gaussian init from its own stream (seed, j), so that a trial's start does
+    not depend on which other trials share the call (resumable sweeps run trials in chunks).
     """
     shapes = model.param_shapes(problem.d, problem.keys.shape[1])
     rng = np.random.default_rng(seed)
+    if trial_ids is not None and len(trial_ids) != trials:
+        raise ValueError(f"trial_ids: expected {trials} ids, got {len(trial_ids)}")
+    rngs = [np.random.default_rng([seed, int(j)]) for j in trial_ids] if trial_ids is not None else None
     out: dict[str, np.ndarray] = {}
     for b, shp in shapes.items():
         if given is not None and b in given:
@@ -265,7 +271,10 @@ def init_params(model: Model, problem: AttentionProblem, trials: int, scheme: st
             out[b] = np.zeros((trials,) + shp)
         elif scheme == "gaussian":
             sc = scale.get(b, 0.0) if isinstance(scale, Mapping) else float(scale)
-            out[b] = sc * rng.standard_normal((trials,) + shp)
+            if rngs is None:
+                out[b] = sc * rng.standard_normal((trials,) + shp)
+            else:
+                out[b] = sc * np.stack([r.standard_normal(shp) for r in rngs])
         elif scheme == "given":
             raise ValueError(f"init: scheme 'given' but no array for block {b!r}")
         else:
@@ -310,6 +319,7 @@ def train(
     init_scheme: str = "zero",
     init_scale: float | Mapping[str, float] = 0.01,
     seed: int = 0,
+    trial_ids: Sequence[int] | None = None,
     alpha: np.ndarray | None = None,
     references: Mapping[str, np.ndarray] | None = None,
     head_V: np.ndarray | None = None,
@@ -321,7 +331,7 @@ def train(
     """Train ``trials`` independent runs with GD / normalized GD and record every ``record_every`` steps.
 
     problems: one problem shared by all trials, or a sequence (one per trial, all of one shape).
-    init / init_scheme / init_scale / seed: see :func:`init_params`.
+    init / init_scheme / init_scale / seed / trial_ids: see :func:`init_params`.
     alpha: the reference selection for "mass on α" and the margin (n,) or (B, n); default opt.
     references: name → reference attention weights (same shape as W, or with a leading trials axis): the
         run records corr(W, W_ref) for each.
@@ -349,7 +359,7 @@ def train(
         raise ValueError(f"freeze: unknown block(s) {sorted(unknown)}; blocks are {model.blocks}")
     datas = [model_data(p, model, V=head_V, a=head_a) for p in plist]
     data = stack_data(datas) if batch_data else datas[0]
-    params = init_params(model, p0, B, init_scheme, init_scale, seed, init)
+    params = init_params(model, p0, B, init_scheme, init_scale, seed, init, trial_ids)
     if alpha is None:
         alpha_arr = np.stack([p.optimal_tokens().opt for p in plist]) if batch_data else \
             np.broadcast_to(p0.optimal_tokens().opt, (B, p0.n))
