@@ -1,0 +1,78 @@
+"""Reports: the claims of each reproduced experiment as Markdown tables (report.md) and rich tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .experiments.base import Claim
+
+
+@dataclass
+class ExperimentReport:
+    id: str
+    title: str
+    paper: str
+    claims: list[Claim]
+    seconds: float
+    figures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    config: str = ""
+    computed_chunks: int = 0
+    loaded_chunks: int = 0
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def claims_table(claims: Sequence[Claim], with_id: str | None = None) -> list[str]:
+    head = "| " + ("experiment | " if with_id else "") + "claim | paper | measured | verdict | note |"
+    lines = [head, "|" + "---|" * (6 if with_id else 5)]
+    for c in claims:
+        row = [c.claim, c.paper, c.measured, f"**{c.verdict}**", c.note]
+        if with_id:
+            row.insert(0, with_id)
+        lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    return lines
+
+
+def experiment_markdown(rep: ExperimentReport, figure_dir: str = "figures") -> str:
+    lines = [f"# {rep.id}: {rep.title}", "", f"Paper: {rep.paper}. Wall time: {rep.seconds:.1f} s "
+             f"({rep.computed_chunks} trial chunks computed, {rep.loaded_chunks} loaded from a previous run).", ""]
+    lines += claims_table(rep.claims)
+    if rep.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in rep.notes]
+    if rep.figures:
+        lines += ["", "## Figures", ""] + [f"![{f}]({figure_dir}/{f}.png)" for f in rep.figures]
+    if rep.config:
+        lines += ["", "## Config", "", "```toml", rep.config.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(reports: Sequence[ExperimentReport]) -> str:
+    total = sum(r.seconds for r in reports)
+    lines = ["# attnsvm reproduce: all experiments", "",
+             f"Total wall time {total:.1f} s. Each experiment's directory has its own report.md, figures, "
+             "tables and arrays.", "", "| experiment | title | time (s) | reproduced | differs | corrected | new |",
+             "|---|---|---|---|---|---|---|"]
+    for r in reports:
+        counts = {v: sum(c.verdict == v for c in r.claims) for v in ("reproduced", "differs", "corrected", "new")}
+        lines.append(f"| [{r.id}]({r.id}/report.md) | {_cell(r.title)} | {r.seconds:.1f} | {counts['reproduced']} "
+                     f"| {counts['differs']} | {counts['corrected']} | {counts['new']} |")
+    lines += ["", "## Every claim", ""]
+    for r in reports:
+        lines += claims_table(r.claims, with_id=r.id)[2 if r is not reports[0] else 0:]
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(rep: ExperimentReport):
+    from rich.table import Table
+
+    t = Table(title=f"{rep.id} — {rep.title} ({rep.seconds:.1f} s)", show_lines=False)
+    for col in ("claim", "paper", "measured", "verdict"):
+        t.add_column(col, overflow="fold")
+    colors = {"reproduced": "green", "differs": "red", "corrected": "yellow", "new": "cyan"}
+    for c in rep.claims:
+        t.add_row(c.claim, c.paper, c.measured, f"[{colors[c.verdict]}]{c.verdict}[/]")
+    return t
