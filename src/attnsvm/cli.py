@@ -51,6 +51,70 @@ def train(
     console.print(table)
 
 
+@app.command("list")
+def list_experiments() -> None:
+    """The reproducible experiments of the papers, one line each."""
+    from .experiments import all_experiments
+
+    table = Table(title="attnsvm reproduce ID")
+    for col in ("id", "paper", "what"):
+        table.add_column(col)
+    for exp in all_experiments():
+        table.add_row(exp.id, exp.paper, exp.title)
+    console.print(table)
+
+
+@app.command()
+def reproduce(
+    exp_id: str = typer.Argument(None, metavar="ID", help="Experiment id (see `attnsvm list`)."),
+    all_: bool = typer.Option(False, "--all", help="Run every experiment."),
+    config: Path = typer.Option(None, "--config", help="TOML file overriding the paper's settings."),
+    trials: int = typer.Option(None, "--trials", min=1, help="Number of trials (where the experiment has them)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Number of steps (where the experiment has them)."),
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", "-o", help="Run directory (one folder per id)."),
+    quick: bool = typer.Option(False, "--quick", help="Small settings: every experiment in seconds."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Reproduce an experiment of the papers (or --all): figures, tables, arrays and report.md in --out.
+
+    Finished trials are kept on disk: rerunning into the same --out resumes an interrupted run.
+    """
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .experiments import all_experiments, get
+    from .experiments.runner import run_experiment
+    from .report import rich_table, summary_markdown
+
+    if all_ == (exp_id is not None):
+        fail("give one experiment ID or --all (see `attnsvm list`)")
+    try:
+        exps = all_experiments() if all_ else [get(exp_id)]
+    except ValueError as exc:
+        fail(str(exc))
+    if all_ and config is not None:
+        fail("--config applies to one experiment; run `attnsvm reproduce ID --config FILE`")
+    reports = []
+    t0 = time.perf_counter()
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err_console, disable=not progress)
+    with bar:
+        for exp in exps:
+            target = out / exp.id if (all_ or out == Path("runs/reproduce")) else out
+            try:
+                rep = run_experiment(exp.id, target, config_file=config, trials=trials, steps=steps,
+                                     quick=quick, progress=bar)
+            except ValueError as exc:
+                fail(f"{exp.id}: {exc}")
+            reports.append(rep)
+            console.print(rich_table(rep))
+            console.print(f"→ {target / 'report.md'}")
+    if all_:
+        (out / "report.md").write_text(summary_markdown(reports))
+        console.print(f"all experiments: {time.perf_counter() - t0:.1f} s → {out / 'report.md'}")
+
+
 from . import cli_geometry  # noqa: E402  (registers `solve` and `tokens`)
 
 cli_geometry.register(app)
