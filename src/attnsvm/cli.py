@@ -40,13 +40,13 @@ def train(
         fail(f"{config}: {exc}")
     out = out or Path("runs") / config.stem
     try:
-        result = train_from_config(cfg, out, progress=progress, base_dir=config.parent)
+        result, verdict = train_from_config(cfg, out, progress=progress, base_dir=config.parent)
     except ConfigError as exc:
         fail(f"{config}: {exc}")
     table = Table(title=f"attnsvm train {config.name} → {out}")
     table.add_column("quantity")
     table.add_column("value")
-    for k, v in summary_rows(result):
+    for k, v in summary_rows(result, verdict):
         table.add_row(k, v)
     console.print(table)
 

@@ -18,7 +18,8 @@ A config has five sections::
     [run]        trials = 100                     # with a generator, trial j uses data seed + j
                  seed = 0                         # initialization seed
                  record_every = 10
-                 references = ["fro", "nuclear"]  # Att-SVMs to compare the direction with
+                 references = ["fro", "nuclear"]  # Att-SVMs at opt to correlate with at every record
+                 verdict = true                   # compare the end of the run with the theory (SPEC §5)
 
 Unknown keys are errors (a typo must not silently fall back to a default), and every error names its key.
 """
@@ -135,6 +136,7 @@ class RunConfig(_Section):
     record_every: int = Field(default=10, ge=1)
     references: list[Literal["l2", "fro", "nuclear", "l1"]] = Field(default_factory=list)
     keep_path: bool = False
+    verdict: bool = True
 
 
 class TrainConfig(_Section):

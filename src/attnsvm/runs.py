@@ -8,6 +8,9 @@ problem → model → engine → records → files. The run directory holds
 * ``final.npz``       ``W`` (trials × d × d; the prompt model writes ``p``, trials × d), every trained block
                       by name (``K``, ``Q``, ``k``, ``q``, ``v``), ``selection`` (trials × n, argmax attention),
                       and ``steps``; the path engine adds ``radii`` and ``W_path``;
+* ``verdict.parquet`` one row per trial: selection reached (global / certified local optimum), correlation
+                      with each Att-SVM at that selection, margin, whether the run was long enough
+                      (``attnsvm.metrics.verdicts``);
 * ``summary.md``      the final numbers, averaged over trials.
 """
 
@@ -97,7 +100,8 @@ def run_engine(cfg: TrainConfig, problems: list[AttentionProblem], model: Model,
     return regularization_path(target, model, o.radii, tol=o.tol, **common)
 
 
-def write_run(out: Path, cfg: TrainConfig, result: TrainResult, extra: dict | None = None) -> None:
+def write_run(out: Path, cfg: TrainConfig, result: TrainResult, extra: dict | None = None,
+              verdict=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_config(cfg))
     result.table().to_parquet(out / "metrics.parquet", index=False)
@@ -114,10 +118,12 @@ def write_run(out: Path, cfg: TrainConfig, result: TrainResult, extra: dict | No
     if result.path is not None and "W_path" not in arrays:
         arrays["W_path"] = result.path
     np.savez(out / "final.npz", **arrays)
-    (out / "summary.md").write_text(summary_markdown(result, extra))
+    if verdict is not None:
+        verdict.to_parquet(out / "verdict.parquet", index=False)
+    (out / "summary.md").write_text(summary_markdown(result, extra, verdict))
 
 
-def summary_rows(result: TrainResult) -> list[tuple[str, str]]:
+def summary_rows(result: TrainResult, verdict=None) -> list[tuple[str, str]]:
     """(quantity, value over trials) for the end of the run."""
     m = result.metrics
 
@@ -144,20 +150,26 @@ def summary_rows(result: TrainResult) -> list[tuple[str, str]]:
     frozen = np.sum(np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
     rows.append(("frozen trials (zero gradient, attention not one-hot)", str(int(frozen))))
     rows.append(("compile / run seconds", f"{result.compile_seconds:.2f} / {result.run_seconds:.2f}"))
+    if verdict is not None:
+        from .metrics import verdict_summary
+
+        rows += [(f"verdict: {k}", v) for k, v in verdict_summary(verdict)]
     return rows
 
 
-def summary_markdown(result: TrainResult, extra: dict | None = None) -> str:
+def summary_markdown(result: TrainResult, extra: dict | None = None, verdict=None) -> str:
     lines = ["# attnsvm train: summary", "", "| quantity | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary_rows(result)]
+    lines += [f"| {k} | {v} |" for k, v in summary_rows(result, verdict)]
     if extra:
         lines += ["", "```json", json.dumps(extra, indent=2, default=str), "```"]
     return "\n".join(lines) + "\n"
 
 
 def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = False,
-                      base_dir: Path | None = None) -> TrainResult:
-    """Build problems, model and references from ``cfg``, run the engine, write the run directory."""
+                      base_dir: Path | None = None):
+    """Build problems, model and references from ``cfg``, run the engine, write the run directory.
+
+    Returns (TrainResult, verdict DataFrame or None)."""
     try:
         problems = build_problems(cfg, base_dir)
     except (ValueError, FileNotFoundError) as exc:
@@ -170,5 +182,10 @@ def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = F
         if cfg.run.references else ({}, {})
     result = run_engine(cfg, problems, model, refs, progress)
     extra = {f"reference status ({k})": {s: v.count(s) for s in set(v)} for k, v in status.items()}
-    write_run(Path(out), cfg, result, extra or None)
-    return result
+    verdict = None
+    if cfg.run.verdict and model.head == "linear":
+        from .metrics import verdicts
+
+        verdict = verdicts(problems, result)
+    write_run(Path(out), cfg, result, extra or None, verdict)
+    return result, verdict
