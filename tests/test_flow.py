@@ -1,0 +1,123 @@
+"""Gradient flow engine (flow.py): agreement with GD as η → 0, with itself at tighter tolerance, the
+conservation laws of SPEC §4, the stop events, and the P3-local radius stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import attnsvm  # noqa: F401  (float64)
+from attnsvm.dynamics import Optimizer, train
+from attnsvm.flow import Flow, conservation_drift, gradient_flow
+from attnsvm.models import Model
+from attnsvm.problem import unit_gaussian
+
+SMALL = unit_gaussian(n=3, T=4, d=4, seed=1)
+W0 = {"W": 0.3 * np.random.default_rng(0).standard_normal((4, 4))}
+T_END = 2.0
+
+
+@pytest.fixture(scope="module")
+def flow_ref():
+    """The combined-W flow to physical time t = 2 at tight tolerance."""
+    return gradient_flow(SMALL, Model("combined"), t_max=T_END, stop_saturation=None, rtol=1e-12, atol=1e-14,
+                         init=W0, n_records=5)
+
+
+def test_flow_stops_at_t_max(flow_ref):
+    assert flow_ref.info["stop_reason"].tolist() == ["time"]
+    assert flow_ref.metrics["t"][0, -1] == pytest.approx(T_END, rel=1e-9)
+    assert flow_ref.metrics["t"][0, 0] == 0.0
+    # physical time increases along the records
+    assert np.all(np.diff(flow_ref.metrics["t"][0]) > 0)
+
+
+def test_gd_approaches_flow_linearly_in_eta(flow_ref):
+    """Euler's global error is first order: the GD-flow distance at t = 2 halves when η halves."""
+    Wf = flow_ref.W[0]
+    errs = []
+    for eta in (0.1, 0.05, 0.025):
+        steps = int(round(T_END / eta))
+        gd = train(SMALL, Model("combined"), Optimizer("gd", lr=eta), steps=steps, record_every=steps, init=W0)
+        errs.append(np.linalg.norm(gd.W[0] - Wf) / np.linalg.norm(Wf))
+    errs = np.array(errs)
+    ratios = errs[:-1] / errs[1:]
+    assert np.all(np.abs(ratios - 2.0) < 0.1), (errs, ratios)
+    assert errs[-1] < 1e-4
+
+
+def test_flow_agrees_with_itself_at_tighter_tolerance(flow_ref):
+    loose = gradient_flow(SMALL, Model("combined"), t_max=T_END, stop_saturation=None, rtol=1e-6, atol=1e-8,
+                          init=W0, n_records=5)
+    diff = np.linalg.norm(loose.W[0] - flow_ref.W[0]) / np.linalg.norm(flow_ref.W[0])
+    assert diff < 1e-5
+    # the built-in estimates (against tolerances / 100): the path itself is accurate at equal arc length, and
+    # the error at a fixed physical time comes from the error of t, which the time estimate sees
+    assert loose.metrics["error_estimate"][0, -1] < diff
+    tau_err = loose.metrics["time_error_estimate"][0, -1]
+    assert 0.1 * diff < tau_err < 10 * diff, (diff, tau_err)
+    assert flow_ref.metrics["error_estimate"][0, -1] < 1e-12
+
+
+@pytest.mark.parametrize("parameterization", ["factored", "diagonal"])
+def test_conservation_and_saturation_stop(parameterization):
+    """KᵀK − QᵀQ (k² − q²) is constant along the flow to 1e−8 relative, up to saturation E ≤ 1e−8."""
+    model = Model(parameterization, loss="exponential", reduction="sum")
+    res = gradient_flow(SMALL, model, trials=3, stop_saturation=1e-8, rtol=1e-10, atol=1e-12, init_scale=0.1,
+                        n_records=8)
+    assert res.info["stop_reason"].tolist() == ["saturation"] * 3
+    drift = res.metrics["conservation_drift"]
+    assert drift.shape == (3, 8)
+    assert np.max(drift) < 1e-8
+    # the event locates the stop: E at the last record is the threshold
+    np.testing.assert_allclose(res.metrics["log_saturation"][:, -1], np.log(1e-8), atol=1e-6)
+    assert np.all(res.metrics["log_saturation"][:, :-1] > np.log(1e-8))
+    # attention saturated, and the norm grew far beyond the start
+    assert np.all(res.metrics["max_softmax_min"][:, -1] > 1 - 1e-6)
+    assert np.all(res.metrics["W_fro"][:, -1] > 10)
+    assert np.all(np.diff(res.metrics["solver_steps"], axis=1) >= 0)
+    assert np.all(res.metrics["solver_steps"][:, -1] == res.info["accepted_steps"])
+
+
+def test_conservation_drift_detects_a_violation():
+    model = Model("diagonal")
+    p0 = {"k": np.array([1.0, 2.0]), "q": np.array([0.5, 1.0])}
+    assert conservation_drift(model, p0, p0) == 0.0
+    moved = {"k": np.array([1.0, 2.0]), "q": np.array([0.6, 1.0])}  # k₀² − q₀² changed by 0.11
+    assert conservation_drift(model, moved, p0) == pytest.approx(0.11 / (np.sqrt(17) + np.sqrt(0.36**2 + 1)))
+    with pytest.raises(ValueError, match="parameterization"):
+        conservation_drift(Model("combined"), {"W": np.eye(2)}, {"W": np.eye(2)})
+
+
+def test_radius_stop_on_p3_local_size():
+    """n=6, T=8, d=10, 100 trials to ‖W‖_F = 100 (benchmarks/flow.py times it): every trial stops on the
+    radius, exactly there, with attention saturated."""
+    probs = [unit_gaussian(n=6, T=8, d=10, seed=s) for s in range(100)]
+    res = gradient_flow(probs, Model("combined"), stop_radius=100.0, stop_saturation=None, rtol=1e-6,
+                        atol=1e-8, init_scheme="zero", n_records=3, error_estimate=False)
+    assert set(res.info["stop_reason"]) == {"radius"}
+    np.testing.assert_allclose(res.metrics["W_fro"][:, -1], 100.0, rtol=1e-9)
+    assert np.median(res.metrics["max_softmax_min"][:, -1]) > 0.999
+    assert res.info["accepted_steps"].max() < 1000
+
+
+@pytest.mark.slow  # max_steps sizes the solver's buffers, so this compiles a program of its own
+def test_step_budget_is_reported():
+    res = gradient_flow(SMALL, Model("combined"), t_max=T_END, stop_saturation=None, rtol=1e-12, atol=1e-14,
+                        init=W0, n_records=5, max_steps=3, error_estimate=False)
+    assert res.info["stop_reason"].tolist() == ["max_steps"]
+
+
+def test_validation_errors():
+    with pytest.raises(ValueError, match="init: the gradient is exactly zero"):
+        gradient_flow(SMALL, Model("diagonal"), init_scheme="zero")
+    with pytest.raises(ValueError, match="no stop condition"):
+        gradient_flow(SMALL, Model("combined"), stop_saturation=None)
+    with pytest.raises(ValueError, match="stop_radius"):
+        gradient_flow(SMALL, Model("combined"), stop_radius=0.1, init={"W": np.eye(4)})
+    with pytest.raises(ValueError, match="rtol"):
+        Flow(rtol=0.0)
+    with pytest.raises(ValueError, match="n_records"):
+        gradient_flow(SMALL, Model("combined"), n_records=1)
+    with pytest.raises(ValueError, match="freeze"):
+        gradient_flow(SMALL, Model("factored"), freeze=("K", "Q"))
