@@ -396,3 +396,18 @@ def test_correlation():
     assert correlation(A, -A) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="shape"):
         correlation(A, A.T)
+
+
+def test_batch_accepts_stacked_arrays():
+    problems = [unit_gaussian(3, 4, 5, seed=s) for s in range(4)]
+    sel = np.stack([p.optimal_tokens().opt for p in problems])
+    X = np.stack([p.X for p in problems])
+    Z = np.stack([p.Z for p in problems])
+    a = solve_svm_batch((X, Z), sel, "fro")
+    b = solve_svm_batch(problems, "opt", "fro")
+    np.testing.assert_allclose(a.solution, b.solution, atol=1e-13)
+    with pytest.raises(ValueError, match="selections"):
+        solve_svm_batch((X, Z), "opt", "fro")
+    prompt = solve_svm_batch((X, None), sel, "l2")
+    r = solve_svm(AttentionProblem(X=X[1], Y=problems[1].Y, v=problems[1].v), sel[1], "l2")
+    np.testing.assert_allclose(prompt.solution[1], r.solution, atol=1e-12)

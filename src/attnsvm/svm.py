@@ -524,9 +524,14 @@ def _result(cons: Constraints, status: str, theta: np.ndarray, lam: np.ndarray, 
         if alone:
             # a certificate supported on one sample names the culprit directly
             farkas = alone[0][1]
+            def tokens_of(lam_i: np.ndarray) -> str:
+                return ",".join(str(int(t)) for t in cons.index[lam_i > 0, 1])
+
             message = (message + "; " if message else "") + \
-                "infeasible by itself: sample(s) " + ", ".join(str(i) for i, _ in alone) + \
-                " (e.g. a token identical to the selected one, or differences with 0 in their convex hull)"
+                "infeasible by itself: sample(s) " + \
+                ", ".join(f"{i} (tokens {tokens_of(lam_i)} vs selected {int(cons.selection[i])})"
+                          for i, lam_i in alone) + \
+                " — e.g. a token identical to the selected one, or differences with 0 in their convex hull"
         if farkas is None:
             farkas = _farkas_lp(cons.rows, cons.rhs)
         tiny = 1e-12 * max(float(farkas.max()), 1e-300) if farkas is not None else 0.0
@@ -702,15 +707,25 @@ def solve_fro_stacked(X: np.ndarray, Z: np.ndarray | None, selections: np.ndarra
         farkas=farkas.reshape(B, n, T))
 
 
-def solve_svm_batch(problems: Sequence[AttentionProblem], selections="opt", norm: Norm = "fro",
-                    margins=None, tol: float = SUPPORT_TOL) -> SVMBatch:
+def solve_svm_batch(problems: Sequence[AttentionProblem] | tuple[np.ndarray, np.ndarray | None],
+                    selections="opt", norm: Norm = "fro", margins=None, tol: float = SUPPORT_TOL) -> SVMBatch:
     """Exact Frobenius (or ℓ2) Att-SVM for many problems of one shape (see :func:`solve_fro_stacked`).
 
-    selections: "opt" or (B, n) token indices; margins: None or (B, n).
+    problems: a sequence of :class:`AttentionProblem`, or stacked arrays ``(X, Z)`` with X (B, n, T, d)
+    and Z (B, n, d) queries (Z = None: ℓ2 with the tokens X as constraint vectors; then ``selections``
+    must be a (B, n) array). selections: "opt" or (B, n) token indices; margins: None or (B, n).
     """
     if norm not in ("fro", "l2"):
         raise ValueError(f"norm: the batched solver is exact for 'fro' and 'l2' only, got {norm!r}; "
                          "call solve_svm per problem for 'nuclear' and 'l1'")
+    if isinstance(problems, tuple) and len(problems) == 2 and isinstance(problems[0], np.ndarray):
+        if isinstance(selections, str):
+            raise ValueError("selections: stacked arrays carry no labels or head, so 'opt' is undefined; "
+                             "give a (B, n) array of token indices")
+        X, Z = problems
+        if (Z is None) != (norm == "l2"):
+            raise ValueError("norm: stacked (X, Z) with Z given is the 'fro' problem, Z = None the 'l2' one")
+        return solve_fro_stacked(X, Z, np.asarray(selections), margins, None, tol)
     problems = list(problems)
     if not problems:
         raise ValueError("problems: empty sequence")
