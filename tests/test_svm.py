@@ -411,3 +411,19 @@ def test_batch_accepts_stacked_arrays():
     prompt = solve_svm_batch((X, None), sel, "l2")
     r = solve_svm(AttentionProblem(X=X[1], Y=problems[1].Y, v=problems[1].v), sel[1], "l2")
     np.testing.assert_allclose(prompt.solution[1], r.solution, atol=1e-12)
+
+
+def test_optimal_is_claimed_only_with_a_certificate(monkeypatch):
+    """A solver answer that fails its own certificate is reported as inaccurate, not optimal."""
+    import attnsvm.svm as svm_mod
+
+    real = svm_mod.nnls
+
+    def sloppy(E, e, maxiter=None):
+        u, res = real(E, e, maxiter=maxiter)
+        return 0.9 * u, res  # 10% off: violates the margins
+
+    monkeypatch.setattr(svm_mod, "nnls", sloppy)
+    r = solve_svm(unit_gaussian(4, 5, 6, seed=0), "opt", "fro")
+    assert r.status == "inaccurate"
+    assert r.certificate.primal > 1e-3 and "certificate above" in r.message

@@ -54,6 +54,11 @@ SUPPORT_TOL = 1e-6
 #: and a Farkas certificate is sought by LP to decide.
 _INFEASIBLE_DEN = 1e-12
 
+#: A result is reported "optimal" only when primal infeasibility, dual residual and |gap| (the last two
+#: relative to max(1, ‖θ‖)) are below these; otherwise "inaccurate" with the numbers in the message.
+CERT_TOL_EXACT = 1e-8
+CERT_TOL_SCS = 1e-6
+
 #: SCS tolerances for the nuclear-norm SDP (direction right to ~1e−7 on the test families).
 SCS_EPS = 1e-9
 SCS_MAX_ITERS = 200_000
@@ -557,8 +562,17 @@ def _result(cons: Constraints, status: str, theta: np.ndarray, lam: np.ndarray, 
     active = cons.scatter(active_k, False).astype(bool)
     support = tuple(tuple(int(t) for t in np.flatnonzero(active[i])) for i in range(n))
     sol = cons.vector_to_solution(theta)
+    cert = _certificate(cons, theta, lam)
+    # "optimal" is claimed only when the certificate confirms it: exact solvers to 1e-8, SCS to 1e-6.
+    limit = CERT_TOL_SCS if solver.startswith("scs") else CERT_TOL_EXACT
+    scale = max(1.0, cert.upper)
+    if status == "optimal" and not (cert.primal <= limit and cert.dual <= limit * scale
+                                    and abs(cert.gap) <= limit * scale):
+        status = "inaccurate"
+        message = (message + "; " if message else "") + \
+            f"certificate above {limit:g}: primal {cert.primal:.2e}, dual {cert.dual:.2e}, gap {cert.gap:.2e}"
     return SVMResult(status=status, norm=cons.norm, value=norm_value(sol, cons.norm), solution=sol,
-                     active=active, duals=cons.scatter(lam, 0.0), certificate=_certificate(cons, theta, lam),
+                     active=active, duals=cons.scatter(lam, 0.0), certificate=cert,
                      selection=cons.selection, margins=cons.margins, margin=cons.scatter(s),
                      constrained=cons.valid, solver=solver, message=message, support_tokens=support)
 
