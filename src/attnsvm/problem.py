@@ -351,16 +351,16 @@ def p1_loss(C: float = 1.0) -> AttentionProblem:
 
 
 def p3_paths(seed: int = 0, n: int = 2, T: int = 3) -> AttentionProblem:
-    """P3's 2-D path figure: n=2, T=3, d=2, tokens 0.3·N(0, I) ± (1, 0), cross-attention queries
-    z_i = 0.3·N(0, I) + (0, 1), head v = (1, 0), labels Y = (+1, −1). Token 0 of each sequence is shifted
-    towards its label's side so that it is the optimal token."""
+    """P3's 2-D path figure (``visualization.ipynb`` of umich-sota/TF-as-SVM): n=2, T=3, d=2; the tokens of
+    sequence i are 0.3·N(0, I) + s_i·(1, 0) with s = (−1, +1, −1, …) (one cluster per sequence), the
+    cross-attention queries z_i and the head v are unit-norm Gaussian, and every label is Y_i = +1. The
+    optimal token of each sequence is the one with the largest vᵀx_it."""
     rng = np.random.default_rng(seed)
-    Y = np.array([1.0, -1.0] * (n // 2) + [1.0] * (n % 2))
-    sign = np.where(np.arange(T) == 0, 1.0, -1.0)[None, :] * Y[:, None]
+    v = _unit(rng, (2,))
     X = 0.3 * rng.standard_normal((n, T, 2))
-    X[:, :, 0] += sign
-    Z = 0.3 * rng.standard_normal((n, 2)) + np.array([0.0, 1.0])
-    return AttentionProblem(X=X, Y=Y, v=np.array([1.0, 0.0]), Z=Z)
+    X[:, :, 0] += np.where(np.arange(n) % 2 == 0, -1.0, 1.0)[:, None]
+    Z = _unit(rng, (n, 2))
+    return AttentionProblem(X=X, Y=np.ones(n), v=v, Z=Z)
 
 
 GENERATORS = {
