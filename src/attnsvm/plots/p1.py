@@ -17,6 +17,23 @@ import numpy as np
 from .common import COLORS, column_figure, hyperplane, ray
 
 
+def _cos(P: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    den = np.linalg.norm(P, axis=-1) * np.linalg.norm(ref)
+    return np.divide(P @ ref, den, out=np.zeros(P.shape[:-1]), where=den > 0)
+
+
+def _fit(ax, *points: np.ndarray, pad: float = 0.08) -> float:
+    """Axis limits to the bounding box of the given 2-D points and the origin (aspect free: a linear map of
+    the plane keeps rays rays and hyperplanes lines). Returns the half-width of a box that covers it."""
+    pts = np.concatenate([np.asarray(q, dtype=float)[..., :2].reshape(-1, 2) for q in points] + [np.zeros((1, 2))])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    span = np.maximum(hi - lo, 1e-9)
+    lo, hi = lo - pad * span, hi + pad * span
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    return float(np.abs(np.concatenate([lo, hi])).max()) * 1.5
+
+
 def _box(ax, r: float) -> None:
     ax.set_xlim(-r, r)
     ax.set_ylim(-r, r)
@@ -67,6 +84,10 @@ def plot_single(cfg: Any, problems: dict, refs: dict, arrays: dict):
                 continue
             ray(ax, ref["p"][:2], 2 * r, label=f"p^mm (token {t})", color="k" if t == opt else "crimson")
         _margin_lines(ax, keys, np.array([opt]), refs[case][opt]["p"], r)
+        for t, ref in refs[case].items():
+            if t != opt and ref["local"]:
+                _margin_lines(ax, keys, np.array([t]), ref["p"], r, color="crimson",
+                              label=f"margin lines (token {t})")
         _box(ax, r)
         ax.set_title(f"{case} case: paths of p (first {steps[k_plot]} steps)")
         ax.set_xlabel("p₁")
@@ -74,27 +95,24 @@ def plot_single(cfg: Any, problems: dict, refs: dict, arrays: dict):
         if ci == 0:
             ax.legend(loc="lower left", fontsize=5, ncol=2)
         ax = axes[1, ci]
-        local = [t for t, ref in refs[case].items() if ref["local"]]
-        for t in local:
-            c = arrays[f"cos_{case}_tok{t}"]
-            for j in range(c.shape[0]):
-                ax.plot(steps[1:], c[j, 1:], color=COLORS[j % 10], lw=0.9,
-                        ls="-" if t == opt else "-.", label=f"float64, token {t}" if j == 0 else None)
-            if f"path32_{case}" in arrays:
-                c32 = np.stack([np.asarray(arrays[f"path32_{case}"][j] @ refs[case][t]["p"]) /
-                                np.maximum(np.linalg.norm(arrays[f"path32_{case}"][j], axis=-1) *
-                                           np.linalg.norm(refs[case][t]["p"]), 1e-300)
-                                for j in range(c.shape[0])])
-                for j in range(c.shape[0]):
-                    ax.plot(steps[1:], c32[j, 1:], color=COLORS[j % 10], lw=0.6, ls=":",
-                            label=f"float32 (authors'), token {t}" if j == 0 else None)
+        P64 = arrays[f"path_{case}"]
+        P32 = arrays.get(f"path32_{case}")
+        cands = {t: ref["p"] for t, ref in refs[case].items() if ref["p"] is not None and ref["local"]}
+        for j in range(P64.shape[0]):
+            # the reference of each path: p^mm of the locally optimal token its float64 run ends at
+            t = max(cands, key=lambda u: float(_cos(P64[j, -1], cands[u])))
+            ax.plot(steps[1:], _cos(P64[j, 1:], cands[t]), color=COLORS[j % 10], lw=1.0,
+                    label="float64" if j == 0 else None)
+            if P32 is not None:
+                ax.plot(steps[1:], _cos(P32[j, 1:], cands[t]), ":", color=COLORS[j % 10], lw=0.9,
+                        label="float32 (authors' arithmetic)" if j == 0 else None)
         ax.axvline(cfg.plotted_step, color="0.6", lw=0.6)
         ax.set_xscale("log")
         ax.set_ylim(-0.3, 1.05)
         ax.set_xlabel("step")
         ax.set_ylabel("cos(p, p^mm_α)")
-        ax.set_title(f"{case}: direction over the horizon")
-        ax.legend(fontsize=5, loc="lower left")
+        ax.set_title(f"{case}: cos with p^mm of the path's final α")
+        ax.legend(fontsize=5, loc="best", framealpha=0.6)
     fig.tight_layout()
     return fig
 
@@ -109,20 +127,19 @@ def plot_multi(cfg: Any, problem, ref, arrays: dict):
     opt = problem.optimal_tokens().opt
     _tokens(ax, keys, opt)
     k_plot = min(len(steps) - 1, int(np.searchsorted(steps, cfg.plotted_step)))
-    r = 2.5
     for name, ls in (("ngd", "-"), ("gd", "--")):
         path = arrays[f"{name}_path"][:m]
         for j in range(m):
             ax.plot(path[j, : k_plot + 1, 0], path[j, : k_plot + 1, 1], ls, color=COLORS[j % 10], lw=0.9,
-                    label=(f"{name.upper()} p₀ = ({cfg.inits[j]:g}, 0)" if name == "ngd" else
-                           ("GD (dashed)" if j == 0 else None)))
+                    label=(f"{name.upper()} ({'solid' if name == 'ngd' else 'dashed'}; colour = p₀)"
+                           if j == 0 else None))
+    r = _fit(ax, arrays["ngd_path"][:m, : k_plot + 1], arrays["gd_path"][:m, : k_plot + 1], keys)
     ray(ax, ref.solution[:2], 2 * r, label="p^mm")
     _margin_lines(ax, keys, opt, ref.solution, r)
-    _box(ax, r)
     ax.set_xlabel("p₁")
     ax.set_ylabel("p₂")
-    ax.set_title("paths of p")
-    ax.legend(fontsize=5, loc="lower left", ncol=2)
+    ax.set_title(f"paths of p (first {steps[k_plot]} steps)")
+    ax.legend(fontsize=5, loc="upper left", bbox_to_anchor=(0.0, -0.25), ncol=2)
     for ax, key, ylab in ((axes[0, 1], "mass", "softmax of the optimal token"), (axes[0, 2], "norm", "‖p‖")):
         for name, lab in (("ngd", f"NGD η={cfg.lr_ngd:g}"), ("gd", f"GD η={cfg.lr_gd:g}")):
             y = arrays[f"{name}_{key}"]
@@ -135,7 +152,9 @@ def plot_multi(cfg: Any, problem, ref, arrays: dict):
         ax.legend(fontsize=6)
     axes[0, 1].set_xscale("log")
     axes[0, 1].set_title("attention on opt")
-    axes[0, 2].set_title("‖p‖: linear (NGD) vs log (GD)")
+    axes[0, 2].set_xscale("log")
+    axes[0, 2].set_yscale("log")
+    axes[0, 2].set_title("‖p‖ (log-log): NGD ∝ t, GD ∝ log t")
     fig.tight_layout()
     return fig
 
@@ -152,36 +171,39 @@ def plot_joint(cfg: Any, problems: dict, refs: dict, arrays: dict):
         ax = axes[ci, 0]
         _tokens(ax, keys, ref["alpha"])
         P = arrays[f"p_{case}"]
-        ax.plot(P[: k_plot + 1, 0], P[: k_plot + 1, 1], color="C0", label="p (float64)")
+        ax.plot(P[:, 0], P[:, 1], color="C0", label="p (float64)")
+        ax.plot(P[k_plot, 0], P[k_plot, 1], "o", color="C0", ms=3, label=f"step {k_plot}")
+        shown = [P, keys]
         if f"p32_{case}" in arrays:
             P32 = arrays[f"p32_{case}"]
-            ax.plot(P32[:, 0], P32[:, 1], ":", color="C1", lw=0.8, label=f"p (float32, {cfg.steps} steps)")
-        r = max(3.0, 1.1 * float(np.abs(P[: k_plot + 1]).max()))
+            ax.plot(P32[:, 0], P32[:, 1], "-", color="C1", lw=1.0, label="p (float32, authors' arithmetic)")
+            ax.plot(P32[k_plot, 0], P32[k_plot, 1], "o", color="C1", ms=3)
+            shown.append(P32)
+        r = _fit(ax, *shown)
         ray(ax, ref["p_mm"], 2 * r, label="p^mm", color="k")
         if not np.allclose(ref["p_mm"], ref["p_relax"]):
             ray(ax, ref["p_relax"], 2 * r, label="p^relax", color="crimson", style="-.")
         _margin_lines(ax, keys, ref["alpha"], ref["p_relax"], r, label="margin lines (p^relax)")
-        _box(ax, r)
         ax.set_xlabel("p₁")
         ax.set_ylabel("p₂")
-        ax.set_title(f"{case}: p (first {k_plot} steps)")
-        ax.legend(fontsize=5, loc="lower left")
+        ax.set_title(f"{case}: p over {cfg.steps} steps")
+        ax.legend(fontsize=5, loc="best", framealpha=0.6)
         ax = axes[ci, 1]
         sel = pr.X[np.arange(pr.n), ref["alpha"]]
         for y, mk in ((1.0, "+"), (-1.0, "_")):
             pts = sel[pr.Y == y]
             ax.scatter(pts[:, 0], pts[:, 1], marker=mk, s=50, c="k", zorder=3, label=f"r_i, Y = {y:+g}")
         V = arrays[f"v_{case}"]
-        ax.plot(V[: k_plot + 1, 0], V[: k_plot + 1, 1], color="C2", label="v (float64)")
-        rv = max(3.0, 1.1 * float(np.abs(V[: k_plot + 1]).max()))
+        ax.plot(V[:, 0], V[:, 1], color="C2", label="v (float64)")
+        ax.plot(V[k_plot, 0], V[k_plot, 1], "o", color="C2", ms=3, label=f"step {k_plot}")
+        rv = _fit(ax, V, sel)
         ray(ax, ref["v_mm"], 2 * rv, label="v^mm", color="k")
         for off in (1.0, -1.0):
             hyperplane(ax, ref["v_mm"], off, rv, label="vᵀr = ±1" if off > 0 else None)
-        _box(ax, rv)
         ax.set_xlabel("v₁")
         ax.set_ylabel("v₂")
         ax.set_title(f"{case}: v (support samples {list(ref['support'])})")
-        ax.legend(fontsize=5, loc="lower left")
+        ax.legend(fontsize=5, loc="best", framealpha=0.6)
     fig.tight_layout()
     return fig
 
@@ -190,7 +212,7 @@ def plot_loss(cfg: Any, arrays: dict):
     """P1 Fig. 5: paths of p for every C, one panel per loss, with the p^mm ray: parallel paths whose
     offset depends on ℓ and C."""
     losses = list(cfg.losses)
-    fig, axes = column_figure(ncols=len(losses), nrows=1, height=2.6)
+    fig, axes = column_figure(ncols=len(losses) + 1, nrows=1, height=2.6)
     steps = arrays["steps"]
     k_end = int(np.searchsorted(steps, cfg.steps))
     import matplotlib.pyplot as plt
@@ -208,5 +230,19 @@ def plot_loss(cfg: Any, arrays: dict):
         ax.set_ylabel("p₂")
         ax.set_title(f"ℓ = {'−x' if loss == 'correlation' else loss}: {cfg.steps} NGD steps")
         ax.legend(fontsize=5, ncol=2)
+    ax = axes[0, len(losses)]
+    for li, loss in enumerate(losses):
+        c = arrays[f"cos_{loss}"]
+        for j in range(len(cfg.Cs)):
+            ax.plot(steps[1:], np.maximum(1 - c[j, 1:], 1e-12), ["-", "--", ":"][li % 3],
+                    color=cmap(j / max(1, len(cfg.Cs) - 1)), lw=0.8,
+                    label=("ℓ = −x" if loss == "correlation" else f"ℓ = {loss}") if j == len(cfg.Cs) - 1 else None)
+    ax.axvline(cfg.steps, color="0.6", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("1 − cos(p, p^mm)")
+    ax.set_title(f"direction over {int(steps[-1])} steps")
+    ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
