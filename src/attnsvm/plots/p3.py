@@ -57,39 +57,37 @@ def rank_figure(table, published=None):
                     alpha=0.8)
             if "published_rank_nuc" in s:
                 ax.plot(s["d"], s["published_rank_nuc"], ":", color=c, linewidth=0.8)
+        ax.plot([], [], ":", color="0.3", linewidth=0.8, label="published-style nuclear")
         ax.set_xlabel("d")
         ax.set_ylabel("mean rank (certified solutions)")
         ax.set_title(f"({'a' if sweep == 'n' else 'b'}) {'T = 5, n varies' if sweep == 'n' else 'n = 5, T varies'}")
-        ax.legend(fontsize=5, ncol=2, loc="upper left")
+        ax.legend(fontsize=5, ncol=2, loc="best")
     fig.tight_layout()
     return fig
 
 
 def paths_figure(problem, paths: dict[str, np.ndarray], W_fro: np.ndarray, W_nuc: np.ndarray):
-    """P3 2-D path figure: W_t z_i along training (W and KQᵀ) with the rays of W^mm z_i and W^mm_★ z_i."""
-    fig, axes = column_figure(ncols=1, nrows=1, height=3.0)
-    ax = axes[0][0]
+    """P3 2-D path figure: W_t z_i along NGD (one panel per parameterization: W, and KQᵀ for (K, Q)) with the
+    rays of W^mm z_i (Frobenius, dashed) and W^mm_★ z_i (nuclear, dotted) for each query z_i."""
+    fig, axes = column_figure(ncols=len(paths), nrows=1, height=2.6)
     Z = problem.queries
-    length = 0.0
-    styles = {"W": ("-", COLORS[0]), "KQ": ("-", COLORS[3])}
-    for name, path in paths.items():
-        ls, c = styles.get(name, ("-", COLORS[2]))
+    titles = {"W": "(a) W", "KQ": r"(b) $(K,Q)$: $KQ^\top$"}
+    for ax, (name, path) in zip(axes[0], paths.items(), strict=True):
+        length = 0.0
         for i in range(Z.shape[0]):
             pts = path @ Z[i]  # (R, 2)
             length = max(length, float(np.max(np.linalg.norm(pts, axis=1))))
-            ax.plot(pts[:, 0], pts[:, 1], ls, color=c, alpha=0.9,
-                    label=(r"$W_t z_i$ (W)" if name == "W" else r"$K_tQ_t^\top z_i$ (K,Q)") if i == 0 else None)
-    for i in range(Z.shape[0]):
-        ray(ax, W_fro @ Z[i], length, label=r"$W^{mm} z_i$" if i == 0 else None, color=COLORS[0], style="--")
-        ray(ax, W_nuc @ Z[i], length, label=r"$W^{mm}_\star z_i$" if i == 0 else None, color=COLORS[3], style=":")
-    for i in range(problem.n):
-        for t in range(problem.T):
-            ax.scatter(*problem.X[i, t], s=12, marker="o" if i == 0 else "^",
-                       color="k" if t == problem.optimal_tokens().opt[i] else "0.6", zorder=3)
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel(r"coordinate 1")
-    ax.set_ylabel(r"coordinate 2")
-    ax.legend(loc="best")
+            ax.plot(pts[:, 0], pts[:, 1], "-", color=COLORS[2 + i], label=rf"$W_t z_{i + 1}$")
+            ax.plot(*pts[-1], "o", color=COLORS[2 + i], markersize=3)
+        for i in range(Z.shape[0]):
+            ray(ax, W_fro @ Z[i], length, label=r"$W^{mm} z_i$" if i == 0 else None, color=COLORS[0], style="--")
+            ray(ax, W_nuc @ Z[i], length, label=r"$W^{mm}_\star z_i$" if i == 0 else None, color=COLORS[3],
+                style=":")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("coordinate 1")
+        ax.set_ylabel("coordinate 2")
+        ax.set_title(titles.get(name, name))
+        ax.legend(loc="best", fontsize=6)
     fig.tight_layout()
     return fig
 
