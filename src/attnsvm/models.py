@@ -246,18 +246,32 @@ def _masked_lse(x: jax.Array, keep: jax.Array, axis: int) -> jax.Array:
 
 
 def log_pairwise(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """sign and log|·| of D_it = Σ_u s_iu (g_it − g_iu), for every token t (n, T).
+    """sign and log|·| of D_it = Σ_u s_iu (g_it − g_iu), for every token t (n, T); sign 0, log −inf if D = 0.
 
-    D = P − N with P = Σ_{g_u<g_t} s_u (g_t − g_u) and N = Σ_{g_u>g_t} s_u (g_u − g_t), each a log-sum-exp
-    of log s_u + log|g_t − g_u|; only their (exact) difference is formed.
+    D is summed term by term in the pairwise form (never as g_t − Σ_u s_u g_u, which cancels), with a
+    common scale removed: D_t = e^{c_t} Σ_u e^{log s_u − c_t} (g_t − g_u), c_t = max log s_u over the tokens
+    u with g_u ≠ g_t (the only ones that contribute). Every term is then ≤ max|g_t − g_u| and the largest
+    contributing s_u enters with weight 1, so the terms that underflow are below 1e−308 of the sum and the
+    sum keeps its relative accuracy at any saturation. c_t takes only two values per sequence: the largest
+    log s (token u*), or, for the tokens tied in g with u*, the largest log s outside that tie; so the
+    exponentials are two per token, not one per pair.
     """
-    diff = g[:, :, None] - g[:, None, :]  # (n, t, u)
-    valid = mask[:, :, None] & mask[:, None, :]
-    absdiff = jnp.where(valid & (diff != 0), jnp.abs(diff), 1.0)
-    terms = log_s[:, None, :] + jnp.log(absdiff)
-    lp = _masked_lse(terms, valid & (diff > 0), axis=2)
-    ln = _masked_lse(terms, valid & (diff < 0), axis=2)
-    return _log_signed_diff(lp, ln)
+    ls = jnp.where(mask, log_s, NEG_INF)
+    g = jnp.where(mask, g, 0.0)
+    top = jnp.argmax(ls, axis=1)[:, None]  # u*, the most attended token
+    same = g == jnp.take_along_axis(g, top, axis=1)  # tokens tied in g with u* (u* included)
+    ls2 = jnp.where(same, NEG_INF, ls)
+    m1 = jnp.take_along_axis(ls, top, axis=1)
+    m2 = jnp.max(ls2, axis=1, keepdims=True)
+    m1 = jnp.where(jnp.isfinite(m1), m1, 0.0)
+    m2 = jnp.where(jnp.isfinite(m2), m2, 0.0)
+    e1 = jnp.exp(ls - m1)  # ≤ 1, the scale of the rows t outside the tie with u*
+    e2 = jnp.exp(ls2 - m2)  # ≤ 1, the scale of the rows tied with u* (the tie itself contributes 0)
+    e = jnp.where(same[:, :, None], e2[:, None, :], e1[:, None, :])  # (n, t, u)
+    D = jnp.where(mask, jnp.sum(e * (g[:, :, None] - g[:, None, :]), axis=2), 0.0)
+    nz = D != 0
+    mag = jnp.where(nz, jnp.log(jnp.abs(jnp.where(nz, D, 1.0))) + jnp.where(same, m2, m1), NEG_INF)
+    return jnp.sign(D), mag
 
 
 def log_gap_to_top(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
