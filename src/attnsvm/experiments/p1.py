@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from ..dynamics import Optimizer, step, train
+from ..dynamics import Optimizer, step
 from ..models import Model, model_data, stack_data
 from ..problem import AttentionProblem, p1_joint, p1_loss, p1_multi, p1_single
 from ..svm import relaxed_margins_from_v, solve_svm, solve_v_svm
@@ -132,6 +132,37 @@ def _param_path(params, data, *, model, opt, steps):
     return jax.vmap(one)(params, data)
 
 
+def run_paths(problems: list[AttentionProblem], model: Model, opt: Optimizer, steps: int,
+              init: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Train one trial per problem (all of one shape) with the engine's update rule and return every
+    iterate of every block, (B, steps + 1, ...) with the start first.
+
+    The P1 problems are tiny, so the whole path is kept and the measures are computed from it (see
+    :func:`attention`); a bare scan over :func:`attnsvm.dynamics.step` compiles several times faster than
+    :func:`attnsvm.dynamics.train` with its per-record measures, which keeps ``--quick`` runs at seconds.
+    ``init``: block → (B, ...) start (a trained head v starts at each problem's v unless given).
+    """
+    B = len(problems)
+    data = stack_data([model_data(p, model) for p in problems])
+    start = {b: np.asarray(init[b], dtype=np.float64) for b in init}
+    if model.train_v and "v" not in start:
+        start["v"] = np.stack([p.v for p in problems])
+    bad = [b for b in model.blocks if b not in start or start[b].shape[0] != B]
+    if bad:
+        raise ValueError(f"init: blocks {bad} need a start with one row per problem ({B})")
+    path = _param_path({b: jnp.asarray(start[b]) for b in model.blocks}, data, model=model, opt=opt, steps=steps)
+    return {b: np.concatenate([start[b][:, None], np.asarray(path[b])], axis=1) for b in model.blocks}
+
+
+def attention(problem: AttentionProblem, P: np.ndarray) -> np.ndarray:
+    """Softmax attention s_it of the prompt model for prompts P (..., d') → (..., n, T), float64, stable."""
+    a = np.einsum("ntd,...d->...nt", problem.prompt_tokens(), P)
+    a = np.where(problem.mask, a, -np.inf)
+    a = a - a.max(axis=-1, keepdims=True)
+    e = np.exp(a)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def _steps_ok(steps: int, every: int, name: str = "steps") -> None:
     if steps < 1 or steps % every:
         raise ValueError(f"{name} ({steps}) must be a positive multiple of record_every ({every})")
@@ -186,9 +217,10 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
 
     def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
         plist = [problems[cases[i // m]] for i in idx]
-        r = train(plist if len(plist) > 1 else plist[0], model, Optimizer("ngd", cfg.lr), cfg.steps,
-                  trials=len(idx), record_every=cfg.record_every, init={"p": inits[idx % m]}, keep_path=True)
-        out = {"path": r.path, "selection": r.selection[:, :, 0], "mass": r.metrics["max_softmax_mean"]}
+        P = run_paths(plist, model, Optimizer("ngd", cfg.lr), cfg.steps, {"p": inits[idx % m]})["p"]
+        P = P[:, :: cfg.record_every]
+        s = np.stack([attention(pr, P[j]) for j, pr in enumerate(plist)])  # (B, R, 1, T)
+        out = {"path": P, "selection": np.argmax(s[:, :, 0], axis=-1), "mass": s[:, :, 0].max(axis=-1)}
         if cfg.float32_check:  # one batched float32 run per case
             P32 = np.zeros((len(idx), cfg.steps + 1, 3))
             for ci, case in enumerate(cases):
@@ -336,12 +368,13 @@ def run_p1_multi(cfg: P1MultiConfig, ctx: Context) -> Outcome:
 
         def fn(idx: np.ndarray, opt: Optimizer = opt) -> dict[str, np.ndarray]:
             plist = [problems[i // m] for i in idx]
-            ref = np.stack([refs[i // m].solution for i in idx])
-            r = train(plist if len(plist) > 1 else plist[0], model, opt, cfg.steps, trials=len(idx),
-                      record_every=cfg.record_every, init={"p": inits[idx % m]}, references={"mm": ref},
-                      keep_path=True)
-            return {"path": r.path, "cos": r.correlations["mm"], "mass": r.metrics["mass_alpha_mean"],
-                    "norm": r.metrics["theta_norm"], "selection": r.selection}
+            P = run_paths(plist, model, opt, cfg.steps, {"p": inits[idx % m]})["p"][:, :: cfg.record_every]
+            cos = np.stack([cosine(P[j], refs[i // m].solution) for j, i in enumerate(idx)])
+            s = np.stack([attention(pr, P[j]) for j, pr in enumerate(plist)])  # (B, R, n, T)
+            opt_tok = np.stack([pr.optimal_tokens().opt for pr in plist])  # (B, n)
+            mass = np.take_along_axis(s, opt_tok[:, None, :, None], axis=-1)[..., 0].mean(axis=-1)
+            return {"path": P, "cos": cos, "mass": mass, "norm": np.linalg.norm(P, axis=-1),
+                    "selection": np.argmax(s, axis=-1)}
 
         out[name] = ctx.trials(name, cfg.trials * m, cfg.trials * m, fn, description=f"p1-multi: {name}")
     steps = np.arange(cfg.steps // cfg.record_every + 1) * cfg.record_every
@@ -436,10 +469,8 @@ def run_p1_joint(cfg: P1JointConfig, ctx: Context) -> Outcome:
 
     def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
         plist = [problems[cases[i]] for i in idx]
-        data = stack_data([model_data(p, model) for p in plist])
-        params = {"p": jnp.asarray(np.tile(cfg.p0, (len(idx), 1))), "v": jnp.asarray(np.tile(cfg.v0, (len(idx), 1)))}
-        path = _param_path(params, data, model=model, opt=opt, steps=cfg.steps)
-        out = {b: np.concatenate([np.asarray(params[b])[:, None], np.asarray(path[b])], axis=1) for b in ("p", "v")}
+        out = run_paths(plist, model, opt, cfg.steps, {"p": np.tile(cfg.p0, (len(idx), 1)),
+                                                       "v": np.tile(cfg.v0, (len(idx), 1))})
         if cfg.float32_check:
             p32, v32 = zip(*[naive_float32_ngd(problems[cases[i]], np.array([cfg.p0]), cfg.steps, cfg.lr,
                                                v0=np.array(cfg.v0), train_v=True, eps_p=_EPS_JOINT_P,
@@ -471,8 +502,8 @@ def run_p1_joint(cfg: P1JointConfig, ctx: Context) -> Outcome:
         if cfg.float32_check:
             arrays[f"p32_{case}"], arrays[f"v32_{case}"] = res["p32"][ci], res["v32"][ci]
         gap = 1 - float(cosine(pmm.solution, prelax.solution))
-        sel_txt = (f"α = {a_end.tolist()} (stable since step {cfg.steps // 2}: {bool(np.all(a_half == a_end))}; "
-                   f"globally optimal under v^mm: {lo.globally_optimal}); "
+        sel_txt = (f"α = {a_end.tolist()} ({'same' if np.all(a_half == a_end) else 'not the same'} at step "
+                   f"{cfg.steps // 2}; globally optimal under v^mm: {lo.globally_optimal}); "
                    f"v-SVM support samples {list(vres.support_samples)}")
         for h in hor:
             cv, cm, cr = (float(cosine(V[h], vres.v)), float(cosine(P[h], pmm.solution)),
@@ -561,10 +592,9 @@ def run_p1_loss(cfg: P1LossConfig, ctx: Context) -> Outcome:
 
         def fn(idx: np.ndarray, model: Model = model) -> dict[str, np.ndarray]:
             plist = [problems[i] for i in idx]
-            r = train(plist if len(plist) > 1 else plist[0], model, Optimizer("ngd", cfg.lr), total,
-                      trials=len(idx), record_every=cfg.record_every, references={"mm": refs[idx]},
-                      keep_path=True)
-            return {"path": r.path, "cos": r.correlations["mm"]}
+            P = run_paths(plist, model, Optimizer("ngd", cfg.lr), total,
+                          {"p": np.zeros((len(idx), refs.shape[1]))})["p"][:, :: cfg.record_every]
+            return {"path": P, "cos": np.stack([cosine(P[j], refs[i]) for j, i in enumerate(idx)])}
 
         out[loss] = ctx.trials(loss, nC, nC, fn, description=f"p1-loss: {loss}")
     steps = np.arange(total // cfg.record_every + 1) * cfg.record_every
