@@ -1,5 +1,6 @@
 """Figures of P1 (Tarzanagh et al., NeurIPS 2023): 2-D paths of the prompt p (and head v) with the SVM
-directions and the max-margin hyperplanes, as in P1 Figs. 2–5, plus the horizon panels this project adds
+directions and the max-margin hyperplanes, as in P1's figures (single input, n inputs, joint (v, p) = Fig. 3
+of the NeurIPS version, loss functions), plus the horizon panels this project adds
 (cos with each SVM direction against the step, float64 beside the authors' float32 arithmetic).
 
 Geometry panels live in the plane of the prompt-model keys Wᵀx (the first two coordinates: W = diag(1,1,0)
@@ -61,7 +62,7 @@ def _margin_lines(ax, keys: np.ndarray, alpha: np.ndarray, pmm: np.ndarray, exte
 
 
 def plot_single(cfg: Any, problems: dict, refs: dict, arrays: dict):
-    """P1 Fig. 2: paths of p (global / local case) with p^mm rays and margin lines; below, cos(p, p^mm_α)
+    """P1's single-input figure: paths of p (global / local case) with p^mm rays and margin lines; below, cos(p, p^mm_α)
     against the step over the whole horizon (float64 solid, the authors' float32 arithmetic dashed)."""
     cases = list(problems)
     fig, axes = column_figure(ncols=len(cases), nrows=2, height=2.5)
@@ -118,7 +119,7 @@ def plot_single(cfg: Any, problems: dict, refs: dict, arrays: dict):
 
 
 def plot_multi(cfg: Any, problem, ref, arrays: dict):
-    """P1 Fig. 3: NGD paths of p with p^mm and margin lines; softmax of opt and ‖p‖ vs step, NGD vs GD."""
+    """P1's n-input figure: NGD paths of p with p^mm and margin lines; softmax of opt and ‖p‖ vs step, NGD vs GD."""
     fig, axes = column_figure(ncols=3, nrows=1, height=2.4)
     steps = arrays["steps"]
     m = len(cfg.inits)
@@ -160,8 +161,8 @@ def plot_multi(cfg: Any, problem, ref, arrays: dict):
 
 
 def plot_joint(cfg: Any, problems: dict, refs: dict, arrays: dict):
-    """P1 Fig. 4: per case, the path of p with p^mm and p^relax, and the path of v with v^mm and the
-    v-SVM hyperplanes vᵀx = ±1 through the selected tokens (labels ±)."""
+    """P1 Fig. 3 (NeurIPS version): per case, the path of p with p^mm and p^relax, and the path of v with
+    v^mm and the v-SVM hyperplanes vᵀx = ±1 through the selected tokens (labels ±)."""
     cases = list(problems)
     fig, axes = column_figure(ncols=2, nrows=len(cases), height=2.5)
     k_plot = min(cfg.steps, cfg.plotted_step)
@@ -209,7 +210,7 @@ def plot_joint(cfg: Any, problems: dict, refs: dict, arrays: dict):
 
 
 def plot_loss(cfg: Any, arrays: dict):
-    """P1 Fig. 5: paths of p for every C, one panel per loss, with the p^mm ray: parallel paths whose
+    """P1's loss-function figure: paths of p for every C, one panel per loss, with the p^mm ray: parallel paths whose
     offset depends on ℓ and C."""
     losses = list(cfg.losses)
     fig, axes = column_figure(ncols=len(losses) + 1, nrows=1, height=2.6)
