@@ -272,9 +272,9 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
                 sel_ok = int(np.sum(res["selection"][sl][:, k] == opt))
                 claims.append(Claim(
                     f"global: every path → p^mm(opt) [step {h}]", "all 6 paths → p^mm(opt) = (−0.0990, 0.9901)",
-                    f"cos(p, p^mm) = {spread(c)}; p^mm = {_fmt_vec(pmm)}; {sel_ok}/{m} select opt; {cert}",
+                    f"cos(p, p^mm) = {spread(c)}; p^mm = {_fmt_vec(pmm)}; {sel_ok}/{m} select opt",
                     "reproduced" if c.min() >= 1 - cfg.tol and sel_ok == m else "differs",
-                    f"tolerance 1 − cos ≤ {cfg.tol:g} for every path; float64"))
+                    f"tolerance 1 − cos ≤ {cfg.tol:g} for every path; float64; {cert}"))
         else:
             tgt = local_tokens[0] if local_tokens else None
             for h in hor:
@@ -290,9 +290,9 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
                     f"local: some paths → p^mm at token {tgt} [step {h}]", "some paths → p^mm = (1, 0)",
                     f"{int(hit.sum())}/{m} paths (c ∈ {[cfg.inits[j] for j in np.flatnonzero(hit)]}) with "
                     f"cos(p, p^mm_α) = {spread(c[hit])}, p^mm_α = {_fmt_vec(refs[case][tgt]['p'])}; the others → "
-                    f"p^mm(opt) with cos {spread(rest)}; {cert}",
+                    f"p^mm(opt) with cos {spread(rest)}",
                     "reproduced" if 0 < hit.sum() and (rest.size == 0 or rest.min() >= 1 - cfg.tol) else "differs",
-                    f"tolerance 1 − cos ≤ {cfg.tol:g}; float64, so the horizon does not matter"))
+                    f"tolerance 1 − cos ≤ {cfg.tol:g}; float64, so the horizon does not matter; {cert}"))
             if cfg.float32_check:
                 P32 = res["path32"][sl]
                 counts = [int(np.sum(cosine(P32[:, h // cfg.record_every], refs[case][tgt]["p"]) >= 1 - cfg.tol))
@@ -394,11 +394,10 @@ def run_p1_multi(cfg: P1MultiConfig, ctx: Context) -> Outcome:
             claims.append(Claim(
                 f"{lab} paths → p^mm [step {h}]", "paths → p^mm",
                 f"cos(p, p^mm) = {spread(c)}; p^mm = {_fmt_vec(refs[0].solution)}"
-                f"{f' (data seed {cfg.seed})' if cfg.trials > 1 else ''}; {n_opt}/{c.size} select opt; "
-                f"{cert_txt}",
+                f"{f' (data seed {cfg.seed})' if cfg.trials > 1 else ''}; {n_opt}/{c.size} select opt",
                 ("reproduced" if ok else "differs") if name == "ngd" else ("reproduced" if ok else "new"),
-                f"tolerance 1 − cos ≤ {cfg.tol:g}" + ("" if name == "ngd" else
-                                                      "; GD's direction converges only like 1/log t")))
+                f"tolerance 1 − cos ≤ {cfg.tol:g}; {cert_txt}" + ("" if name == "ngd" else
+                                                                  "; GD's direction converges only like 1/log t")))
     ks = cfg.softmax_step // cfg.record_every
     if cfg.softmax_step <= cfg.steps:
         s60 = out["ngd"]["mass"][:, ks]
@@ -526,8 +525,9 @@ def run_p1_joint(cfg: P1JointConfig, ctx: Context) -> Outcome:
                              "cos_p_prelax": float(cosine(P32[h], prelax.solution)),
                              "p_norm": float(np.linalg.norm(P32[h])), "v_norm": float(np.linalg.norm(V32[h]))})
             claims.append(Claim(f"{case}: v → v^mm [step {h}]", "v → v^mm = (0, 1)",
-                                f"cos(v, v^mm) = {cv:.6f}; v^mm = {_fmt_vec(vres.v)}; {sel_txt}",
-                                "reproduced" if cv >= 1 - cfg.tol else "differs", f"tolerance 1 − cos ≤ {cfg.tol:g}"))
+                                f"cos(v, v^mm) = {cv:.6f}; v^mm = {_fmt_vec(vres.v)}",
+                                "reproduced" if cv >= 1 - cfg.tol else "differs",
+                                f"tolerance 1 − cos ≤ {cfg.tol:g}; {sel_txt}"))
             if case == "tight" or gap < 1e-9:
                 claims.append(Claim(f"{case}: p → p^mm [step {h}]", "tight: p → p^mm = (4/3, 1/3)",
                                     f"cos(p, p^mm) = {cm:.6f}; p^mm = {_fmt_vec(pmm.solution)} = p^relax "

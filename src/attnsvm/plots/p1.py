@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .common import COLORS, column_figure, hyperplane, ray
 
@@ -23,7 +24,7 @@ def _cos(P: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.divide(P @ ref, den, out=np.zeros(P.shape[:-1]), where=den > 0)
 
 
-def _fit(ax, *points: np.ndarray, pad: float = 0.08) -> float:
+def _fit(ax: Any, *points: np.ndarray, pad: float = 0.08) -> float:
     """Axis limits to the bounding box of the given 2-D points and the origin (aspect free: a linear map of
     the plane keeps rays rays and hyperplanes lines). Returns the half-width of a box that covers it."""
     pts = np.concatenate([np.asarray(q, dtype=float)[..., :2].reshape(-1, 2) for q in points] + [np.zeros((1, 2))])
@@ -35,13 +36,13 @@ def _fit(ax, *points: np.ndarray, pad: float = 0.08) -> float:
     return float(np.abs(np.concatenate([lo, hi])).max()) * 1.5
 
 
-def _box(ax, r: float) -> None:
+def _box(ax: Any, r: float) -> None:
     ax.set_xlim(-r, r)
     ax.set_ylim(-r, r)
     ax.set_aspect("equal", adjustable="box")
 
 
-def _tokens(ax, keys: np.ndarray, selected: np.ndarray | None = None, label: str = "tokens") -> None:
+def _tokens(ax: Any, keys: np.ndarray, selected: np.ndarray | None = None, label: str = "tokens") -> None:
     """Scatter the key vectors (n, T, 2); the selected token of each sequence as a star."""
     pts = keys.reshape(-1, keys.shape[-1])
     ax.scatter(pts[:, 0], pts[:, 1], s=14, c="0.35", marker="o", zorder=3, label=label)
@@ -50,7 +51,7 @@ def _tokens(ax, keys: np.ndarray, selected: np.ndarray | None = None, label: str
         ax.scatter(sel[:, 0], sel[:, 1], s=60, c="gold", edgecolors="k", marker="*", zorder=4, label="selected α")
 
 
-def _margin_lines(ax, keys: np.ndarray, alpha: np.ndarray, pmm: np.ndarray, extent: float,
+def _margin_lines(ax: Any, keys: np.ndarray, alpha: np.ndarray, pmm: np.ndarray, extent: float,
                   color: str = "0.5", label: str | None = "margin hyperplanes") -> None:
     """The Att-SVM margin lines of the first sequence's selected token (P1's separating hyperplanes)."""
     u = np.asarray(pmm[:2], dtype=float)
@@ -61,7 +62,7 @@ def _margin_lines(ax, keys: np.ndarray, alpha: np.ndarray, pmm: np.ndarray, exte
     hyperplane(ax, u, top - 1.0, extent, color=color)
 
 
-def plot_single(cfg: Any, problems: dict, refs: dict, arrays: dict):
+def plot_single(cfg: Any, problems: dict, refs: dict, arrays: dict) -> Figure:
     """P1's single-input figure: paths of p (global / local case) with p^mm rays and margin lines; below, cos(p, p^mm_α)
     against the step over the whole horizon (float64 solid, the authors' float32 arithmetic dashed)."""
     cases = list(problems)
@@ -118,7 +119,7 @@ def plot_single(cfg: Any, problems: dict, refs: dict, arrays: dict):
     return fig
 
 
-def plot_multi(cfg: Any, problem, ref, arrays: dict):
+def plot_multi(cfg: Any, problem: Any, ref: Any, arrays: dict) -> Figure:
     """P1's n-input figure: NGD paths of p with p^mm and margin lines; softmax of opt and ‖p‖ vs step, NGD vs GD."""
     fig, axes = column_figure(ncols=3, nrows=1, height=2.4)
     steps = arrays["steps"]
@@ -160,7 +161,7 @@ def plot_multi(cfg: Any, problem, ref, arrays: dict):
     return fig
 
 
-def plot_joint(cfg: Any, problems: dict, refs: dict, arrays: dict):
+def plot_joint(cfg: Any, problems: dict, refs: dict, arrays: dict) -> Figure:
     """P1 Fig. 3 (NeurIPS version): per case, the path of p with p^mm and p^relax, and the path of v with
     v^mm and the v-SVM hyperplanes vᵀx = ±1 through the selected tokens (labels ±)."""
     cases = list(problems)
@@ -209,7 +210,7 @@ def plot_joint(cfg: Any, problems: dict, refs: dict, arrays: dict):
     return fig
 
 
-def plot_loss(cfg: Any, arrays: dict):
+def plot_loss(cfg: Any, arrays: dict) -> Figure:
     """P1's loss-function figure: paths of p for every C, one panel per loss, with the p^mm ray: parallel paths whose
     offset depends on ℓ and C."""
     losses = list(cfg.losses)
