@@ -19,10 +19,15 @@ own step size and stops on its own.
 **Stops** (each located by an event with a Newton root find on the dense interpolant, so every method
 stops at the same value of the stop quantity):
 
-* ``saturation`` — E(θ) ≤ ``stop_saturation``, with the sign-definite measure
-  E = scale · Σ_i |ℓ'(Y_i f_i)| · Σ_u s_iu |γ̃_i,top − γ̃_iu| (``models.log_saturation``). L − L* is not
-  used: it does not vanish when the flow selects a locally (not globally) optimal token, and the excess
-  against the current top token changes sign while attention switches tokens.
+* ``saturation`` — E(θ) ≤ ``stop_saturation``, with the sign-definite measure (:func:`log_saturation`)
+
+      E = scale · Σ_i |ℓ'(Y_i f_i)| · ½ Σ_{u,v} s_iu s_iv |γ̃_iu − γ̃_iv|,
+
+  which is continuous, zero exactly when the attention of every sequence is one-hot on *some* token, and
+  equal to scale · Σ_i |ℓ'| Σ_u s_iu |γ̃_iα − γ̃_iu| to first order near one-hot attention on α. L − L*
+  is not used: it does not vanish when the flow selects a locally (not globally) optimal token, and the
+  excess against the current top token changes sign while attention switches tokens. (The gap to the
+  top-*score* token, ``models.log_saturation``, does not vanish at a local selection either.)
 * ``radius``     — ‖W‖_F ≥ ``stop_radius`` (‖p‖ for the prompt model).
 * ``time``       — t ≥ ``t_max``.
 * ``max_steps``  — the solver used ``max_steps`` steps;  ``arclength`` — σ reached ``max_arclength``.
@@ -54,13 +59,15 @@ import numpy as np
 import optimistix as optx
 
 from .dynamics import SCALAR_METRICS, TrainResult, init_params, record
+from .losses import jax_log_neg_dloss
 from .models import (
     Data,
     Model,
+    _masked_lse,
     add_ridge,
     attention_weights,
+    forward,
     log_block_norms,
-    log_saturation,
     model_data,
     stable_grad,
     stack_data,
@@ -139,6 +146,21 @@ def _field(model: Model, flow: Flow):
         return {"params": direction, "tau": dtau}
 
     return f
+
+
+def log_saturation(model: Model, params: dict, data: Data) -> jax.Array:
+    """log E, E = scale · Σ_i |ℓ'(Y_i f_i)| · ½ Σ_{u,v} s_iu s_iv |γ̃_iu − γ̃_iv| (module docstring).
+
+    Every term is positive, so the log-sum-exp over (i, u, v) has no cancellation at any saturation."""
+    fw = forward(model, params, data)
+    gt = data.Y[:, None] * jnp.einsum("itd,id->it", data.X, fw.hgrad)
+    diff = jnp.abs(gt[:, :, None] - gt[:, None, :])
+    keep = data.mask[:, :, None] & data.mask[:, None, :] & (diff > 0)
+    terms = fw.log_s[:, :, None] + fw.log_s[:, None, :] + jnp.log(jnp.where(keep, diff, 1.0))
+    per = _masked_lse(terms.reshape(terms.shape[0], -1), keep.reshape(keep.shape[0], -1), axis=1)
+    ldl = jax_log_neg_dloss(model.loss, data.Y * fw.f)
+    red = -jnp.log(data.Y.shape[0]) if model.reduction == "mean" else 0.0
+    return jax.scipy.special.logsumexp(ldl + per) + red - jnp.log(2.0)
 
 
 def _weights_norm(model: Model, params: dict) -> jax.Array:
@@ -367,7 +389,8 @@ def gradient_flow(
     tau = np.asarray(ys["tau"])
     metrics = {k: recs[k] for k in SCALAR_METRICS}
     metrics["sigma"] = np.asarray(grid)
-    metrics["t"] = np.expm1(tau)
+    with np.errstate(over="ignore"):
+        metrics["t"] = np.expm1(tau)  # inf beyond 1.8e308: log_t keeps the value
     with np.errstate(divide="ignore"):
         metrics["log_t"] = tau + np.log(-np.expm1(-tau))
     metrics["log_saturation"] = recs["log_saturation"]
@@ -429,14 +452,23 @@ def _stop_reasons(names: list[str], fired: np.ndarray, success: np.ndarray, maxe
     return np.array(out)
 
 
-def _check_start(model: Model, flow: Flow, params: dict, data: Data, batch_data: bool) -> None:
-    """The flow cannot leave a stationary point, nor start past a stop."""
+@partial(jax.jit, static_argnames=("model", "flow", "batch_data"))
+def _start_values(params, data, *, model, flow, batch_data):
+    """log‖∇L‖, ‖W‖_F and log E at the start of every trial (compiled: eager vmap dispatches op by op)."""
 
     def one(p, dat):
         _, lnorm = _unit_descent(model, flow, p, dat)
         return lnorm, _weights_norm(model, p), log_saturation(model, p, dat)
 
-    lnorm, wn, ls = (np.asarray(a) for a in jax.vmap(one, in_axes=(0, 0 if batch_data else None))(params, data))
+    return jax.vmap(one, in_axes=(0, 0 if batch_data else None))(params, data)
+
+
+def _check_start(model: Model, flow: Flow, params: dict, data: Data, batch_data: bool) -> None:
+    """The flow cannot leave a stationary point, nor start past a stop."""
+
+    lnorm, wn, ls = (np.asarray(a) for a in _start_values(params, data, model=model, flow=replace(
+        flow, rtol=1.0, atol=1.0, stop_saturation=None, stop_radius=None, t_max=None, max_arclength=1.0),
+        batch_data=batch_data))
     bad = np.flatnonzero(~np.isfinite(lnorm))
     if bad.size:
         raise ValueError(f"init: the gradient is exactly zero at the start of trial {int(bad[0])} (θ = 0 is a "
