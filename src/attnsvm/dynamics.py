@@ -152,15 +152,22 @@ def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.A
                                    "keep_path"))
 def _run_segment(params, data, alpha, refs, *, model, opt, record_every, n_records, batch_data, use_map,
                  keep_path):
+    def rec_at(p, dat, al, rf):
+        rec = record(model, p, dat, al, rf)
+        if keep_path:
+            rec["path"] = attention_weights(model, p)
+        return rec
+
     def one(p, dat, al, rf):
         def chunk(p, _):
             p = jax.lax.fori_loop(0, record_every, lambda _, q: step(model, opt, q, dat), p)
-            rec = record(model, p, dat, al, rf)
-            if keep_path:
-                rec["path"] = attention_weights(model, p)
-            return p, rec
+            return p, rec_at(p, dat, al, rf)
 
-        return jax.lax.scan(chunk, p, None, length=n_records)
+        # the record at the segment's start (used for step 0: one program to compile, not two) and the
+        # final attention weights come out of the same program.
+        rec0 = rec_at(p, dat, al, rf)
+        p, recs = jax.lax.scan(chunk, p, None, length=n_records)
+        return p, (rec0, recs, attention_weights(model, p))
 
     d_axis = 0 if batch_data else None
     if use_map:
@@ -386,9 +393,11 @@ def train(
     n_chunks = steps // record_every
     seg = _segments(n_chunks, bool(progress))
     t0 = time.perf_counter()
-    rec0 = _record0(jparams, data, jalpha, jrefs, model=model, batch_data=batch_data, keep_path=keep_path)
-    jax.block_until_ready(rec0)
-    recs = [jax.tree.map(lambda x: np.asarray(x)[:, None], rec0)]
+    recs = []
+    jW = None
+    if n_chunks == 0:
+        rec0 = _record0(jparams, data, jalpha, jrefs, model=model, batch_data=batch_data, keep_path=keep_path)
+        recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
     compile_s = 0.0
     run_s = 0.0
     callback, bar = _progress(progress, steps)
@@ -402,9 +411,11 @@ def train(
                 compiled = _compiled_segment(jparams, data, jalpha, jrefs, kw)
                 compile_s = time.perf_counter() - tc
             tr = time.perf_counter()
-            jparams, rec = compiled(jparams, data, jalpha, jrefs)
+            jparams, (rec0, rec, jW) = compiled(jparams, data, jalpha, jrefs)
             jax.block_until_ready(jparams)
             run_s += time.perf_counter() - tr
+            if done == 0:
+                recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
             recs.append(jax.tree.map(np.asarray, rec))
             done += seg
             if callback:
@@ -415,7 +426,7 @@ def train(
     total = time.perf_counter() - t0
     merged = {k: np.concatenate([r[k] for r in recs], axis=1) for k in recs[0]}
     params_np = {k: np.asarray(v) for k, v in jparams.items()}
-    W = np.asarray(jax.vmap(lambda p: attention_weights(model, p))(jparams))
+    W = np.asarray(jW if jW is not None else jax.vmap(lambda p: attention_weights(model, p))(jparams))
     corr = merged.pop("corr")
     return TrainResult(
         model=model,

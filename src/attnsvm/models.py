@@ -148,7 +148,8 @@ def stack_data(items: list[Data]) -> Data:
     shapes = {tuple(x.shape for x in it) for it in items}
     if len(shapes) != 1:
         raise ValueError("problems: every trial's problem must have the same shapes (n, T, d) to be batched")
-    return Data(*(jnp.stack(xs) for xs in zip(*items, strict=True)))
+    # stacked in NumPy and moved once: jnp.stack of many arrays compiles a program per field
+    return Data(*(jnp.asarray(np.stack([np.asarray(x) for x in xs])) for xs in zip(*items, strict=True)))
 
 
 # ---- forward ------------------------------------------------------------------------------------------
