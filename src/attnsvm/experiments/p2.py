@@ -43,9 +43,17 @@ def diag_rows(problem: AttentionProblem, alpha: np.ndarray) -> np.ndarray:
 
 
 def diag_as_prompt(problem: AttentionProblem) -> AttentionProblem:
-    """The combined diagonal W = diag(w) as a prompt model: x_itᵀ diag(w) z_i = (x_it ⊙ z_i)ᵀ w, so the
-    prompt problem with tokens x_it ⊙ z_i and K = I trains w directly and its ℓ2 SVM is the diagonal ℓ2 SVM."""
-    return AttentionProblem(X=problem.X * problem.queries[:, None, :], Y=problem.Y, v=problem.v)
+    """The combined diagonal W = diag(w) as a prompt model with the same logits and the same head.
+
+    x_itᵀ diag(w) z_i = (x_it ⊙ z_i)ᵀ w, so tokens x̃_it = (x_it, x_it ⊙ z_i) ∈ R^{2d} with the fixed key
+    matrix K = [0; I] (logit x̃ᵀ K p = (x ⊙ z)ᵀ p) and head ṽ = (v, 0) (scores vᵀx unchanged) train w = p
+    directly; the prompt ℓ2 SVM, with constraint vectors Kᵀ(x̃_iα − x̃_it) = (x_iα − x_it) ⊙ z_i, is the
+    diagonal ℓ2 SVM."""
+    d = problem.d
+    Xt = np.concatenate([problem.X, problem.X * problem.queries[:, None, :]], axis=2)
+    K = np.vstack([np.zeros((d, d)), np.eye(d)])
+    return AttentionProblem(X=Xt, Y=problem.Y, v=np.concatenate([problem.v, np.zeros(d)]), key_matrix=K,
+                            mask=problem.mask)
 
 
 def l1_sign_restricted(A: np.ndarray, signs: np.ndarray) -> np.ndarray | None:

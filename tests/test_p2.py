@@ -1,0 +1,139 @@
+"""P2 experiments (experiments/p2.py): the diagonal flow reaches the ℓ1 SVM on a fixed small instance, the
+combined diagonal W the ℓ2 SVM, the sign lock of a balanced start, the aligned (Hadamard) construction, and
+the ℓ1 KKT / sign-restricted helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import attnsvm  # noqa: F401  (float64)
+from attnsvm.experiments.p2 import (
+    P2_MODEL,
+    aligned_problem,
+    diag_as_prompt,
+    diag_rows,
+    l1_kkt,
+    l1_sign_restricted,
+    run_p2_diag,
+    run_p2_full,
+    run_p3_local_path,
+)
+from attnsvm.flow import gradient_flow
+from attnsvm.models import Model
+from attnsvm.problem import unit_gaussian
+from attnsvm.svm import correlation, solve_svm
+
+PROB = unit_gaussian(3, 3, 10, seed=0)
+OPT = PROB.optimal_tokens().opt
+_rng = np.random.default_rng([0, 0])
+K0 = 0.1 * _rng.standard_normal((6, 10))[:2]
+Q0 = 0.1 * np.random.default_rng([0, 0]).standard_normal((12, 10))[6:8]
+FLOW = dict(stop_saturation=None, stop_radius=1000.0, rtol=1e-8, atol=1e-10, n_records=20, error_estimate=False,
+            keep_path=True)
+
+
+@pytest.fixture(scope="module")
+def refs():
+    l1 = np.diag(solve_svm(PROB, OPT, "l1").solution)
+    l2 = solve_svm(diag_as_prompt(PROB), OPT, "l2").solution
+    return l1, l2
+
+
+def test_diagonal_flow_reaches_l1_not_l2(refs):
+    """P2-diag small instance (seed 0, two fixed unbalanced inits of scale 0.1): at ‖w‖_F = 1000 the
+    direction is within 1e−3 of the ℓ1 SVM and much farther from the ℓ2 one."""
+    l1, l2 = refs
+    assert 1 - correlation(l1, l2) > 0.1  # the two predictions are far apart
+    res = gradient_flow(PROB, Model("diagonal", **P2_MODEL), trials=2, init={"k": K0, "q": Q0}, **FLOW)
+    assert set(res.info["stop_reason"]) == {"radius"}
+    for b in range(2):
+        assert np.all(res.selection[b, -1] == OPT)
+        w = np.diag(res.W[b])
+        g1, g2 = 1 - correlation(w, l1), 1 - correlation(w, l2)
+        assert g1 < 1e-3, g1
+        assert g2 > 100 * g1, (g1, g2)
+    assert np.max(res.metrics["conservation_drift"]) < 1e-8
+
+
+def test_combined_diagonal_w_reaches_l2(refs):
+    l1, l2 = refs
+    w0 = 0.01 * np.random.default_rng(1).standard_normal((2, 10))
+    res = gradient_flow(diag_as_prompt(PROB), Model("prompt", **P2_MODEL), trials=2, init={"p": w0}, **FLOW)
+    for b in range(2):
+        w = res.W[b]
+        assert 1 - correlation(w, l2) < 1e-3
+        assert 1 - correlation(w, l1) > 0.1
+
+
+def test_balanced_start_locks_signs():
+    """k₀ = s⊙|q₀|: k_j² − q_j² = 0 is conserved, so sign(w_j) = s_j at every record; the flow then goes to
+    the ℓ1 SVM restricted to the orthant s⊙w ≥ 0."""
+    s = np.array([[1, -1, 1, 1, -1, 1, -1, -1, 1, 1], [-1, -1, -1, 1, 1, 1, 1, -1, -1, 1]], dtype=float)
+    q0 = np.abs(Q0)
+    res = gradient_flow(PROB, Model("diagonal", **P2_MODEL), trials=2, init={"k": s * q0, "q": q0}, **FLOW)
+    w_path = np.diagonal(res.path, axis1=2, axis2=3)  # (B, R, d)
+    assert np.all(s[:, None, :] * w_path[:, 1:] > 0)
+    assert np.max(res.metrics["conservation_drift"]) < 1e-8
+    A = diag_rows(PROB, res.selection[0, -1])
+    restricted = l1_sign_restricted(A, s[0])
+    assert restricted is not None
+    assert 1 - correlation(np.diag(res.W[0]), restricted) < 5e-2
+
+
+def test_aligned_problem_has_diagonal_solutions():
+    prob = aligned_problem(2, 3, 8, seed=0)
+    assert prob.n == 2 * 2 * 8 and prob.d == 9
+    fro, nuc, l1 = (solve_svm(prob, "opt", nm) for nm in ("fro", "nuclear", "l1"))
+    off = lambda W: np.linalg.norm(W - np.diag(np.diag(W))) / np.linalg.norm(W)
+    assert off(fro.solution) < 1e-12
+    assert off(nuc.solution) < 1e-6
+    assert nuc.value == pytest.approx(l1.value, rel=1e-6)
+    assert 1 - correlation(fro.solution, nuc.solution) >= 0.05
+    with pytest.raises(ValueError, match="power of 2"):
+        aligned_problem(2, 3, 6, seed=0)
+
+
+def test_l1_helpers(refs):
+    l1, l2 = refs
+    A = diag_rows(PROB, OPT)
+    exact = l1_kkt(A, l1, l1)
+    assert exact["kkt_violation"] < 1e-7
+    assert exact["l1_excess"] == pytest.approx(0.0, abs=1e-9)
+    assert len(exact["stalled"]) == len(exact["flipped"]) == 0
+    other = l1_kkt(A, l2, l1)
+    assert other["kkt_violation"] > 0.1
+    assert other["l1_excess"] > 0.01
+    same = l1_sign_restricted(A, np.sign(l1))
+    np.testing.assert_allclose(same, l1, atol=1e-8)
+    # an orthant that cannot separate returns None
+    assert l1_sign_restricted(A, np.zeros(10)) is None
+
+
+@pytest.mark.slow
+def test_run_p2_diag_quick():
+    out = run_p2_diag({}, quick=True)
+    a = out["arrays"]
+    un = a["kind"] == "unbalanced"
+    assert a["reached"][un].mean() >= 0.5
+    assert np.all(a["sign_locked"][a["kind"] == "balanced"])
+    assert [c.verdict for c in out["claims"]].count("differs") == 0
+
+
+@pytest.mark.slow
+def test_run_p2_full_quick():
+    out = run_p2_full({}, quick=True)
+    a = out["arrays"]
+    assert out["gap_refs"] >= 0.05
+    kq = a["variant"] == "KQ-aligned"
+    assert np.all(1 - a["corr_nuc"][kq] < 3e-3)
+    w = a["variant"] == "W-aligned"
+    assert np.all(1 - a["corr_fro"][w] < 3e-3)
+
+
+@pytest.mark.slow
+def test_run_p3_local_path_quick():
+    out = run_p3_local_path({}, quick=True)
+    a = out["arrays"]
+    assert np.mean(a["W__corr_fro"][:, -1]) > np.mean(a["W__corr_nuc"][:, -1])
+    assert np.mean(a["KQ__corr_nuc"][:, -1]) > np.mean(a["KQ__corr_fro"][:, -1])
