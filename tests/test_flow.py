@@ -121,3 +121,30 @@ def test_validation_errors():
         gradient_flow(SMALL, Model("combined"), n_records=1)
     with pytest.raises(ValueError, match="freeze"):
         gradient_flow(SMALL, Model("factored"), freeze=("K", "Q"))
+
+
+def test_saturation_measure_vanishes_at_a_local_selection():
+    """E is ½ Σ_uv s_u s_v |γ_u − γ_v| weighted by |ℓ'|: zero at one-hot attention on *any* token, so a flow that
+    settles on a locally optimal token stops too (the gap to the top-score token would stay positive)."""
+    import jax.numpy as jnp
+
+    from attnsvm.flow import log_saturation
+    from attnsvm.models import log_saturation as gap_to_top
+    from attnsvm.models import model_data
+    from attnsvm.problem import p1_single
+
+    prob = p1_single("local")
+    model = Model("prompt")
+    data = model_data(prob, model)
+    p = {"p": jnp.array([300.0, 0.0, 0.0])}  # one-hot on token 1, the locally optimal token
+    assert float(log_saturation(model, p, data)) < -200
+    assert float(gap_to_top(model, p, data)) > -5  # |ℓ'(0.9)|·(1 − 0.9) ≈ 0.029: stays positive
+    # at moderate weights it is the closed form
+    p = {"p": jnp.array([0.3, -0.7, 0.0])}
+    a = prob.X[0] @ prob.keys @ np.array([0.3, -0.7, 0.0])
+    s = np.exp(a - a.max())
+    s /= s.sum()
+    g = prob.scores()[0]
+    f = s @ g
+    E = np.exp(-f) / (1 + np.exp(-f)) * 0.5 * np.sum(s[:, None] * s[None, :] * np.abs(g[:, None] - g[None, :]))
+    assert float(log_saturation(model, p, data)) == pytest.approx(np.log(E), rel=1e-12)
