@@ -56,6 +56,7 @@ def test_diagonal_flow_reaches_l1_not_l2(refs):
     assert np.max(res.metrics["conservation_drift"]) < 1e-8
 
 
+@pytest.mark.slow  # a compilation of its own; run_p2_diag reports the same claim
 def test_combined_diagonal_w_reaches_l2(refs):
     l1, l2 = refs
     w0 = 0.01 * np.random.default_rng(1).standard_normal((2, 10))

@@ -66,7 +66,9 @@ def test_log_excess_terms_match_direct_evaluation(loss):
     data = model_data(prob, model)
     W = np.random.default_rng(1).standard_normal((3, 3))
     alpha = np.array([0, 2, 4, 1])
-    sgn, lt = log_excess_terms(model, {"W": jnp.asarray(W)}, data, jnp.asarray(alpha))
+    import jax
+
+    sgn, lt = jax.jit(lambda w, a: log_excess_terms(model, {"W": w}, data, a))(jnp.asarray(W), jnp.asarray(alpha))
     a = np.einsum("itd,de,ie->it", prob.X, W, prob.queries)
     s = np.exp(a - a.max(1, keepdims=True))
     s /= s.sum(1, keepdims=True)
@@ -75,6 +77,7 @@ def test_log_excess_terms_match_direct_evaluation(loss):
     np.testing.assert_allclose(np.asarray(sgn) * np.exp(np.asarray(lt)), direct, rtol=1e-10, atol=1e-15)
 
 
+@pytest.mark.slow  # two compilations and SCS; run_p3_local_path measures the same on P3-local data
 def test_w_goes_frobenius_and_kq_goes_nuclear():
     """P3: the W path → W^mm (Frobenius) and the (K, Q) path → W^mm_★ (nuclear) at the reached selection."""
     from attnsvm.svm import correlation, solve_svm
