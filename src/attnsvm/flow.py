@@ -16,8 +16,8 @@ it is exact to rounding at any ‖W‖ (the attention of unselected tokens may b
 the stated ``rtol`` / ``atol`` on the state (θ, τ). Trials are batched with ``vmap``; each trial keeps its
 own step size and stops on its own.
 
-**Stops** (each located by an event with a Newton root find on the dense interpolant, so every method
-stops at the same value of the stop quantity):
+**Stops** (located by one event, the max of the stop functions, bisected on the dense interpolant of the
+last step, so every method stops at the same value of the stop quantity):
 
 * ``saturation`` — E(θ) ≤ ``stop_saturation``, with the sign-definite measure (:func:`log_saturation`)
 
