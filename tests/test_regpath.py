@@ -27,7 +27,7 @@ def test_path_direction_approaches_pmm(p1_path):
     gap = 1 - corr
     assert np.all(np.diff(gap) < 0)  # monotone approach along the grid
     assert gap[0] > 0.05 and gap[-1] < 1e-9
-    direction = p1_path.path[0, -1] / RADII[-1]
+    direction = p1_path.info["W_over_R"][0, -1]
     np.testing.assert_allclose(direction, P_MM / np.linalg.norm(P_MM), atol=1e-5)
     # the constraint is active at every radius and θ̄(R) is a KKT point to the stated tolerance
     np.testing.assert_allclose(p1_path.metrics["theta_norm"][0], RADII, rtol=1e-10)

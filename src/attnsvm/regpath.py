@@ -310,7 +310,8 @@ def regularization_path(
     ``metrics`` besides the records of :func:`attnsvm.dynamics.record`: ``radius``, ``stationarity`` (r),
     ``iterations``, ``outward`` (cos∠(−∇L, θ), 1 at a boundary KKT point), ``log_excess``
     (log|L − L*_α|, α the selection) and ``only_stationary`` (1 when a restart found a lower L).
-    ``info["status"]`` is (B, radii) of ``"stationary"`` / ``"not_converged"``, ``info["radii"]`` the grid.
+    ``info["status"]`` is (B, radii) of ``"stationary"`` / ``"not_converged"``, ``info["radii"]`` the grid,
+    ``info["W_over_R"]`` = θ̄(R)/R.
     """
     settings = radii if isinstance(radii, PathSettings) else PathSettings(tuple(radii), tol, max_iter, restarts)
     if model.train_v or model.head != "linear":
@@ -367,6 +368,8 @@ def regularization_path(
         "tol": settings.tol,
         "objective": "L − L*_α in log-space units, α the current selection",
         "theta_path": theta,
+        # θ̄(R)/R: W/R (‖W‖_F ≤ R, or ‖KQᵀ‖_* ≤ R for (K, Q)), p/R for the prompt model
+        "W_over_R": recs["path"] / radii_arr.reshape((1, -1) + (1,) * (recs["path"].ndim - 2)),
         "total_seconds": time.perf_counter() - t0,
     }
     return TrainResult(
