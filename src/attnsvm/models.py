@@ -266,10 +266,11 @@ def log_pairwise(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.A
     m2 = jnp.max(ls2, axis=1, keepdims=True)
     m1 = jnp.where(jnp.isfinite(m1), m1, 0.0)
     m2 = jnp.where(jnp.isfinite(m2), m2, 0.0)
-    e1 = jnp.exp(ls - m1)  # ≤ 1, the scale of the rows t outside the tie with u*
-    e2 = jnp.exp(ls2 - m2)  # ≤ 1, the scale of the rows tied with u* (the tie itself contributes 0)
-    e = jnp.where(same[:, :, None], e2[:, None, :], e1[:, None, :])  # (n, t, u)
-    D = jnp.where(mask, jnp.sum(e * (g[:, :, None] - g[:, None, :]), axis=2), 0.0)
+    # weights ≤ 1: [..., 0] for the rows t outside the tie with u*, [..., 1] for the rows tied with u*
+    # (the tie itself contributes 0); both sums Σ_u e_u (g_t − g_u) as one batched product with the pairs.
+    e = jnp.stack([jnp.exp(ls - m1), jnp.exp(ls2 - m2)], axis=-1)  # (n, u, 2)
+    D2 = jnp.einsum("itu,iuk->itk", g[:, :, None] - g[:, None, :], e)
+    D = jnp.where(mask, jnp.where(same, D2[..., 1], D2[..., 0]), 0.0)
     nz = D != 0
     mag = jnp.where(nz, jnp.log(jnp.abs(jnp.where(nz, D, 1.0))) + jnp.where(same, m2, m1), NEG_INF)
     return jnp.sign(D), mag
