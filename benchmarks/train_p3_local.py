@@ -1,0 +1,205 @@
+"""Benchmark: attnsvm's batched training engine against an eager PyTorch loop, on P3-local.
+
+P3-local (SPEC §6): n=6 sequences, T=8 tokens, d=10, cross-attention, unit-norm Gaussian x, z, v, random
+labels ±1; trial j uses the problem of data seed j. Normalized GD with η = 0.1 for 2000 steps, float64,
+logistic loss (mean), for two parameterizations:
+
+* W (combined), W₀ = 0, one global norm: W ← W − η ∇L/‖∇L‖;
+* (K, Q) (factored, m = d), K₀ = 0.1·N(0, I), Q₀ = 0, each block normalized by its own norm
+  (K ← K − η ∇_K L/‖∇_K L‖, same for Q), as P3's code does. A block whose gradient is exactly zero is
+  not moved (∇_K L = (∇_W L) Q is zero at step 0 because Q₀ = 0).
+
+attnsvm: one call of :func:`attnsvm.dynamics.train` runs all trials as one compiled program (stable
+log-space gradient, records every ``--record-every`` steps). Its time is end to end (data, compile, run,
+records, back to NumPy); the compile time is printed apart.
+
+Baseline, written here the way public research code does it: PyTorch eager, one trial after the other,
+autograd of the plain softmax loss, ``torch.optim.SGD`` on the gradient divided by its norm, float64, the
+same data and the same initial parameters. A baseline trial is *frozen* when its gradient is exactly zero or
+not finite (its attention has saturated below float64); it stops there and is left out of the comparison of
+final directions W/‖W‖ (W = K Qᵀ for the factored model).
+
+A second part times one large size (n=50, T=20, d=32, fewer trials and steps) with the trials batched by
+``vmap`` and by a sequential ``lax.map`` (``batching=`` of ``train``), at the P3-local size too, and checks that
+``batching="auto"`` (``dynamics._choose_map``) picks the faster one.
+
+Run: ``python benchmarks/train_p3_local.py`` (about 4 minutes on 2 cores, most of it the baseline);
+``--quick`` for a smoke run (10 trials × 200 steps); ``--trials``, ``--steps``, ``--large-trials``,
+``--large-steps``, ``--skip-large`` to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+import attnsvm
+from attnsvm.dynamics import Optimizer, _choose_map, init_params, train
+from attnsvm.models import Model
+from attnsvm.problem import unit_gaussian
+
+ETA = 0.1
+SETTINGS = {
+    # name: (parameterization, normalization, init scheme, init scale)
+    "W": ("combined", "global", "zero", 0.0),
+    "(K,Q)": ("factored", "block", "gaussian", {"K": 0.1, "Q": 0.0}),
+}
+
+
+# ---- baseline: PyTorch eager, one trial at a time ----------------------------------------------------------
+
+
+def torch_trial(X, Y, Z, v, init: dict[str, np.ndarray], steps: int, normalize: str) -> tuple[dict, bool, int]:
+    """One trial of normalized GD in plain PyTorch. Returns (final params, frozen, steps done)."""
+    X, Y, Z, v = (torch.tensor(a, dtype=torch.float64) for a in (X, Y, Z, v))
+    params = {k: torch.tensor(a, dtype=torch.float64, requires_grad=True) for k, a in init.items()}
+    opt = torch.optim.SGD(list(params.values()), lr=ETA)
+    for it in range(steps):
+        opt.zero_grad()
+        W = params["W"] if "W" in params else params["K"] @ params["Q"].T
+        a = torch.einsum("itd,de,ie->it", X, W, Z)  # logits
+        s = torch.softmax(a, dim=1)
+        f = torch.einsum("it,itd->id", s, X) @ v
+        loss = torch.log(1 + torch.exp(-Y * f)).mean()
+        loss.backward()
+        with torch.no_grad():
+            norms = {k: p.grad.norm() for k, p in params.items()}
+            total = torch.sqrt(sum(nv**2 for nv in norms.values()))
+            if not torch.isfinite(total) or total == 0:
+                return {k: p.detach().numpy() for k, p in params.items()}, True, it
+            for k, p in params.items():
+                nrm = total if normalize == "global" else norms[k]
+                if nrm > 0:
+                    p.grad /= nrm
+        opt.step()
+    return {k: p.detach().numpy() for k, p in params.items()}, False, steps
+
+
+def direction(params: dict[str, np.ndarray]) -> np.ndarray:
+    W = params["W"] if "W" in params else params["K"] @ np.swapaxes(params["Q"], -1, -2)
+    return W / np.linalg.norm(W, axis=(-2, -1), keepdims=True)
+
+
+# ---- the P3-local comparison ---------------------------------------------------------------------------------
+
+
+def p3_local(trials: int, steps: int, record_every: int, seed: int, baseline: bool = True) -> list[dict]:
+    problems = [unit_gaussian(6, 8, 10, seed=j) for j in range(trials)]
+    rows = []
+    for name, (param, normalize, scheme, scale) in SETTINGS.items():
+        model = Model(param, loss="logistic")
+        opt = Optimizer("ngd", ETA, normalize=normalize)
+        init = init_params(model, problems[0], trials, scheme, scale, seed)  # given to both sides
+        t0 = time.perf_counter()
+        res = train(problems, model, opt, steps, record_every=record_every, init=init, init_scheme="given")
+        ours = time.perf_counter() - t0
+        frozen_ours = int(np.sum(np.isneginf(res.metrics["log_grad_norm"][:, -1])))
+        if not baseline:
+            rows.append({"setting": name, "ours_s": ours, "compile_s": res.compile_seconds, "run_s": res.run_seconds})
+            print(f"{name:6s} attnsvm {ours:7.2f} s end to end (compile {res.compile_seconds:.2f} s, "
+                  f"run {res.run_seconds:.2f} s), frozen {frozen_ours}/{trials}", flush=True)
+            continue
+
+        t0 = time.perf_counter()
+        base, frozen, stopped = [], [], []
+        for j, p in enumerate(problems):
+            fin, fr, it = torch_trial(p.X, p.Y, p.queries, p.v, {k: a[j] for k, a in init.items()}, steps,
+                                      normalize)
+            base.append(fin)
+            frozen.append(fr)
+            stopped.append(it)
+        base_s = time.perf_counter() - t0
+        frozen = np.array(frozen)
+        Db = direction({k: np.stack([b[k] for b in base]) for k in base[0]})
+        Do = direction(res.params)
+        diff = np.abs(Db - Do).reshape(trials, -1).max(axis=1)
+        live = ~frozen
+        rows.append({
+            "setting": name, "normalize": normalize, "ours_s": ours, "compile_s": res.compile_seconds,
+            "run_s": res.run_seconds, "base_s": base_s, "frozen_base": int(frozen.sum()),
+            "frozen_at": [int(s) for s, f in zip(stopped, frozen, strict=True) if f],
+            "frozen_ours": frozen_ours,
+            "maxdiff_live": float(diff[live].max()) if live.any() else float("nan"),
+            "mediandiff_live": float(np.median(diff[live])) if live.any() else float("nan"),
+        })
+        r = rows[-1]
+        print(f"{name:6s} attnsvm {r['ours_s']:7.2f} s end to end (compile {r['compile_s']:.2f} s, "
+              f"run {r['run_s']:.2f} s) | PyTorch eager {r['base_s']:7.2f} s | ratio end to end "
+              f"{r['base_s'] / r['ours_s']:6.1f}×, without compile {r['base_s'] / (r['ours_s'] - r['compile_s']):6.1f}×"
+              f" | baseline frozen {r['frozen_base']}/{trials}, ours {r['frozen_ours']}/{trials} | "
+              f"max |ΔW/‖W‖| over unfrozen {r['maxdiff_live']:.2e} (median {r['mediandiff_live']:.2e})",
+              flush=True)
+    return rows
+
+
+# ---- vmap vs lax.map ---------------------------------------------------------------------------------------
+
+
+def batching(sizes: list[tuple[int, int, int]], trials: int, steps: int, record_every: int,
+             repeat: int = 2) -> list[dict]:
+    rows = []
+    model = Model("combined")
+    opt = Optimizer("ngd", ETA)
+    for n, T, d in sizes:
+        problems = [unit_gaussian(n, T, d, seed=j) for j in range(trials)]
+        run, comp, W = {}, {}, {}
+        for mode in ("vmap", "map"):
+            results = [train(problems, model, opt, steps, record_every=record_every, batching=mode)
+                       for _ in range(repeat)]  # best of `repeat`: the machine may be shared
+            run[mode] = min(r.run_seconds for r in results)
+            comp[mode] = results[0].compile_seconds  # later calls reuse the compiled program
+            W[mode] = results[0].W
+        auto = "map" if _choose_map(problems[0], trials, "auto") else "vmap"
+        faster = min(run, key=run.get)
+        rows.append({"size": (n, T, d), "trials": trials, "steps": steps,
+                     "vmap_run": run["vmap"], "vmap_compile": comp["vmap"],
+                     "map_run": run["map"], "map_compile": comp["map"],
+                     "auto": auto, "faster": faster, "agree": float(np.abs(W["vmap"] - W["map"]).max())})
+        r = rows[-1]
+        print(f"n={n} T={T} d={d}, {trials} trials × {steps} steps: vmap run {r['vmap_run']:.2f} s "
+              f"(compile {r['vmap_compile']:.2f}) | map run {r['map_run']:.2f} s (compile {r['map_compile']:.2f})"
+              f" | faster: {faster}, auto picks: {auto} {'OK' if auto == faster else 'MISMATCH'}"
+              f" | max |W_vmap − W_map| {r['agree']:.1e}", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--record-every", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0, help="initialization seed ((K,Q): K₀)")
+    ap.add_argument("--large-trials", type=int, default=16)
+    ap.add_argument("--large-steps", type=int, default=200)
+    ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--skip-baseline", action="store_true", help="time attnsvm only")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="PyTorch intra-op threads for the baseline (1: its tensors are tiny, and on 2 cores "
+                         "2 threads measured 5-10x slower)")
+    ap.add_argument("--quick", action="store_true", help="10 trials × 200 steps, large size 4 × 20")
+    args = ap.parse_args()
+    torch.set_num_threads(args.torch_threads)
+    if args.quick:
+        args.trials, args.steps, args.record_every = 10, 200, 20
+        args.large_trials, args.large_steps = 4, 20
+    print(f"attnsvm {attnsvm.__version__ if hasattr(attnsvm, '__version__') else ''} | torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads) | {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} | XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"\nP3-local: n=6, T=8, d=10, {args.trials} trials × {args.steps} NGD steps, η = {ETA}, float64, "
+          f"attnsvm records every {args.record_every} steps")
+    p3_local(args.trials, args.steps, args.record_every, args.seed, baseline=not args.skip_baseline)
+    if not args.skip_large:
+        print(f"\nBatching of trials (W, global NGD; run time without compile, best of 2; "
+              f"load {os.getloadavg()[0]:.1f})")
+        lt, ls = args.large_trials, args.large_steps
+        batching([(6, 8, 10), (50, 20, 32)], lt, ls, max(1, ls // 10))
+    print(f"\nload at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
