@@ -11,6 +11,7 @@ nonlinear head"). Where this module departs from a notebook the docstring of the
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -226,15 +227,17 @@ def run_p3_local(cfg: P3LocalConfig, ctx: Context) -> Outcome:
         })
     summary = pd.DataFrame(rows)
     curves = []
-    for name, a in data.items():
-        if "flow" in name:
-            continue
-        for key in ("max_softmax", "corr_fro", "corr_nuc"):
-            curves.append(pd.DataFrame({"variant": name, "metric": key, "step": steps,
-                                        "mean": np.nanmean(a[key], axis=0), "std": np.nanstd(a[key], axis=0)}))
     from ..plots.p3 import local_figure
 
-    figs = [ctx.figure(local_figure(steps, data), "p3_local")]
+    with warnings.catch_warnings():  # corr is undefined (NaN) at W₀ = 0: empty means at step 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, a in data.items():
+            if "flow" in name:
+                continue
+            for key in ("max_softmax", "corr_fro", "corr_nuc"):
+                curves.append(pd.DataFrame({"variant": name, "metric": key, "step": steps,
+                                            "mean": np.nanmean(a[key], axis=0), "std": np.nanstd(a[key], axis=0)}))
+        figs = [ctx.figure(local_figure(steps, data), "p3_local")]
     notes += [
         f"init = {cfg.init!r}: " + ("PyTorch nn.Linear defaults U(−1/√d, 1/√d) for W, K and Q, as "
                                     "local_converge.ipynb runs (not W₀ = 0 / K₀ = 0.1·N, Q₀ = 0)"
