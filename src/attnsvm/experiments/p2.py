@@ -189,7 +189,8 @@ def run_p2_diag(cfg: P2DiagConfig | dict, quick: bool = False) -> dict:
                    n_records=cfg.n_records, error_estimate=False, keep_path=True)
     per: dict[str, list] = {k: [] for k in (
         "problem_seed", "kind", "trial", "gap_l1", "gap_l2", "gap_l1_at_E", "W_at_E", "is_opt", "reached",
-        "kkt_violation", "l1_excess", "n_stalled", "n_flipped", "n_extra", "gap_restricted", "max_drift",
+        "kkt_violation", "l1_excess", "n_stalled", "n_flipped", "n_extra", "gap_restricted", "still_moving",
+        "max_drift",
         "sign_locked", "steps", "W_final")}
     stalled_coords: list[str] = []
     for ps in cfg.problem_seeds:
@@ -244,6 +245,9 @@ def run_p2_diag(cfg: P2DiagConfig | dict, quick: bool = False) -> dict:
                 per["sign_locked"].append(bool(np.all(s[b] * w_path[1:] >= 0)) if kind == "balanced" else False)
                 per["steps"].append(int(res.info["accepted_steps"][b]))
                 per["W_final"].append(w)
+                # is the direction still changing? 1 − corr between the stop and half the final norm
+                ih = _first_index(res.metrics["W_fro"][b], 0.5 * res.metrics["W_fro"][b, -1])
+                per["still_moving"].append(1 - correlation(w, w_path[ih]))
                 if kind == "unbalanced" and gap1 > cfg.reach_tol:
                     stalled_coords.append(f"problem {ps} trial {b}: stalled {kkt['stalled'].tolist()}, flipped "
                                           f"{kkt['flipped'].tolist()}, extra {kkt['extra'].tolist()}")
@@ -284,7 +288,9 @@ def _diag_claims(cfg: P2DiagConfig, a: dict[str, np.ndarray]) -> list[Claim]:
             f"of flipped sign {spread(a['n_flipped'][bad], '.2g')}; 1 − corr with the ℓ1 SVM restricted to their "
             f"own sign pattern {spread(a['gap_restricted'][bad], '.2e')}",
             "new", "selection = opt in "
-            f"{a['is_opt'][bad].mean():.0%}; ℓ1 norm excess over the optimum {spread(a['l1_excess'][bad], '.3f')}"))
+            f"{a['is_opt'][bad].mean():.0%}; ℓ1 norm excess over the optimum {spread(a['l1_excess'][bad], '.3f')}; "
+            f"direction change from ‖w‖/2 to the stop {spread(a['still_moving'][bad], '.1e')} (reached trials: "
+            f"{spread(a['still_moving'][un & a['reached']], '.1e')})"))
     cb = a["kind"] == "combined"
     claims.append(Claim(
         "same data as a combined diagonal W: w/‖w‖ → ℓ2 SVM", "→ ℓ2 (Frobenius of diag)",
