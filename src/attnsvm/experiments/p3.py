@@ -978,7 +978,7 @@ def _mt_claims(cfg: P3MultitokenConfig, table: pd.DataFrame, per_d) -> list[Clai
         "time", "≈ 10 CPU-hours for the notebook (SPEC)",
         f"{table['compute_cpu_seconds'].sum():.0f} CPU-s (this run's wall time {table['seconds'].sum():.0f} s) for "
         f"{int(table['candidates_run'].sum())} candidate trainings", "new",
-        "all candidates of a round in one compiled program"))
+        f"each round in {cfg.workers} batched compiled program(s) run in parallel"))
     return claims
 
 
