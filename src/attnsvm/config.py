@@ -109,7 +109,7 @@ class OptimizerConfig(_Section):
     max_steps: int = Field(default=100_000, ge=1)
     # regularization path
     radii: list[float] | None = None
-    tol: float = Field(default=1e-8, gt=0)
+    tol: float = Field(default=1e-6, gt=0)  # first-order stationarity of each radius (regpath)
 
     @field_validator("radii")
     @classmethod
