@@ -19,9 +19,10 @@ same data and the same initial parameters. A baseline trial is *frozen* when its
 not finite (its attention has saturated below float64); it stops there and is left out of the comparison of
 final directions W/‖W‖ (W = K Qᵀ for the factored model).
 
-A second part times one large size (n=50, T=20, d=32, fewer trials and steps) with the trials batched by
-``vmap`` and by a sequential ``lax.map`` (``batching=`` of ``train``), at the P3-local size too, and checks that
-``batching="auto"`` (``dynamics._choose_map``) picks the faster one.
+A second part times one large size (n=50, T=20, d=32, ``--large-trials`` × ``--large-steps``) with the trials
+batched by ``vmap`` and by a sequential ``lax.map`` (``batching=`` of ``train``), and the P3-local size too
+(same trials and steps as above), and checks that ``batching="auto"`` (``dynamics._choose_map``) picks the
+faster one.
 
 Run: ``python benchmarks/train_p3_local.py`` (about 4 minutes on 2 cores, most of it the baseline);
 ``--quick`` for a smoke run (10 trials × 200 steps); ``--trials``, ``--steps``, ``--large-trials``,
@@ -140,12 +141,13 @@ def p3_local(trials: int, steps: int, record_every: int, seed: int, baseline: bo
 # ---- vmap vs lax.map ---------------------------------------------------------------------------------------
 
 
-def batching(sizes: list[tuple[int, int, int]], trials: int, steps: int, record_every: int,
-             repeat: int = 2) -> list[dict]:
+def batching(sizes: list[tuple[int, int, int, int, int]], repeat: int = 2) -> list[dict]:
+    """sizes: (n, T, d, trials, steps) each."""
     rows = []
     model = Model("combined")
     opt = Optimizer("ngd", ETA)
-    for n, T, d in sizes:
+    for n, T, d, trials, steps in sizes:
+        record_every = max(1, steps // 10)
         problems = [unit_gaussian(n, T, d, seed=j) for j in range(trials)]
         run, comp, W = {}, {}, {}
         for mode in ("vmap", "map"):
@@ -196,8 +198,7 @@ def main() -> None:
     if not args.skip_large:
         print(f"\nBatching of trials (W, global NGD; run time without compile, best of 2; "
               f"load {os.getloadavg()[0]:.1f})")
-        lt, ls = args.large_trials, args.large_steps
-        batching([(6, 8, 10), (50, 20, 32)], lt, ls, max(1, ls // 10))
+        batching([(6, 8, 10, args.trials, args.steps), (50, 20, 32, args.large_trials, args.large_steps)])
     print(f"\nload at the end {os.getloadavg()[0]:.1f}")
 
 
