@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import scipy.linalg
 from pydantic import Field
 from scipy.optimize import linprog
@@ -28,7 +29,8 @@ from ..models import Model
 from ..problem import AttentionProblem, unit_gaussian
 from ..regpath import regularization_path
 from ..svm import build_constraints, correlation, solve_svm
-from .base import Claim, ExperimentConfig, spread
+from . import Experiment, register
+from .base import Claim, Context, ExperimentConfig, Outcome, spread
 
 PAPER = "P2 (Sheen, Chen, Wang, Zhou, 2024)"
 P2_MODEL = dict(loss="exponential", reduction="sum")
@@ -159,7 +161,101 @@ def _first_index(values: np.ndarray, target: float) -> int:
     return int(hit[0]) if hit.size else len(values) - 1
 
 
-def run_p2_diag(cfg: P2DiagConfig | dict, quick: bool = False) -> dict:
+DIAG_KINDS = ("unbalanced", "balanced", "combined")
+
+
+def _as_cfg(cls, cfg):
+    return cls.model_validate(cfg) if isinstance(cfg, dict) else cfg
+
+
+def diag_problem_rows(cfg: P2DiagConfig, ps: int) -> dict[str, np.ndarray]:
+    """The rows of one problem seed ``ps``: 3 × ``trials`` runs (unbalanced, balanced, combined), each with
+    its final numbers and its per-record curves (``*_path``: 1 − corr with the ℓ1 / ℓ2 SVM at the reached
+    selection, ‖w‖_F, the conservation drift of k² − q²). Depends only on (cfg, ps): the resumable unit."""
+    model = Model("diagonal", **P2_MODEL)
+    B, d = cfg.trials, cfg.d
+    flow_kw = dict(stop_saturation=None, stop_radius=cfg.stop_radius, rtol=cfg.rtol, atol=cfg.atol,
+                   n_records=cfg.n_records, error_estimate=False, keep_path=True)
+    per: dict[str, list] = {k: [] for k in (
+        "problem_seed", "kind", "trial", "gap_l1", "gap_l2", "gap_l1_at_E", "W_at_E", "is_opt", "reached",
+        "kkt_violation", "l1_excess", "n_stalled", "n_flipped", "n_extra", "gap_restricted", "still_moving",
+        "max_drift", "sign_locked", "steps", "W_final", "coords",
+        "gap_l1_path", "gap_l2_path", "W_fro_path", "drift_path")}
+    prob = unit_gaussian(cfg.n, cfg.T, d, seed=ps)
+    opt = prob.optimal_tokens().opt
+    ref_opt = _diag_refs(prob, opt)
+    rng = np.random.default_rng([cfg.seed, ps])
+    k0 = cfg.init_scale * rng.standard_normal((B, d))
+    q0 = cfg.init_scale * rng.standard_normal((B, d))
+    s = rng.choice([-1.0, 1.0], size=(B, d))
+    s[0] = np.where(ref_opt["l1"] != 0, np.sign(ref_opt["l1"]), 1.0)  # balanced trial 0: the ℓ1 signs
+    runs = {
+        "unbalanced": (model, {"k": k0, "q": q0}, prob),
+        "balanced": (model, {"k": s * np.abs(q0), "q": np.abs(q0)}, prob),
+        "combined": (Model("prompt", **P2_MODEL), {"p": cfg.init_scale**2 * rng.standard_normal((B, d))},
+                     diag_as_prompt(prob)),
+    }
+    for kind, (mdl, init, target) in runs.items():
+        res = gradient_flow(target, mdl, trials=B, init=init, **flow_kw)
+        path = res.path  # (B, R, d, d) for the diagonal model, (B, R, d) for the prompt model
+        drift = res.metrics.get("conservation_drift")
+        for b in range(B):
+            alpha = res.selection[b, -1]
+            refs = _diag_refs(prob, alpha)
+            w_path = np.diagonal(path[b], axis1=1, axis2=2) if path.ndim == 4 else path[b]
+            w = w_path[-1]
+            gap1 = 1 - correlation(w, refs["l1"])
+            gap2 = 1 - correlation(w, refs["l2"])
+            # where the issue's stop (E ≤ stop_saturation) falls on this path
+            iE = _first_index(-res.metrics["log_saturation"][b], -np.log(cfg.stop_saturation))
+            per["problem_seed"].append(ps)
+            per["kind"].append(kind)
+            per["trial"].append(b)
+            per["gap_l1"].append(gap1)
+            per["gap_l2"].append(gap2)
+            per["gap_l1_at_E"].append(1 - correlation(w_path[iE], refs["l1"]))
+            per["W_at_E"].append(res.metrics["W_fro"][b, iE])
+            per["is_opt"].append(bool(np.all(alpha == opt)))
+            per["reached"].append(gap1 <= cfg.reach_tol)
+            kkt = l1_kkt(diag_rows(prob, alpha), w, refs["l1"])
+            per["kkt_violation"].append(kkt["kkt_violation"])
+            per["l1_excess"].append(kkt["l1_excess"])
+            per["n_stalled"].append(len(kkt["stalled"]))
+            per["n_flipped"].append(len(kkt["flipped"]))
+            per["n_extra"].append(len(kkt["extra"]))
+            big = np.abs(w) > 1e-3 * np.abs(w).max()
+            restricted = l1_sign_restricted(diag_rows(prob, alpha), np.sign(w) * big)
+            if kind == "balanced":
+                restricted = l1_sign_restricted(diag_rows(prob, alpha), s[b])
+            per["gap_restricted"].append(1 - correlation(w, restricted) if restricted is not None else np.nan)
+            per["max_drift"].append(float(np.max(drift[b])) if drift is not None else np.nan)
+            per["sign_locked"].append(bool(np.all(s[b] * w_path[1:] >= 0)) if kind == "balanced" else False)
+            per["steps"].append(int(res.info["accepted_steps"][b]))
+            per["W_final"].append(w)
+            # is the direction still changing? 1 − corr between the stop and half the final norm
+            ih = _first_index(res.metrics["W_fro"][b], 0.5 * res.metrics["W_fro"][b, -1])
+            per["still_moving"].append(1 - correlation(w, w_path[ih]))
+            per["coords"].append(f"stalled {kkt['stalled'].tolist()}, flipped {kkt['flipped'].tolist()}, "
+                                 f"extra {kkt['extra'].tolist()}")
+            per["gap_l1_path"].append([1 - correlation(x, refs["l1"]) for x in w_path])
+            per["gap_l2_path"].append([1 - correlation(x, refs["l2"]) for x in w_path])
+            per["W_fro_path"].append(res.metrics["W_fro"][b])
+            per["drift_path"].append(drift[b] if drift is not None else np.full(w_path.shape[0], np.nan))
+    return {k: np.asarray(v) for k, v in per.items()}
+
+
+def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def diag_notes(a: dict[str, np.ndarray], reach_tol: float) -> list[str]:
+    """Where the unbalanced trials that miss the ℓ1 solution stop: their stalled / flipped / extra coordinates."""
+    bad = (a["kind"] == "unbalanced") & (a["gap_l1"] > reach_tol)
+    return [f"problem {ps} trial {b}: {c}" for ps, b, c in
+            zip(a["problem_seed"][bad], a["trial"][bad], a["coords"][bad], strict=True)]
+
+
+def run_p2_diag(cfg: P2DiagConfig | dict) -> dict:
     """P2-diag (SPEC §6): does diagonal (k, q) flow reach the ℓ1 SVM, and what happens otherwise?
 
     For each problem ``unit_gaussian(n, T, d, seed)`` of ``problem_seeds`` (cross-attention, unit-norm
@@ -177,83 +273,14 @@ def run_p2_diag(cfg: P2DiagConfig | dict, quick: bool = False) -> dict:
     * **balanced**: k₀ = s ⊙ |q₀| with random signs s and q₀ as above: k² − q² = 0 is conserved, so
       sign(w_j) = s_j for ever (checked at every record); the prediction is the ℓ1 SVM restricted to the
       orthant s⊙w ≥ 0, and with s = sign(w_ℓ1(opt)) the ℓ1 solution itself.
+
+    The rows of one problem seed come from :func:`diag_problem_rows` (the experiment's resumable unit);
+    the claims from the merged rows.
     """
-    if isinstance(cfg, dict):
-        cfg = P2DiagConfig.model_validate({**cfg, **(P2_DIAG_QUICK if quick else {})})
-    elif quick:
-        cfg = cfg.model_copy(update=P2_DIAG_QUICK)
+    cfg = _as_cfg(P2DiagConfig, cfg)
     t_start = time.perf_counter()
-    model = Model("diagonal", **P2_MODEL)
-    B, d = cfg.trials, cfg.d
-    flow_kw = dict(stop_saturation=None, stop_radius=cfg.stop_radius, rtol=cfg.rtol, atol=cfg.atol,
-                   n_records=cfg.n_records, error_estimate=False, keep_path=True)
-    per: dict[str, list] = {k: [] for k in (
-        "problem_seed", "kind", "trial", "gap_l1", "gap_l2", "gap_l1_at_E", "W_at_E", "is_opt", "reached",
-        "kkt_violation", "l1_excess", "n_stalled", "n_flipped", "n_extra", "gap_restricted", "still_moving",
-        "max_drift",
-        "sign_locked", "steps", "W_final")}
-    stalled_coords: list[str] = []
-    for ps in cfg.problem_seeds:
-        prob = unit_gaussian(cfg.n, cfg.T, d, seed=ps)
-        opt = prob.optimal_tokens().opt
-        ref_opt = _diag_refs(prob, opt)
-        rng = np.random.default_rng([cfg.seed, ps])
-        k0 = cfg.init_scale * rng.standard_normal((B, d))
-        q0 = cfg.init_scale * rng.standard_normal((B, d))
-        s = rng.choice([-1.0, 1.0], size=(B, d))
-        s[0] = np.where(ref_opt["l1"] != 0, np.sign(ref_opt["l1"]), 1.0)  # balanced trial 0: the ℓ1 signs
-        runs = {
-            "unbalanced": (model, {"k": k0, "q": q0}, prob),
-            "balanced": (model, {"k": s * np.abs(q0), "q": np.abs(q0)}, prob),
-            "combined": (Model("prompt", **P2_MODEL), {"p": cfg.init_scale**2 * rng.standard_normal((B, d))},
-                         diag_as_prompt(prob)),
-        }
-        for kind, (mdl, init, target) in runs.items():
-            res = gradient_flow(target, mdl, trials=B, init=init, **flow_kw)
-            path = res.path if kind != "combined" else res.path  # (B, R, d, d) or (B, R, d)
-            for b in range(B):
-                alpha = res.selection[b, -1]
-                refs = _diag_refs(prob, alpha)
-                w_path = np.diagonal(path[b], axis1=1, axis2=2) if path.ndim == 4 else path[b]
-                w = w_path[-1]
-                gap1 = 1 - correlation(w, refs["l1"])
-                gap2 = 1 - correlation(w, refs["l2"])
-                # where the issue's stop (E ≤ stop_saturation) falls on this path
-                iE = _first_index(-res.metrics["log_saturation"][b], -np.log(cfg.stop_saturation))
-                per["problem_seed"].append(ps)
-                per["kind"].append(kind)
-                per["trial"].append(b)
-                per["gap_l1"].append(gap1)
-                per["gap_l2"].append(gap2)
-                per["gap_l1_at_E"].append(1 - correlation(w_path[iE], refs["l1"]))
-                per["W_at_E"].append(res.metrics["W_fro"][b, iE])
-                per["is_opt"].append(bool(np.all(alpha == opt)))
-                per["reached"].append(gap1 <= cfg.reach_tol)
-                kkt = l1_kkt(diag_rows(prob, alpha), w, refs["l1"])
-                per["kkt_violation"].append(kkt["kkt_violation"])
-                per["l1_excess"].append(kkt["l1_excess"])
-                per["n_stalled"].append(len(kkt["stalled"]))
-                per["n_flipped"].append(len(kkt["flipped"]))
-                per["n_extra"].append(len(kkt["extra"]))
-                big = np.abs(w) > 1e-3 * np.abs(w).max()
-                restricted = l1_sign_restricted(diag_rows(prob, alpha), np.sign(w) * big)
-                if kind == "balanced":
-                    restricted = l1_sign_restricted(diag_rows(prob, alpha), s[b])
-                per["gap_restricted"].append(1 - correlation(w, restricted) if restricted is not None else np.nan)
-                drift = res.metrics.get("conservation_drift")
-                per["max_drift"].append(float(np.max(drift[b])) if drift is not None else np.nan)
-                per["sign_locked"].append(bool(np.all(s[b] * w_path[1:] >= 0)) if kind == "balanced" else False)
-                per["steps"].append(int(res.info["accepted_steps"][b]))
-                per["W_final"].append(w)
-                # is the direction still changing? 1 − corr between the stop and half the final norm
-                ih = _first_index(res.metrics["W_fro"][b], 0.5 * res.metrics["W_fro"][b, -1])
-                per["still_moving"].append(1 - correlation(w, w_path[ih]))
-                if kind == "unbalanced" and gap1 > cfg.reach_tol:
-                    stalled_coords.append(f"problem {ps} trial {b}: stalled {kkt['stalled'].tolist()}, flipped "
-                                          f"{kkt['flipped'].tolist()}, extra {kkt['extra'].tolist()}")
-    arrays = {k: np.asarray(v) for k, v in per.items()}
-    claims = _diag_claims(cfg, arrays)
-    return {"arrays": arrays, "claims": claims, "notes": stalled_coords,
+    arrays = _merge([diag_problem_rows(cfg, ps) for ps in cfg.problem_seeds])
+    return {"arrays": arrays, "claims": _diag_claims(cfg, arrays), "notes": diag_notes(arrays, cfg.reach_tol),
             "seconds": time.perf_counter() - t_start, "config": cfg.model_dump()}
 
 
@@ -322,7 +349,7 @@ class P2FullConfig(ExperimentConfig):
     T: int = 3
     d: int = 8
     problem_seed: int = 0
-    aligned_trials: int = 8
+    aligned_trials: int = 20
     random_trials: int = 20
     init_scale: float = 0.1
     seed: int = 0
@@ -337,7 +364,8 @@ class P2FullConfig(ExperimentConfig):
     generic_d: int = 6
 
 
-P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 6, "stop_radius": 300.0, "generic_trials": 4}
+# aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program
+P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 4, "stop_radius": 300.0, "generic_trials": 4}
 
 
 def aligned_problem(n0: int, T: int, d: int, seed: int) -> AttentionProblem:
@@ -375,7 +403,93 @@ def aligned_problem(n0: int, T: int, d: int, seed: int) -> AttentionProblem:
     return AttentionProblem(X=X, Y=np.ones(X.shape[0]), v=v, Z=Z)
 
 
-def run_p2_full(cfg: P2FullConfig | dict, quick: bool = False) -> dict:
+FULL_FAMILIES = ("KQ-aligned", "W-aligned", "KQ-random", "KQ-generic", "W-generic")
+
+
+def full_setup(cfg: P2FullConfig) -> dict:
+    """Problems, models and initializations of every run family of P2-full (drawn in one fixed order from
+    ``seed``, so a family's runs do not depend on which other families were computed in the same process)."""
+    prob = aligned_problem(cfg.n0, cfg.T, cfg.d, cfg.problem_seed)
+    D = prob.d
+    rng = np.random.default_rng(cfg.seed)
+    s = cfg.init_scale
+    A, R, G, dg = cfg.aligned_trials, cfg.random_trials, cfg.generic_trials, cfg.generic_d
+
+    def diag_init(shape_b: int) -> np.ndarray:
+        out = np.zeros((shape_b, D, D))
+        idx = np.arange(cfg.d)
+        out[:, idx, idx] = s * rng.standard_normal((shape_b, cfg.d))
+        return out
+
+    kq = Model("factored", **P2_MODEL)
+    wm = Model("combined", **P2_MODEL)
+    # generic data (no symmetry, no alignment): one unit-Gaussian problem per trial
+    generic = [unit_gaussian(cfg.generic_n, cfg.T, dg, seed=cfg.problem_seed + j) for j in range(G)]
+    inits = {}
+    inits["KQ-aligned"] = {"K": diag_init(A), "Q": diag_init(A)}
+    inits["W-aligned"] = {"W": s * diag_init(A)}
+    inits["KQ-random"] = {"K": s * rng.standard_normal((R, D, D)), "Q": s * rng.standard_normal((R, D, D))}
+    inits["KQ-generic"] = {"K": s * rng.standard_normal((G, dg, dg)), "Q": s * rng.standard_normal((G, dg, dg))}
+    inits["W-generic"] = {"W": s * s * rng.standard_normal((G, dg, dg))}
+    return {"problem": prob, "inits": inits,
+            "models": {"KQ-aligned": kq, "W-aligned": wm, "KQ-random": kq, "KQ-generic": kq, "W-generic": wm},
+            "problems": {"KQ-aligned": [prob] * A, "W-aligned": [prob] * A, "KQ-random": [prob] * R,
+                         "KQ-generic": generic, "W-generic": generic}}
+
+
+def full_references(prob: AttentionProblem) -> dict:
+    """The Frobenius, nuclear and diagonal-ℓ1 SVMs of the aligned problem at opt, and how they compare."""
+    opt = prob.optimal_tokens().opt
+    fro, nuc, l1 = (solve_svm(prob, opt, nm) for nm in ("fro", "nuclear", "l1"))
+    return {"fro": fro.solution, "nuclear": nuc.solution, "l1": l1.solution,
+            "gap_refs": 1 - correlation(fro.solution, nuc.solution),
+            "offdiag": float(np.linalg.norm(nuc.solution - np.diag(np.diag(nuc.solution)))
+                             / np.linalg.norm(nuc.solution)),
+            "nuc_vs_l1": 1 - correlation(nuc.solution, l1.solution)}
+
+
+def full_family_rows(cfg: P2FullConfig, family: str, setup: dict | None = None) -> dict[str, np.ndarray]:
+    """One run family of P2-full (one row per trial): final correlations with W^mm_α and W^mm_★,α at the
+    reached selection α, and the per-record curves 1 − corr (``gap_fro_path``, ``gap_nuc_path``, against the
+    final α's solutions), ‖W‖_F (``W_fro_path``) and the conservation drift (``drift_path``)."""
+    setup = setup if setup is not None else full_setup(cfg)
+    plist = setup["problems"][family]
+    kw = dict(stop_saturation=None, stop_radius=cfg.stop_radius, rtol=cfg.rtol, atol=cfg.atol,
+              n_records=cfg.n_records, error_estimate=False, keep_path=True)
+    many = len({id(p) for p in plist}) > 1
+    res = gradient_flow(plist if many else plist[0], setup["models"][family],
+                        trials=None if many else len(plist), init=setup["inits"][family], **kw)
+    cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    per: dict[str, list] = {k: [] for k in ("variant", "trial", "corr_fro", "corr_nuc", "gap_refs", "is_opt",
+                                            "offdiag", "drift", "steps", "gap_fro_path", "gap_nuc_path",
+                                            "W_fro_path", "drift_path")}
+    dr = res.metrics.get("conservation_drift")
+    for b in range(res.trials):
+        pb = plist[b]
+        alpha = res.selection[b, -1]
+        key = (id(pb), *alpha.tolist())
+        if key not in cache:
+            f_, n_ = solve_svm(pb, alpha, "fro"), solve_svm(pb, alpha, "nuclear")
+            cache[key] = (f_.solution, n_.solution)
+        Wf, Wn = cache[key]
+        W = res.W[b]
+        per["variant"].append(family)
+        per["trial"].append(b)
+        per["corr_fro"].append(correlation(W, Wf))
+        per["corr_nuc"].append(correlation(W, Wn))
+        per["gap_refs"].append(1 - correlation(Wf, Wn))
+        per["is_opt"].append(bool(np.all(alpha == pb.optimal_tokens().opt)))
+        per["offdiag"].append(float(np.linalg.norm(W - np.diag(np.diag(W))) / np.linalg.norm(W)))
+        per["drift"].append(float(np.max(dr[b])) if dr is not None else np.nan)
+        per["steps"].append(int(res.info["accepted_steps"][b]))
+        per["gap_fro_path"].append([1 - correlation(x, Wf) for x in res.path[b]])
+        per["gap_nuc_path"].append([1 - correlation(x, Wn) for x in res.path[b]])
+        per["W_fro_path"].append(res.metrics["W_fro"][b])
+        per["drift_path"].append(dr[b] if dr is not None else np.full(res.path.shape[1], np.nan))
+    return {k: np.asarray(v) for k, v in per.items()}
+
+
+def run_p2_full(cfg: P2FullConfig | dict) -> dict:
     """P2-full (SPEC §6): (K, Q) flow → nuclear SVM and W flow → Frobenius SVM on the same aligned data,
     then (K, Q) from random unaligned initializations (an open question the tool measures).
 
@@ -387,72 +501,21 @@ def run_p2_full(cfg: P2FullConfig | dict, quick: bool = False) -> dict:
     trial, no symmetry) trained as (K, Q) and as W from random inits. All flows to
     ‖W‖_F = ``stop_radius`` (exponential loss, sum). Correlations at the reached selection α with W^mm_α
     (exact) and W^mm_★,α (SCS); the nuclear solution is checked against diag(ℓ1 LP) at opt.
+    One family's rows come from :func:`full_family_rows` (the experiment's resumable unit).
     """
-    if isinstance(cfg, dict):
-        cfg = P2FullConfig.model_validate({**cfg, **(P2_FULL_QUICK if quick else {})})
-    elif quick:
-        cfg = cfg.model_copy(update=P2_FULL_QUICK)
+    cfg = _as_cfg(P2FullConfig, cfg)
     t_start = time.perf_counter()
-    prob = aligned_problem(cfg.n0, cfg.T, cfg.d, cfg.problem_seed)
-    D = prob.d
-    opt = prob.optimal_tokens().opt
-    fro, nuc, l1 = (solve_svm(prob, opt, nm) for nm in ("fro", "nuclear", "l1"))
-    gap_refs = 1 - correlation(fro.solution, nuc.solution)
-    offdiag = float(np.linalg.norm(nuc.solution - np.diag(np.diag(nuc.solution))) / np.linalg.norm(nuc.solution))
-    nuc_vs_l1 = 1 - correlation(nuc.solution, l1.solution)
-    rng = np.random.default_rng(cfg.seed)
-    s = cfg.init_scale
-    A, R = cfg.aligned_trials, cfg.random_trials
+    setup = full_setup(cfg)
+    refs = full_references(setup["problem"])
+    a = _merge([full_family_rows(cfg, fam, setup) for fam in FULL_FAMILIES])
+    return {"arrays": a, "claims": _full_claims(cfg, a, refs),
+            "references": {k: refs[k] for k in ("fro", "nuclear", "l1")},
+            "gap_refs": refs["gap_refs"], "seconds": time.perf_counter() - t_start, "config": cfg.model_dump()}
 
-    def diag_init(shape_b: int) -> np.ndarray:
-        out = np.zeros((shape_b, D, D))
-        idx = np.arange(cfg.d)
-        out[:, idx, idx] = s * rng.standard_normal((shape_b, cfg.d))
-        return out
 
-    kq = Model("factored", **P2_MODEL)
-    wm = Model("combined", **P2_MODEL)
-    kw = dict(stop_saturation=None, stop_radius=cfg.stop_radius, rtol=cfg.rtol, atol=cfg.atol,
-              n_records=cfg.n_records, error_estimate=False)
-    G, dg = cfg.generic_trials, cfg.generic_d
-    generic = [unit_gaussian(cfg.generic_n, cfg.T, dg, seed=cfg.problem_seed + j) for j in range(G)]
-    runs = {
-        "KQ-aligned": (gradient_flow(prob, kq, trials=A, init={"K": diag_init(A), "Q": diag_init(A)}, **kw),
-                       [prob] * A),
-        "W-aligned": (gradient_flow(prob, wm, trials=A, init={"W": s * diag_init(A)}, **kw), [prob] * A),
-        "KQ-random": (gradient_flow(prob, kq, trials=R, init={"K": s * rng.standard_normal((R, D, D)),
-                                                               "Q": s * rng.standard_normal((R, D, D))}, **kw),
-                      [prob] * R),
-        # generic data (no symmetry, no alignment): one unit-Gaussian problem per trial
-        "KQ-generic": (gradient_flow(generic, kq, init={"K": s * rng.standard_normal((G, dg, dg)),
-                                                        "Q": s * rng.standard_normal((G, dg, dg))}, **kw), generic),
-        "W-generic": (gradient_flow(generic, wm, init={"W": s * s * rng.standard_normal((G, dg, dg))}, **kw),
-                      generic),
-    }
-    cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    per: dict[str, list] = {k: [] for k in ("variant", "trial", "corr_fro", "corr_nuc", "gap_refs", "is_opt",
-                                            "offdiag", "drift", "steps")}
-    for name, (res, plist) in runs.items():
-        for b in range(res.trials):
-            pb = plist[b]
-            alpha = res.selection[b, -1]
-            key = (id(pb), *alpha.tolist())
-            if key not in cache:
-                f_, n_ = solve_svm(pb, alpha, "fro"), solve_svm(pb, alpha, "nuclear")
-                cache[key] = (f_.solution, n_.solution)
-            Wf, Wn = cache[key]
-            W = res.W[b]
-            per["variant"].append(name)
-            per["trial"].append(b)
-            per["corr_fro"].append(correlation(W, Wf))
-            per["corr_nuc"].append(correlation(W, Wn))
-            per["gap_refs"].append(1 - correlation(Wf, Wn))
-            per["is_opt"].append(bool(np.all(alpha == pb.optimal_tokens().opt)))
-            per["offdiag"].append(float(np.linalg.norm(W - np.diag(np.diag(W))) / np.linalg.norm(W)))
-            dr = res.metrics.get("conservation_drift")
-            per["drift"].append(float(np.max(dr[b])) if dr is not None else np.nan)
-            per["steps"].append(int(res.info["accepted_steps"][b]))
-    a = {k: np.asarray(v) for k, v in per.items()}
+def _full_claims(cfg: P2FullConfig, a: dict[str, np.ndarray], refs: dict) -> list[Claim]:
+    gap_refs, offdiag, nuc_vs_l1 = refs["gap_refs"], refs["offdiag"], refs["nuc_vs_l1"]
+    dg = cfg.generic_d
     claims = []
     claims.append(Claim(
         "aligned data: the two predictions differ", f"gap 1 − corr(W^mm, W^mm_★) ≥ {cfg.min_gap}",
@@ -488,9 +551,7 @@ def run_p2_full(cfg: P2FullConfig | dict, quick: bool = False) -> dict:
             f"{cfg.reach_tol:g}: {int(np.sum(1 - a[own][m] <= cfg.reach_tol))} of {int(m.sum())}", "new",
             f"one problem per trial; gap between the two SVMs {spread(a['gap_refs'][m], '.3f')}; selection = opt "
             f"in {a['is_opt'][m].mean():.0%}; at ‖W‖_F = {cfg.stop_radius:g}"))
-    return {"arrays": a, "claims": claims,
-            "references": {"fro": fro.solution, "nuclear": nuc.solution, "l1": l1.solution},
-            "gap_refs": gap_refs, "seconds": time.perf_counter() - t_start, "config": cfg.model_dump()}
+    return claims
 
 
 # ============================================================================================================
@@ -563,5 +624,89 @@ def run_p3_local_path(cfg: P3LocalPathConfig | dict, quick: bool = False) -> dic
     return {"arrays": out, "claims": claims, "seconds": time.perf_counter() - t_start, "config": cfg.model_dump()}
 
 
-__all__ = ["P2DiagConfig", "P2FullConfig", "P3LocalPathConfig", "aligned_problem", "diag_as_prompt", "diag_rows",
-           "l1_kkt", "l1_sign_restricted", "run_p2_diag", "run_p2_full", "run_p3_local_path"]
+# ============================================================================================================
+# Catalog entries: resumable runs, tables, figures
+# ============================================================================================================
+
+_SCALARS_SKIP = ("W_final", "gap_l1_path", "gap_l2_path", "W_fro_path", "drift_path", "gap_fro_path",
+                 "gap_nuc_path")
+
+
+def _table(a: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({k: v for k, v in a.items() if k not in _SCALARS_SKIP and v.ndim == 1})
+
+
+def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
+    """``attnsvm reproduce p2-diag``: one resumable chunk per problem seed (index j ↔ problem_seeds[j])."""
+    from ..plots.p2 import diag_figure
+
+    t0 = time.perf_counter()
+    seeds = list(cfg.problem_seeds)
+
+    def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[None] for k, v in diag_problem_rows(cfg, seeds[int(idx[0])]).items()}
+
+    raw = ctx.trials("problems", len(seeds), 1, fn, description="p2-diag: flows per problem seed")
+    a = {k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()}
+    claims = _diag_claims(cfg, a)
+    ctx.figure(diag_figure(a, cfg.reach_tol), "p2_diag")
+    notes = [
+        f"P2 publishes no experiments: this design is the project's own (SPEC §6). Problems unit_gaussian(n={cfg.n}, "
+        f"T={cfg.T}, d={cfg.d}, seed) for seeds {seeds}; per seed {cfg.trials} unbalanced, {cfg.trials} balanced "
+        f"and {cfg.trials} combined-W runs; exponential loss summed over samples; gradient flow (Tsit5, rtol "
+        f"{cfg.rtol:g}, atol {cfg.atol:g}) to ‖w‖_F = {cfg.stop_radius:g}; init scale {cfg.init_scale:g}.",
+        f"a run reaches the ℓ1 solution when 1 − corr(w, w_ℓ1(α)) ≤ {cfg.reach_tol:g} at the reached selection α; "
+        "the unbalanced runs that do not (below: stalled = near zero where w_ℓ1 is not, flipped = opposite "
+        "sign, extra = nonzero where w_ℓ1 is zero):",
+        *diag_notes(a, cfg.reach_tol),
+        f"wall time {time.perf_counter() - t0:.1f} s (flow compilation included; chunks loaded from a previous "
+        f"run cost nothing)",
+    ]
+    return Outcome(claims=claims, tables={"runs": _table(a)}, arrays=a, notes=notes)
+
+
+def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
+    """``attnsvm reproduce p2-full``: one resumable chunk per run family (FULL_FAMILIES)."""
+    from ..plots.p2 import full_figure
+
+    t0 = time.perf_counter()
+    setup = full_setup(cfg)
+    refs = full_references(setup["problem"])
+    parts = []
+    for fam in FULL_FAMILIES:
+        n = len(setup["problems"][fam])
+        parts.append(ctx.trials(fam, n, n, lambda idx, f=fam: full_family_rows(cfg, f, setup),
+                                description=f"p2-full: {fam}"))
+    a = _merge(parts)
+    claims = _full_claims(cfg, a, refs)
+    ctx.figure(full_figure(a), "p2_full")
+    a = {**a, **{f"ref_{k}": refs[k] for k in ("fro", "nuclear", "l1")}}
+    notes = [
+        f"P2 publishes no experiments: this design is the project's own (SPEC §6). Aligned data: aligned_problem("
+        f"n0={cfg.n0}, T={cfg.T}, d={cfg.d}, seed={cfg.problem_seed}) — Hadamard sign-symmetrized sequences "
+        f"(n = {setup['problem'].n}, d = {setup['problem'].d}), whose Frobenius and nuclear SVMs are diagonal; "
+        f"aligned inits are diagonal K₀, Q₀ (W₀). Flows (exponential loss, sum; Tsit5 rtol {cfg.rtol:g}, "
+        f"atol {cfg.atol:g}) to ‖W‖_F = {cfg.stop_radius:g}; init scale {cfg.init_scale:g}.",
+        "1 − corr is measured against the SVM solutions at each run's reached selection α (W^mm_α exact, "
+        "W^mm_★,α by SCS).",
+        "the regularization path on P3-local data (W and (K, Q) against the Frobenius and nuclear SVMs) is the "
+        "library function attnsvm.experiments.p2.run_p3_local_path (not part of this run).",
+        f"wall time {time.perf_counter() - t0:.1f} s (flow compilation included)",
+    ]
+    return Outcome(claims=claims, tables={"runs": _table(a)}, arrays=a, notes=notes)
+
+
+register(Experiment(
+    id="p2-diag", paper=PAPER,
+    title="diagonal (k,q) gradient flow: w/‖w‖ → ℓ1 SVM (combined W → ℓ2), sign lock of balanced starts",
+    config_cls=P2DiagConfig, run=run_diag, quick=P2_DIAG_QUICK))
+register(Experiment(
+    id="p2-full", paper=PAPER,
+    title="(K,Q) vs W gradient flow on aligned data: nuclear vs Frobenius SVM; random and generic inits",
+    config_cls=P2FullConfig, run=run_full, quick=P2_FULL_QUICK))
+
+
+__all__ = ["DIAG_KINDS", "FULL_FAMILIES", "P2DiagConfig", "P2FullConfig", "P3LocalPathConfig", "aligned_problem",
+           "diag_as_prompt", "diag_notes", "diag_problem_rows", "diag_rows", "full_family_rows", "full_references",
+           "full_setup", "l1_kkt", "l1_sign_restricted", "run_diag", "run_full", "run_p2_diag", "run_p2_full",
+           "run_p3_local_path"]
