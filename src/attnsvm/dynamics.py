@@ -314,6 +314,66 @@ def _segments(n_chunks: int, progress: bool) -> int:
     return max(k for k in range(1, target + 1) if n_chunks % k == 0)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The trials of one engine call, as every engine (GD/NGD, flow, path) sets them up.
+
+    problems: one shared problem or one per trial; data: their ``Data`` (stacked when ``batch_data``);
+    alpha: (B, n) reference selection; refs: (B, r, *W.shape) reference solutions named ``ref_names``.
+    """
+
+    problems: list[AttentionProblem]
+    batch_data: bool
+    trials: int
+    data: Data
+    alpha: np.ndarray
+    refs: np.ndarray
+    ref_names: list[str]
+
+    @property
+    def first(self) -> AttentionProblem:
+        return self.problems[0]
+
+
+def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model: Model, trials: int | None,
+                  alpha: np.ndarray | None = None, references: Mapping[str, np.ndarray] | None = None,
+                  head_V: np.ndarray | None = None, head_a: np.ndarray | None = None) -> Batch:
+    """Validate and stack the problems, the reference selection α (default opt) and the references."""
+    if isinstance(problems, AttentionProblem):
+        plist, batch_data = [problems], False
+    else:
+        plist = list(problems)
+        if not plist:
+            raise ValueError("problems: empty sequence")
+        batch_data = len(plist) > 1
+    B = trials if trials is not None else (len(plist) if batch_data else 1)
+    if batch_data and B != len(plist):
+        raise ValueError(f"trials: {B} given but {len(plist)} problems; give one problem per trial")
+    p0 = plist[0]
+    datas = [model_data(p, model, V=head_V, a=head_a) for p in plist]
+    data = stack_data(datas) if batch_data else datas[0]
+    if alpha is None:
+        alpha_arr = (np.stack([p.optimal_tokens().opt for p in plist]) if batch_data
+                     else np.broadcast_to(p0.optimal_tokens().opt, (B, p0.n)).copy())
+    else:
+        alpha_arr = np.asarray(alpha, dtype=np.int64)
+        if alpha_arr.shape == (p0.n,):
+            alpha_arr = np.broadcast_to(alpha_arr, (B, p0.n)).copy()
+        if alpha_arr.shape != (B, p0.n) or alpha_arr.min() < 0 or alpha_arr.max() >= p0.T:
+            raise ValueError(f"alpha: expected token indices in [0, {p0.T}) of shape ({p0.n},) or ({B}, {p0.n})")
+    wshape = (p0.keys.shape[1],) if model.parameterization == "prompt" else (p0.d, p0.d)
+    ref_names = list(references or {})
+    refs = np.zeros((B, max(1, len(ref_names))) + wshape)
+    for j, name in enumerate(ref_names):
+        r = np.asarray(references[name], dtype=np.float64)
+        if r.shape == wshape:
+            r = np.broadcast_to(r, (B,) + wshape)
+        if r.shape != (B,) + wshape:
+            raise ValueError(f"references[{name!r}]: expected shape {wshape} or {(B,) + wshape}, got {r.shape}")
+        refs[:, j] = r
+    return Batch(plist, batch_data, B, data, alpha_arr, refs, ref_names)
+
+
 def train(
     problems: AttentionProblem | Sequence[AttentionProblem],
     model: Model,
@@ -344,48 +404,18 @@ def train(
         run records corr(W, W_ref) for each.
     progress: True for a rich progress bar, or a callable (done_steps, total_steps).
     """
-    if isinstance(problems, AttentionProblem):
-        plist = [problems]
-        batch_data = False
-    else:
-        plist = list(problems)
-        if not plist:
-            raise ValueError("problems: empty sequence")
-        batch_data = len(plist) > 1
-    B = trials if trials is not None else (len(plist) if batch_data else 1)
-    if batch_data and B != len(plist):
-        raise ValueError(f"trials: {B} given but {len(plist)} problems; give one problem per trial")
     if steps < 0 or record_every < 1:
         raise ValueError(f"steps must be ≥ 0 and record_every ≥ 1, got steps={steps}, "
                          f"record_every={record_every}")
     if steps % record_every:
         raise ValueError(f"steps ({steps}) must be a multiple of record_every ({record_every})")
-    p0 = plist[0]
     unknown = set(optimizer.freeze) - set(model.blocks)
     if unknown:
         raise ValueError(f"freeze: unknown block(s) {sorted(unknown)}; blocks are {model.blocks}")
-    datas = [model_data(p, model, V=head_V, a=head_a) for p in plist]
-    data = stack_data(datas) if batch_data else datas[0]
+    batch = prepare_batch(problems, model, trials, alpha, references, head_V, head_a)
+    p0, B, data, batch_data, ref_names = batch.first, batch.trials, batch.data, batch.batch_data, batch.ref_names
+    alpha_arr, refs = batch.alpha, batch.refs
     params = init_params(model, p0, B, init_scheme, init_scale, seed, init, trial_ids)
-    if alpha is None:
-        alpha_arr = np.stack([p.optimal_tokens().opt for p in plist]) if batch_data else \
-            np.broadcast_to(p0.optimal_tokens().opt, (B, p0.n))
-    else:
-        alpha_arr = np.asarray(alpha, dtype=np.int64)
-        if alpha_arr.shape == (p0.n,):
-            alpha_arr = np.broadcast_to(alpha_arr, (B, p0.n))
-        if alpha_arr.shape != (B, p0.n) or alpha_arr.min() < 0 or alpha_arr.max() >= p0.T:
-            raise ValueError(f"alpha: expected token indices in [0, {p0.T}) of shape ({p0.n},) or ({B}, {p0.n})")
-    wshape = (p0.keys.shape[1],) if model.parameterization == "prompt" else (p0.d, p0.d)
-    ref_names = list(references or {})
-    refs = np.zeros((B, max(1, len(ref_names))) + wshape)
-    for j, name in enumerate(ref_names):
-        r = np.asarray(references[name], dtype=np.float64)
-        if r.shape == wshape:
-            r = np.broadcast_to(r, (B,) + wshape)
-        if r.shape != (B,) + wshape:
-            raise ValueError(f"references[{name!r}]: expected shape {wshape} or {(B,) + wshape}, got {r.shape}")
-        refs[:, j] = r
     use_map = _choose_map(p0, B, batching)
     jparams = {k: jnp.asarray(v) for k, v in params.items()}
     jalpha, jrefs = jnp.asarray(alpha_arr), jnp.asarray(refs)

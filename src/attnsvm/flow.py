@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .dynamics import SCALAR_METRICS, TrainResult, init_params, record
+from .dynamics import SCALAR_METRICS, TrainResult, init_params, prepare_batch, record
 from .losses import jax_log_neg_dloss
 from .models import (
     Data,
@@ -68,9 +68,7 @@ from .models import (
     attention_weights,
     forward,
     log_block_norms,
-    model_data,
     stable_grad,
-    stack_data,
 )
 from .problem import AttentionProblem
 
@@ -338,21 +336,10 @@ def gradient_flow(
     unknown = set(flow.freeze) - set(model.blocks)
     if unknown or set(flow.freeze) >= set(model.blocks):
         raise ValueError(f"freeze: {sorted(flow.freeze)} must be a proper subset of the blocks {model.blocks}")
-    if isinstance(problems, AttentionProblem):
-        plist, batch_data = [problems], False
-    else:
-        plist = list(problems)
-        if not plist:
-            raise ValueError("problems: empty sequence")
-        batch_data = len(plist) > 1
-    B = trials if trials is not None else (len(plist) if batch_data else 1)
-    if batch_data and B != len(plist):
-        raise ValueError(f"trials: {B} given but {len(plist)} problems; give one problem per trial")
-    p0 = plist[0]
-    datas = [model_data(p, model, V=head_V, a=head_a) for p in plist]
-    data = stack_data(datas) if batch_data else datas[0]
+    batch = prepare_batch(problems, model, trials, alpha, references, head_V, head_a)
+    batch_data, B, p0, data = batch.batch_data, batch.trials, batch.first, batch.data
+    alpha_arr, refs, ref_names = batch.alpha, batch.refs, batch.ref_names
     params0 = init_params(model, p0, B, init_scheme, init_scale, seed, init)
-    alpha_arr, refs, ref_names = _alpha_refs(plist, model, B, batch_data, alpha, references)
 
     jparams0 = {k: jnp.asarray(v) for k, v in params0.items()}
     _check_start(model, flow, jparams0, data, batch_data)
@@ -478,30 +465,3 @@ def _check_start(model: Model, flow: Flow, params: dict, data: Data, batch_data:
     if flow.stop_saturation is not None and np.any(ls <= np.log(flow.stop_saturation)):
         raise ValueError(f"stop_saturation: {flow.stop_saturation} is already reached at the start "
                          f"(E₀ = {np.exp(ls.min()):.3g})")
-
-
-def _alpha_refs(plist: list[AttentionProblem], model: Model, B: int, batch_data: bool,
-                alpha: np.ndarray | None, references: Mapping[str, np.ndarray] | None
-                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The reference selection (B, n) and reference solutions (B, r, *W.shape), as dynamics.train does."""
-    p0 = plist[0]
-    if alpha is None:
-        alpha_arr = (np.stack([p.optimal_tokens().opt for p in plist]) if batch_data
-                     else np.broadcast_to(p0.optimal_tokens().opt, (B, p0.n)).copy())
-    else:
-        alpha_arr = np.asarray(alpha, dtype=np.int64)
-        if alpha_arr.shape == (p0.n,):
-            alpha_arr = np.broadcast_to(alpha_arr, (B, p0.n)).copy()
-        if alpha_arr.shape != (B, p0.n) or alpha_arr.min() < 0 or alpha_arr.max() >= p0.T:
-            raise ValueError(f"alpha: expected token indices in [0, {p0.T}) of shape ({p0.n},) or ({B}, {p0.n})")
-    wshape = (p0.keys.shape[1],) if model.parameterization == "prompt" else (p0.d, p0.d)
-    ref_names = list(references or {})
-    refs = np.zeros((B, max(1, len(ref_names))) + wshape)
-    for j, name in enumerate(ref_names):
-        r = np.asarray(references[name], dtype=np.float64)
-        if r.shape == wshape:
-            r = np.broadcast_to(r, (B,) + wshape)
-        if r.shape != (B,) + wshape:
-            raise ValueError(f"references[{name!r}]: expected shape {wshape} or {(B,) + wshape}, got {r.shape}")
-        refs[:, j] = r
-    return alpha_arr, refs, ref_names

@@ -45,8 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .dynamics import SCALAR_METRICS, TrainResult, init_params, record
-from .flow import _alpha_refs
+from .dynamics import SCALAR_METRICS, TrainResult, init_params, prepare_batch, record
 from .models import (
     NEG_INF,
     Data,
@@ -55,9 +54,7 @@ from .models import (
     _masked_lse,
     attention_weights,
     forward,
-    model_data,
     stable_grad,
-    stack_data,
 )
 from .problem import AttentionProblem
 
@@ -317,24 +314,13 @@ def regularization_path(
     if model.train_v or model.head != "linear":
         raise ValueError("model: the regularization path needs the fixed linear head (head='linear', "
                          "train_v=False), whose L*_α is known in closed form")
-    if isinstance(problems, AttentionProblem):
-        plist, batch_data = [problems], False
-    else:
-        plist = list(problems)
-        if not plist:
-            raise ValueError("problems: empty sequence")
-        batch_data = len(plist) > 1
-    B = trials if trials is not None else (len(plist) if batch_data else 1)
-    if batch_data and B != len(plist):
-        raise ValueError(f"trials: {B} given but {len(plist)} problems; give one problem per trial")
-    p0 = plist[0]
-    datas = [model_data(p, model, V=head_V, a=head_a) for p in plist]
-    data = stack_data(datas) if batch_data else datas[0]
+    batch = prepare_batch(problems, model, trials, alpha, references, head_V, head_a)
+    batch_data, B, p0, data = batch.batch_data, batch.trials, batch.first, batch.data
     params0 = init_params(model, p0, B, init_scheme, init_scale, seed, init)
     if model.parameterization in ("factored", "diagonal") and not all(
             np.all(np.linalg.norm(params0[b].reshape(B, -1), axis=1) > 0) for b in model.attention_blocks):
         raise ValueError("init: K and Q (k and q) must both be nonzero; (K, Q) = 0 is a stationary point")
-    alpha_arr, refs, ref_names = _alpha_refs(plist, model, B, batch_data, alpha, references)
+    alpha_arr, refs, ref_names = batch.alpha, batch.refs, batch.ref_names
     radii_arr = np.asarray(settings.radii)
     rhos = ball_radius(model, radii_arr)
     rng = np.random.default_rng(seed + 1)
