@@ -698,11 +698,11 @@ def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
 
 register(Experiment(
     id="p2-diag", paper=PAPER,
-    title="diagonal (k,q) gradient flow: w/‖w‖ → ℓ1 SVM (combined W → ℓ2), sign lock of balanced starts",
+    title="diagonal (k,q) flow → ℓ1 SVM, combined W → ℓ2; sign lock of balanced starts",
     config_cls=P2DiagConfig, run=run_diag, quick=P2_DIAG_QUICK))
 register(Experiment(
     id="p2-full", paper=PAPER,
-    title="(K,Q) vs W gradient flow on aligned data: nuclear vs Frobenius SVM; random and generic inits",
+    title="aligned data: (K,Q) flow → nuclear SVM, W flow → Frobenius; random inits",
     config_cls=P2FullConfig, run=run_full, quick=P2_FULL_QUICK))
 
 

@@ -19,15 +19,16 @@ from matplotlib.figure import Figure
 from .common import COLORS, column_figure
 
 FLOOR = 1e-12  # 1 − corr below this (rounding) is drawn at the floor of the log axis
+DRIFT_FLOOR = 1e-16  # the same for the relative conservation drift (exactly 0 for a balanced start)
 
 REACHED, OTHER, L1C, L2C = COLORS[0], COLORS[3], COLORS[0], COLORS[1]
 
 
 def _curves(ax, x: np.ndarray, y: np.ndarray, color, label: str | None, style: str = "-", lw: float = 0.8,
-            alpha: float = 0.8) -> None:
+            alpha: float = 0.8, floor: float = FLOOR) -> None:
     """One line per row of y against the same row of x (log-log); the label on the first line only."""
     for j in range(y.shape[0]):
-        ax.plot(x[j], np.maximum(y[j], FLOOR), style, color=color, lw=lw, alpha=alpha,
+        ax.plot(x[j], np.maximum(y[j], floor), style, color=color, lw=lw, alpha=alpha,
                 label=label if j == 0 else None)
 
 
@@ -62,8 +63,11 @@ def diag_figure(a: dict[str, np.ndarray], reach_tol: float) -> Figure:
     ax = axes[1, 1]
     for kind, color in (("unbalanced", COLORS[2]), ("balanced", COLORS[4])):
         m = a["kind"] == kind
-        _curves(ax, x[m][:, 1:], a["drift_path"][m][:, 1:], color, kind, alpha=0.6)
+        _curves(ax, x[m][:, 1:], a["drift_path"][m][:, 1:], color, kind, alpha=0.6, floor=DRIFT_FLOOR)
     _loglog(ax, "‖w‖", "drift of k² − q² (relative)", "conservation along the (k, q) flow")
+    ax.set_ylim(bottom=DRIFT_FLOOR / 2)
+    ax.text(0.98, 0.02, "exact 0 drawn at 1e−16", transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
+            color="0.4")
     fig.tight_layout()
     return fig
 
@@ -82,8 +86,8 @@ def full_figure(a: dict[str, np.ndarray]) -> Figure:
     for k, (variant, title) in enumerate(panels):
         ax = axes[k // ncols, k % ncols]
         m = a["variant"] == variant
-        _curves(ax, a["W_fro_path"][m], a["gap_nuc_path"][m], COLORS[0], "vs nuclear W^mm_★")
-        _curves(ax, a["W_fro_path"][m], a["gap_fro_path"][m], COLORS[1], "vs Frobenius W^mm", style="--")
+        _curves(ax, a["W_fro_path"][m], a["gap_nuc_path"][m], COLORS[0], r"vs nuclear $W^{mm}_\star$")
+        _curves(ax, a["W_fro_path"][m], a["gap_fro_path"][m], COLORS[1], r"vs Frobenius $W^{mm}$", style="--")
         _loglog(ax, "‖W‖_F", "1 − corr" if k % ncols == 0 else None, title)
     for k in range(len(panels), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
