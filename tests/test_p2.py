@@ -245,3 +245,21 @@ def test_p2_full_quick(quick_run):
         m = a["variant"] == fam
         assert m.sum() > 0 and np.all(np.isfinite(a["corr_nuc"][m])) and np.all(np.isfinite(a["corr_fro"][m]))
     np.testing.assert_allclose(a["gap_nuc_path"][:, -1], 1 - a["corr_nuc"], atol=1e-12)
+
+
+@pytest.mark.slow  # two more compilations (the W and (K, Q) regularization paths)
+def test_p2_full_local_path_switch(tmp_path):
+    """``local_path = true`` adds the P3-local regularization-path claims to p2-full (resumable: a rerun loads
+    them); quick settings."""
+    from attnsvm.experiments.runner import run_experiment
+
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("local_path = true\n")
+    rep = run_experiment("p2-full", tmp_path / "run", config_file=cfg, quick=True)
+    path = [c for c in rep.claims if c.claim.startswith("P3-local data, regularization")]
+    assert len(path) == 2 and all(c.verdict == "reproduced" for c in path)
+    with np.load(tmp_path / "run" / "results.npz", allow_pickle=False) as f:
+        assert f["path_W__corr_fro"].shape == (4, 4)
+    again = run_experiment("p2-full", tmp_path / "run", config_file=cfg, quick=True)
+    assert again.computed_chunks == 0
+    assert [c.measured for c in again.claims] == [c.measured for c in rep.claims]

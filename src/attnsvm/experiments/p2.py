@@ -362,6 +362,7 @@ class P2FullConfig(ExperimentConfig):
     generic_trials: int = 20
     generic_n: int = 4
     generic_d: int = 6
+    local_path: bool = False
 
 
 # aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program
@@ -640,7 +641,6 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
     """``attnsvm reproduce p2-diag``: one resumable chunk per problem seed (index j ↔ problem_seeds[j])."""
     from ..plots.p2 import diag_figure
 
-    t0 = time.perf_counter()
     seeds = list(cfg.problem_seeds)
 
     def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -659,8 +659,6 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
         "the unbalanced runs that do not (below: stalled = near zero where w_ℓ1 is not, flipped = opposite "
         "sign, extra = nonzero where w_ℓ1 is zero):",
         *diag_notes(a, cfg.reach_tol),
-        f"wall time {time.perf_counter() - t0:.1f} s (flow compilation included; chunks loaded from a previous "
-        f"run cost nothing)",
     ]
     return Outcome(claims=claims, tables={"runs": _table(a)}, arrays=a, notes=notes)
 
@@ -669,7 +667,6 @@ def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
     """``attnsvm reproduce p2-full``: one resumable chunk per run family (FULL_FAMILIES)."""
     from ..plots.p2 import full_figure
 
-    t0 = time.perf_counter()
     setup = full_setup(cfg)
     refs = full_references(setup["problem"])
     parts = []
@@ -678,9 +675,14 @@ def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
         parts.append(ctx.trials(fam, n, n, lambda idx, f=fam: full_family_rows(cfg, f, setup),
                                 description=f"p2-full: {fam}"))
     a = _merge(parts)
+    table = _table(a)
     claims = _full_claims(cfg, a, refs)
     ctx.figure(full_figure(a), "p2_full")
     a = {**a, **{f"ref_{k}": refs[k] for k in ("fro", "nuclear", "l1")}}
+    if cfg.local_path:
+        path_claims, path_arrays = _local_path_part(ctx)
+        claims += path_claims
+        a.update(path_arrays)
     notes = [
         f"P2 publishes no experiments: this design is the project's own (SPEC §6). Aligned data: aligned_problem("
         f"n0={cfg.n0}, T={cfg.T}, d={cfg.d}, seed={cfg.problem_seed}) — Hadamard sign-symmetrized sequences "
@@ -689,11 +691,34 @@ def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
         f"atol {cfg.atol:g}) to ‖W‖_F = {cfg.stop_radius:g}; init scale {cfg.init_scale:g}.",
         "1 − corr is measured against the SVM solutions at each run's reached selection α (W^mm_α exact, "
         "W^mm_★,α by SCS).",
-        "the regularization path on P3-local data (W and (K, Q) against the Frobenius and nuclear SVMs) is the "
-        "library function attnsvm.experiments.p2.run_p3_local_path (not part of this run).",
-        f"wall time {time.perf_counter() - t0:.1f} s (flow compilation included)",
+        "the regularization path on P3-local data (W and (K, Q) against the Frobenius and nuclear SVMs, "
+        "attnsvm.experiments.p2.run_p3_local_path with its default P3LocalPathConfig; quick: P3_PATH_QUICK) is "
+        + ("included above (the two 'path' claims)." if cfg.local_path else
+           "not part of this run: set local_path = true to add its two claims (≈20 s more)."),
     ]
-    return Outcome(claims=claims, tables={"runs": _table(a)}, arrays=a, notes=notes)
+    return Outcome(claims=claims, tables={"runs": table}, arrays=a, notes=notes)
+
+
+_CLAIM_FIELDS = ("claim", "paper", "measured", "verdict", "note")
+
+
+def _local_path_part(ctx: Context) -> tuple[list[Claim], dict[str, np.ndarray]]:
+    """The regularization path on P3-local data as one resumable chunk: its arrays and its claims (kept as
+    string arrays, so a rerun loads them instead of recomputing)."""
+
+    def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
+        out = run_p3_local_path({}, quick=ctx.quick)
+        part = {f"path_{k}": np.asarray(v)[None] for k, v in out["arrays"].items()}
+        for f in _CLAIM_FIELDS:
+            part[f"path_claim_{f}"] = np.asarray([[getattr(c, f) for c in out["claims"]]])
+        return part
+
+    raw = ctx.trials("p3-local-path", 1, 1, fn, description="p2-full: regularization path on P3-local data")
+    claims = [Claim(*(str(raw[f"path_claim_{f}"][0, j]) for f in _CLAIM_FIELDS))
+              for j in range(raw["path_claim_claim"].shape[1])]
+    claims = [Claim(f"P3-local data, regularization {c.claim}", c.paper, c.measured, c.verdict, c.note)
+              for c in claims]
+    return claims, {k: v[0] for k, v in raw.items() if not k.startswith("path_claim_")}
 
 
 register(Experiment(

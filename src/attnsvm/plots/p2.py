@@ -50,8 +50,8 @@ def diag_figure(a: dict[str, np.ndarray], reach_tol: float) -> Figure:
     bad = un & ~ok
     x = a["W_fro_path"]
     for ax, key, ref in ((axes[0, 0], "gap_l1_path", "ℓ1"), (axes[0, 1], "gap_l2_path", "ℓ2")):
+        _curves(ax, x[bad], a[key][bad], OTHER, f"do not ({int(bad.sum())})", alpha=0.6)
         _curves(ax, x[ok], a[key][ok], REACHED, f"reach ℓ1 ({int(ok.sum())})")
-        _curves(ax, x[bad], a[key][bad], OTHER, f"do not ({int(bad.sum())})")
         if ref == "ℓ1":
             ax.axhline(reach_tol, color="0.4", ls=":", lw=0.8)
         _loglog(ax, "‖w‖", f"1 − corr(w, w_{ref}(α))", f"(k, q) unbalanced: vs the {ref} SVM")
@@ -66,7 +66,7 @@ def diag_figure(a: dict[str, np.ndarray], reach_tol: float) -> Figure:
         _curves(ax, x[m][:, 1:], a["drift_path"][m][:, 1:], color, kind, alpha=0.6, floor=DRIFT_FLOOR)
     _loglog(ax, "‖w‖", "drift of k² − q² (relative)", "conservation along the (k, q) flow")
     ax.set_ylim(bottom=DRIFT_FLOOR / 2)
-    ax.text(0.98, 0.02, "exact 0 drawn at 1e−16", transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
+    ax.text(0.98, 0.97, "exact 0 drawn at 1e−16", transform=ax.transAxes, ha="right", va="top", fontsize=6,
             color="0.4")
     fig.tight_layout()
     return fig
