@@ -101,6 +101,10 @@ def main() -> None:
     ap.add_argument("--baseline-trials", type=int, default=3)
     ap.add_argument("--baseline-instances", type=int, default=12)
     args = ap.parse_args()
+    # one thread: with two, the eager baseline's tiny tensors run 5–10× slower on 2 cores (train_p3_local.py)
+    import torch
+
+    torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for exp_id in args.ids:
@@ -119,7 +123,7 @@ def main() -> None:
     for exp_id, wall, cpu, base, _ in rows:
         quoted = QUOTED_CPU_S.get(exp_id, QUOTED_CPU_S["p1"] / 4 if exp_id.startswith("p1") else None)
         print(f"| {exp_id} | {wall:.1f} | {cpu:.1f} | {base:.0f} | {base / wall:.0f}× | "
-              f"{quoted if quoted else '—'} |" if base else
+              f"{f'{quoted:.0f}' if quoted else '—'} |" if base else
               f"| {exp_id} | {wall:.1f} | {cpu:.1f} | — | — | {f'{quoted:.0f}' if quoted else '—'} |")
     print(f"\ntotal: {sum(r[1] for r in rows):.1f} s wall, {sum(r[2] for r in rows):.1f} s CPU")
     for exp_id, *_, how in rows:

@@ -110,3 +110,16 @@ def test_list_shows_every_id():
     assert res.exit_code == 0
     for i in IDS:
         assert i in res.output
+
+
+def test_reproduce_all_quick(tmp_path):
+    """`attnsvm reproduce --all --quick`, as CI runs it: every experiment, a summary report, no failure.
+
+    The per-experiment tests assert the quick numbers; this checks the command that runs them all."""
+    out = tmp_path / "all"
+    res = runner.invoke(app, ["reproduce", "--all", "--quick", "--no-progress", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = (out / "report.md").read_text()
+    for i in IDS:
+        assert (out / i / "report.md").exists() and f"[{i}]({i}/report.md)" in summary
+        assert list((out / i / "figures").glob("*.png")), i
