@@ -101,6 +101,14 @@ def _print_solve(console: Console, problem: AttentionProblem, r: SVMResult, loca
     console.print(per)
 
 
+def _norm_for(problem: AttentionProblem, norm: str | None) -> str:
+    """--norm, or the problem's default (l2 for prompt problems, fro otherwise), validated."""
+    nm = default_norm(problem) if norm is None else norm
+    if nm not in NORMS:
+        raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, got {nm!r}")
+    return nm
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``solve`` and ``tokens`` commands to ``app``."""
 
@@ -122,9 +130,7 @@ def register(app: typer.Typer) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
             problem = load_problem(problem_path)
-            nm = default_norm(problem) if norm is None else norm
-            if nm not in NORMS:
-                raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, got {nm!r}")
+            nm = _norm_for(problem, norm)
             sel = parse_selection(problem, select)
             margins = relaxed_margins_from_v(problem, sel) if relax_from_v else None
             result = solve_svm(problem, sel, nm, margins=margins, tol=tol)
@@ -151,9 +157,7 @@ def register(app: typer.Typer) -> None:
         """Scores γ_it, optimal tokens (ties reported) and every locally-optimal selection with its margin."""
         try:
             problem = load_problem(problem_path)
-            nm = default_norm(problem) if norm is None else norm
-            if nm not in NORMS:
-                raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, got {nm!r}")
+            nm = _norm_for(problem, norm)
             top = problem.optimal_tokens()
             try:
                 local = enumerate_locally_optimal(problem, nm, max_selections=max_selections)

@@ -177,15 +177,20 @@ def parse_config(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(_format_errors(exc)) from None
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def read_toml(path: str | Path, label: str = "config file") -> dict[str, Any]:
+    """The TOML file at ``path`` as a dict; :class:`ConfigError` (a ValueError) naming ``label`` if it is
+    missing or not TOML. Shared by ``attnsvm train`` and ``attnsvm reproduce --config``."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{label} not found: {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return parse_config(data)
+        raise ConfigError(f"{label} {path}: not valid TOML ({exc})") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    return parse_config(read_toml(path))
 
 
 def to_toml(data: dict[str, Any]) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
-from ..config import to_toml
+from ..config import read_toml, to_toml
 from ..report import ExperimentReport, experiment_markdown
 from . import get
 from .base import Context, config_hash
@@ -21,15 +20,7 @@ class ResumeConflict(ValueError):
 def resolve_config(exp_id: str, config_file: Path | None = None, trials: int | None = None,
                    steps: int | None = None, quick: bool = False):
     exp = get(exp_id)
-    overrides: dict = {}
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.exists():
-            raise ValueError(f"--config: file not found: {path}")
-        try:
-            overrides = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"--config {path}: not valid TOML ({exc})") from None
+    overrides: dict = read_toml(config_file, "--config file") if config_file is not None else {}
     for flag, key, value in (("--trials", "trials", trials), ("--steps", "steps", steps)):
         if value is None:
             continue
