@@ -39,10 +39,10 @@ trials = 3
 record_every = 10
 references = ["fro"]
 """
-# data seed × init seed: four points that share one compiled program (a test pays one compile per process)
+# data seed × init seed: six points that share one compiled program (a test pays one compile per process)
 GRID = BASE + """
 [sweep]
-grid = { "problem.seed" = [7, 8], "run.seed" = [0, 1] }
+grid = { "problem.seed" = [7, 8, 9], "run.seed" = [0, 1] }
 """
 
 
@@ -111,7 +111,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def grid_run(client, tmp_path_factory):
-    """The 4-point grid computed once on the cluster (the reference of the other tests)."""
+    """The 6-point grid computed once on the cluster (the reference of the other tests)."""
     tmp = tmp_path_factory.mktemp("grid")
     path = _file(tmp, GRID)
     sw = load_sweep_file(path)
@@ -123,7 +123,7 @@ def test_sweep_equals_attnsvm_train_per_point(grid_run, tmp_path):
     sw, out, rep, _ = grid_run
     assert sorted(rep.computed) == sorted(p.id for p in sw.points) and not rep.failed and not rep.skipped
     df = A.load_sweep(out)
-    assert len(df) == 4 * 3 and list(df["point_index"].unique()) == [0, 1, 2, 3]
+    assert len(df) == 6 * 3 and list(df["point_index"].unique()) == list(range(6))
     for p in sw.points:
         run = tmp_path / p.id
         res = runner.invoke(app, ["train", str(out / "configs" / f"{p.id}.toml"), "--out", str(run),
@@ -149,7 +149,7 @@ def test_sweep_equals_attnsvm_train_per_point(grid_run, tmp_path):
     import pyarrow.dataset as ds
 
     t = ds.dataset(out / "trials", format="parquet", partitioning="hive").to_table().to_pandas()
-    assert sorted(t["point"].astype(str).unique()) == sorted(p.id for p in sw.points) and len(t) == 12
+    assert sorted(t["point"].astype(str).unique()) == sorted(p.id for p in sw.points) and len(t) == 18
 
 
 def _arrays(out, pid):
@@ -192,16 +192,16 @@ def test_killed_worker_loses_nothing_and_each_point_is_written_once(client, grid
         for k in ref:
             np.testing.assert_array_equal(got[k], ref[k])
     df = A.load_sweep(out)
-    assert len(df) == 12 and df.groupby("point").size().eq(3).all()
+    assert len(df) == 18 and df.groupby("point").size().eq(3).all()
     assert not list((out / "points").glob(".*"))  # no staging leftovers
 
 
 def test_killed_client_rerun_computes_only_missing_points(client, grid_run, tmp_path):
     sw, ref_out, _, path = grid_run
     out = tmp_path / "out"
-    env = dict(os.environ)
+    # the CLI as a client of the running cluster (--scheduler): its workers have the program compiled
     proc = subprocess.Popen([sys.executable, "-m", "attnsvm", "sweep", str(path), "--out", str(out),
-                             "--workers", "1"], env=env, start_new_session=True,
+                             "--scheduler", client.scheduler.address], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180
@@ -209,13 +209,13 @@ def test_killed_client_rerun_computes_only_missing_points(client, grid_run, tmp_
             assert proc.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the client and its local cluster, as a killed job
+        os.killpg(proc.pid, signal.SIGKILL)  # the client, as a killed job
         proc.wait()
     done = {p.id for p in sw.points if verify_point(out, p) is None}
     assert 1 <= len(done) < len(sw.points)
     stamps = {pid: (out / "points" / pid / "manifest.json").stat().st_mtime_ns for pid in done}
     st = sweep_status(out)
-    assert len(st["done"]) == len(done) and len(st["done"]) + len(st["pending"]) == 4 and not st["failed"]
+    assert len(st["done"]) == len(done) and len(st["done"]) + len(st["pending"]) == 6 and not st["failed"]
     rep = run_sweep(load_sweep_file(path), out, client=client)
     assert set(rep.skipped) == done and set(rep.computed) == {p.id for p in sw.points} - done
     assert {pid: (out / "points" / pid / "manifest.json").stat().st_mtime_ns for pid in done} == stamps
@@ -223,7 +223,7 @@ def test_killed_client_rerun_computes_only_missing_points(client, grid_run, tmp_
         ref, got = _arrays(ref_out, p.id), _arrays(out, p.id)
         for k in ref:
             np.testing.assert_array_equal(got[k], ref[k])
-    assert len(A.load_sweep(out)) == 12
+    assert len(A.load_sweep(out)) == 18
 
 
 def test_corrupted_point_is_recomputed_and_failing_point_recorded(client, tmp_path):
@@ -261,3 +261,22 @@ grid = { "problem.file" = ["a.npz", "b.npz"] }
     assert set(rep.computed) == {a.id, b.id} and "checksum" in rep.recomputed[a.id]
     assert not (out / "failed" / f"{b.id}.json").exists()
     assert [verify_point(out, p) for p in sw.points] == [None, None]
+
+
+# ---- the experiments' parallel parts run on the same mechanism ----------------------------------------------
+def test_p3_rank_and_multitoken_parallel_parts_equal_serial(client):
+    from attnsvm.experiments.p3 import P3MultitokenConfig, P3RankConfig, _mt_round, _mt_round_parallel, _rank_trials
+
+    cfg = P3RankConfig(trials=6, published_instances=2, workers=2)
+    idx = np.arange(6)
+    par, ser = _rank_trials(cfg, 5, 5, 3, idx, client), _rank_trials(cfg, 5, 5, 3, idx, None)
+    assert par["feasible"].sum() >= 2
+    for k in ser:
+        if k not in ("nuc_seconds", "nuc_cpu"):
+            np.testing.assert_array_equal(par[k], ser[k], err_msg=k)
+    mt = P3MultitokenConfig(steps=101, record_every=100, workers=2)
+    idx = np.arange(6)
+    par, ser = _mt_round_parallel(mt, 4, idx, client), _mt_round(mt, 4, idx)
+    for k in ser:
+        if k != "cpu_seconds":
+            np.testing.assert_allclose(par[k], ser[k], rtol=1e-12, atol=0, err_msg=k)

@@ -74,6 +74,20 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, reuse:
         cluster.close()
 
 
+@contextmanager
+def task_client(workers: int) -> Iterator[Any]:
+    """For the parallel parts of an experiment: the active Dask client if there is one, else a LocalCluster
+    of ``workers`` processes when ``workers`` > 1, else None (compute in this process)."""
+    client = existing_client()
+    if client is not None:
+        yield client
+    elif workers > 1:
+        with dask_client(workers, reuse=False) as c:
+            yield c
+    else:
+        yield None
+
+
 def map_ordered(client, fn: Callable, items: Iterable, batch: int = 1) -> list:
     """``[fn(x) for x in items]`` computed as Dask tasks on ``client`` (``batch`` items per task, to amortize
     the per-task overhead when ``fn`` is short), results in the order of ``items``. Any task's exception

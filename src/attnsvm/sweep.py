@@ -250,8 +250,9 @@ def load_sweep_file(path: str | Path) -> Sweep:
 
 # ---- one point (runs on a worker) -------------------------------------------------------------------------
 def _final_records(metrics):
-    """The last recorded row of every trial, metric columns renamed ``final_<name>``."""
-    last = metrics.sort_values(["trial", "step"]).groupby("trial", sort=True).tail(1).reset_index(drop=True)
+    """The last recorded row of every trial (rows are in time order within a trial), metric columns renamed
+    ``final_<name>``."""
+    last = metrics.sort_values("trial", kind="stable").groupby("trial", sort=True).tail(1).reset_index(drop=True)
     return last.rename(columns={c: f"final_{c}" for c in last.columns if c != "trial"})
 
 
