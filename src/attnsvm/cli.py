@@ -26,7 +26,7 @@ def fail(message: str, code: int = 2) -> None:
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="TOML config ([problem], [model], [optimizer], [init], [run])."),
+    config: Path = typer.Argument(..., help="TOML config with the tables problem, model, optimizer, init, run."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/<config name>)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -71,7 +71,8 @@ def reproduce(
     config: Path = typer.Option(None, "--config", help="TOML file overriding the paper's settings."),
     trials: int = typer.Option(None, "--trials", min=1, help="Number of trials (where the experiment has them)."),
     steps: int = typer.Option(None, "--steps", min=1, help="Number of steps (where the experiment has them)."),
-    out: Path = typer.Option(Path("runs/reproduce"), "--out", "-o", help="Run directory (one folder per id)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (one folder per id; default "
+                             "runs/reproduce, runs/reproduce-quick with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="Small settings: every experiment in seconds."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
@@ -80,8 +81,7 @@ def reproduce(
     Finished trials are kept on disk: rerunning into the same --out resumes an interrupted run.
     """
     import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from contextlib import nullcontext
 
     from .experiments import all_experiments, get
     from .experiments.runner import run_experiment
@@ -95,13 +95,17 @@ def reproduce(
         fail(str(exc))
     if all_ and config is not None:
         fail("--config applies to one experiment; run `attnsvm reproduce ID --config FILE`")
+    # quick runs get their own default folder: a quick and a full run never share (and refuse) a trial store
+    default_out = out is None
+    out = out if out is not None else Path("runs/reproduce-quick" if quick else "runs/reproduce")
     reports = []
     t0 = time.perf_counter()
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err_console, disable=not progress)
-    with bar:
+    from .progress import make_progress
+
+    bar = make_progress(console=err_console, enabled=progress)
+    with bar if bar is not None else nullcontext():
         for exp in exps:
-            target = out / exp.id if (all_ or out == Path("runs/reproduce")) else out
+            target = out / exp.id if (all_ or default_out) else out
             try:
                 rep = run_experiment(exp.id, target, config_file=config, trials=trials, steps=steps,
                                      quick=quick, progress=bar)
@@ -118,6 +122,10 @@ def reproduce(
 from . import cli_geometry  # noqa: E402  (registers `solve` and `tokens`)
 
 cli_geometry.register(app)
+
+from . import cli_problem  # noqa: E402  (registers `problem`)
+
+cli_problem.register(app)
 
 
 def main() -> None:  # pragma: no cover - entry point
