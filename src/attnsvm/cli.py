@@ -119,6 +119,10 @@ from . import cli_geometry  # noqa: E402  (registers `solve` and `tokens`)
 
 cli_geometry.register(app)
 
+from . import cli_kkt  # noqa: E402  (registers `kkt`)
+
+cli_kkt.register(app)
+
 
 def main() -> None:  # pragma: no cover - entry point
     app()
