@@ -147,7 +147,7 @@ def test_matches_cvxpy_on_random_instances(norm: str) -> None:
             else:
                 noise = 0.2 * np.outer(rng.standard_normal(pr.d), rng.standard_normal(pr.d)) / pr.d
             W = base + np.linalg.norm(base) * noise
-            c = kkt_certificate(pr, np.diag(W) if norm == "l1" else W, norm)
+            c = kkt_certificate(pr, np.diag(W) if norm == "l1" else W, norm, rank_tol=1e-4)
             if c.status != "separating":
                 continue
             stat, comp = _cvx_convex(pr, W, norm)
@@ -157,6 +157,35 @@ def test_matches_cvxpy_on_random_instances(norm: str) -> None:
             assert c.stationarity + c.complementarity > 1e-3
             checked += 1
     assert checked >= 6
+
+
+@pytest.mark.parametrize("norm", ["nuclear", "l1"])
+def test_default_rank_is_the_best_fixed_rank(norm: str) -> None:
+    """Without rank_tol, ε is the smallest over the ranks r of max(stationarity_r, complementarity_r,
+    2·discarded_r), each r obtained here with a threshold between the r-th and (r+1)-th magnitude."""
+    rng = np.random.default_rng(4)
+    for seed in range(3):
+        pr = _problem(seed, n=3, T=4, d=5)
+        base = solve_svm(pr, "opt", norm).solution
+        # a direction with decaying small singular values / entries, as trained directions have
+        if norm == "l1":
+            theta = np.diag(base) + np.linalg.norm(base) * 10.0 ** rng.uniform(-4, -1, pr.d) * rng.choice([-1, 1], pr.d)
+            mags = np.sort(np.abs(theta))[::-1]
+        else:
+            U, _, Vt = np.linalg.svd(rng.standard_normal((pr.d, pr.d)))
+            theta = base + np.linalg.norm(base) * (U * 10.0 ** rng.uniform(-4, -1, pr.d)) @ Vt
+            mags = np.linalg.svd(theta, compute_uv=False)
+        auto = kkt_certificate(pr, theta, norm)
+        if auto.status != "separating":
+            continue
+        per_r = []
+        for r in range(1, pr.d + 1):
+            tol = np.sqrt(mags[r - 1] * mags[r]) / mags[0] if r < pr.d else 0.0
+            c = kkt_certificate(pr, theta, norm, selection=auto.selection, rank_tol=tol)
+            assert c.rank == r
+            per_r.append(c.epsilon)
+        assert auto.epsilon == pytest.approx(min(per_r), rel=1e-6, abs=1e-9)
+        assert auto.rank == 1 + int(np.argmin(per_r)) or per_r[auto.rank - 1] == pytest.approx(min(per_r), rel=1e-6)
 
 
 @jax.jit

@@ -25,7 +25,7 @@ def _fail(message: str) -> None:
 
 
 def run_kkt(run_dir: Path, norms: list[str] | None = None, selection: str = "reached",
-            rank_tol: float = RANK_TOL, p: float | None = None):
+            rank_tol: float | None = RANK_TOL, p: float | None = None):
     """The certificate table (pandas) of a run directory: one row per (trial, problem).
 
     norms: convex Att-SVMs to certify against; default the config's ``run.references``, else the natural
@@ -87,8 +87,9 @@ def register(app: typer.Typer) -> None:
         p: Annotated[float | None, typer.Option("--p", help="Exponent of the ℓp norm (with --norm lp).")] = None,
         selection: Annotated[str, typer.Option(
             "--selection", help="reached (argmax attention of each direction) | opt.")] = "reached",
-        rank_tol: Annotated[float, typer.Option(
-            "--rank-tol", help="Singular values / entries ≤ this × the largest count as zero.")] = RANK_TOL,
+        rank_tol: Annotated[float | None, typer.Option(
+            "--rank-tol", help="Singular values / entries ≤ this × the largest count as zero (default: "
+                               "try every rank, keep the smallest ε).")] = RANK_TOL,
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of rows.")] = False,
     ) -> None:
         """ε-KKT certificates of a run's final directions: stationarity, complementarity, primal, gap."""

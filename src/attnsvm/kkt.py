@@ -24,12 +24,15 @@ without solving that problem. Steps, each free of the scale of θ and of the sca
 3. **Subdifferentials.** Frobenius / ℓ2: g = θ̃/‖θ̃‖. ℓp (1 < p < ∞, entrywise): g = sign(θ̃)|θ̃|^{p−1} /
    ‖θ̃‖_p^{p−1}. ℓ1 of the diagonal: g_j = sign(w_j) on the support S, g_j ∈ [−1, 1] off it. Nuclear:
    ∂‖W‖_* = U Vᵀ + {M : Uᵀ M = 0, M V = 0, ‖M‖₂ ≤ 1} with U, V the singular vectors of the nonzero
-   singular values. "Nonzero" for a trained direction needs a threshold: singular values (ℓ1: entries)
-   at most ``rank_tol`` times the largest are treated as zero. Treating a small one as zero only enlarges
-   the subdifferential, and every g so obtained is an ε'-subgradient (‖g‖_dual ≤ 1,
-   ⟨g, θ̃⟩ ≥ ‖θ̃‖ − ε') with ε' = 2 · (the norm of the discarded part), reported relative to ‖θ̃‖ as
-   ``discarded``. The nuclear case is minimized by L-BFGS-B on λ ≥ 0 (the objective is ½ dist² to a
-   convex set, hence C¹ with gradient A(G − P(G))).
+   singular values. A trained direction has no exact zeros: its small singular values (ℓ1: entries)
+   decay slowly, and which of them count as zero decides the subdifferential. Counting the smallest ones
+   as zero (keeping rank r) only enlarges the subdifferential, and every g obtained is an
+   ε'-subgradient of θ̃ (‖g‖_dual ≤ 1, ⟨g, θ̃⟩ ≥ ‖θ̃‖ − ε') with ε' = 2 · (the norm of the discarded
+   part); ``discarded`` reports that part relative to ‖θ̃‖, and ε = max(stationarity, complementarity,
+   primal, 2·discarded). By default every r is tried and the smallest ε kept, so no threshold is
+   needed and ε → 0 exactly when the direction approaches a KKT point (of any rank); ``rank_tol`` fixes
+   r by a relative threshold instead. The nuclear fit is minimized by L-BFGS-B on λ ≥ 0 (½ dist² to a
+   convex set is C¹ with gradient A(G − P(G))), the ℓ1 fit exactly by bounded-variable least squares.
 4. **Duality gap.** Any λ ≥ 0 bounds the optimal value from below, ‖θ*‖ ≥ Σ λ_k c_k / ‖Σ λ_k A_k‖_dual
    (dual norms: Frobenius ↔ Frobenius, nuclear ↔ spectral, ℓ1 ↔ ℓ∞, ℓp ↔ ℓq), so
    ``gap`` = 1 − lower/‖θ̃‖ ≥ (‖θ̃‖ − ‖θ*‖)/‖θ̃‖ bounds the relative suboptimality of θ̃ among feasible points.
@@ -55,8 +58,9 @@ from threadpoolctl import ThreadpoolController
 from .problem import AttentionProblem
 from .svm import build_constraints, check_selection
 
-#: Singular values (ℓ1: entries) at most RANK_TOL × the largest are treated as zero (module docstring, 3).
-RANK_TOL = 1e-4
+#: Default rank rule (module docstring, 3): None tries every rank and keeps the smallest ε; a number r_tol
+#: treats singular values (ℓ1: entries) ≤ r_tol × the largest as zero.
+RANK_TOL: float | None = None
 
 #: Norms the certificate knows: the convex Att-SVMs and the two parameter-space problems.
 KKT_NORMS: tuple[str, ...] = ("l2", "fro", "nuclear", "l1", "lp")
@@ -110,10 +114,11 @@ class KKTCertificate:
 
     @property
     def epsilon(self) -> float:
-        """max(stationarity, complementarity, primal): the ε of an ε-KKT point (inf if not separating)."""
+        """max(stationarity, complementarity, primal, 2·discarded): the ε of an ε-KKT point with an
+        ε-subgradient (inf if the direction does not separate)."""
         if self.status != "separating":
             return float("inf")
-        return float(max(self.stationarity, self.complementarity, self.primal))
+        return float(max(self.stationarity, self.complementarity, self.primal, 2.0 * self.discarded))
 
     def to_dict(self) -> dict[str, float | int | str]:
         """The scalar entries (JSON-ready; non-finite numbers as None)."""
@@ -202,12 +207,6 @@ def _nnls_rows(E: np.ndarray, target: np.ndarray) -> np.ndarray:
     return u
 
 
-def _svd_parts(W: np.ndarray, rank_tol: float):
-    U, s, Vt = np.linalg.svd(W)
-    r = int(np.sum(s > rank_tol * s[0])) if s[0] > 0 else 0
-    return U, s, Vt.T, r
-
-
 def _spectral_clip(B: np.ndarray) -> np.ndarray:
     if B.size == 0:
         return B
@@ -215,19 +214,12 @@ def _spectral_clip(B: np.ndarray) -> np.ndarray:
     return (U * np.minimum(s, 1.0)) @ Vt
 
 
-def _nuclear_multipliers(A: np.ndarray, w: np.ndarray, W: np.ndarray, rank_tol: float
-                         ) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """λ ≥ 0 minimizing ½ dist²(Σλ A, ∂‖W‖_*) + ½ (wᵀλ)², by L-BFGS-B (then returns λ, the projected
-    subgradient g = P(Σλ A), the rank r and the discarded nuclear mass fraction)."""
-    d = W.shape[0]
-    U, s, V, r = _svd_parts(W, rank_tol)
+def _nuclear_fit(As: np.ndarray, ws: np.ndarray, U: np.ndarray, V: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """λ ≥ 0 minimizing ½ dist²(Σλ A, U_r V_rᵀ + {U_⊥ N V_⊥ᵀ : ‖N‖₂ ≤ 1}) + ½ (wᵀλ)² by L-BFGS-B (rows A
+    scaled to unit size); returns λ and the nearest subgradient g = P(Σλ A)."""
+    d = U.shape[0]
     Ur, Uo, Vr, Vo = U[:, :r], U[:, r:], V[:, :r], V[:, r:]
     base = Ur @ Vr.T
-    m = A.shape[0]
-    # rows are scaled to unit size so that the solver's absolute tolerances mean the same at any data scale
-    a = float(np.linalg.norm(A, axis=1).max()) or 1.0
-    As = A / a
-    ws = w / a
 
     def project(G: np.ndarray) -> np.ndarray:
         return base + Uo @ _spectral_clip(Uo.T @ G @ Vo) @ Vo.T
@@ -236,17 +228,47 @@ def _nuclear_multipliers(A: np.ndarray, w: np.ndarray, W: np.ndarray, rank_tol: 
         G = (lam @ As).reshape(d, d)
         R = G - project(G)
         c = float(ws @ lam)
-        f = 0.5 * float(np.vdot(R, R)) + 0.5 * c * c
-        grad = As @ R.reshape(-1) + c * ws
-        return f, grad
+        return 0.5 * float(np.vdot(R, R)) + 0.5 * c * c, As @ R.reshape(-1) + c * ws
 
-    # warm start: the Frobenius-type fit to U Vᵀ (exact NNLS), then L-BFGS-B on the full objective
+    # warm start: the exact NNLS fit to U_r V_rᵀ; then L-BFGS-B on the full objective (convex and C¹: ½ dist²
+    # to a convex set has gradient G − P(G))
     lam0 = _nnls_rows(np.vstack([As.T, ws[None, :]]), np.append(base.reshape(-1), 0.0))
-    res = minimize(fun, lam0, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m,
-                   options={"maxiter": 20_000, "maxfun": 40_000, "ftol": 0.0, "gtol": 1e-15, "maxcor": 30})
-    lam = np.maximum(res.x, 0.0) / a
-    G = (lam @ A).reshape(d, d)
-    return lam, project(G), r, float(s[r:].sum() / s.sum())
+    if r == d:
+        lam = lam0  # the subdifferential is the single point U Vᵀ: NNLS is exact
+    else:
+        res = minimize(fun, lam0, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * len(lam0),
+                       options={"maxiter": 20_000, "maxfun": 40_000, "ftol": 0.0, "gtol": 1e-15, "maxcor": 30})
+        lam = np.maximum(res.x, 0.0)
+    return lam, project((lam @ As).reshape(d, d)).reshape(-1)
+
+
+def _l1_fit(As: np.ndarray, ws: np.ndarray, w: np.ndarray, big: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """λ ≥ 0 and g (g_j = sign w_j on ``big``, g_j ∈ [−1, 1] off it) minimizing ‖Σλ a − g‖² + (wᵀλ)², exactly
+    by bounded-variable least squares (rows scaled to unit size)."""
+    off = np.flatnonzero(~big)
+    m_rows, k = As.shape
+    E = np.zeros((k + 1, m_rows + off.size))
+    E[:k, :m_rows] = As.T
+    E[off, m_rows + np.arange(off.size)] = -1.0
+    E[k, :m_rows] = ws
+    lo = np.concatenate([np.zeros(m_rows), -np.ones(off.size)])
+    hi = np.concatenate([np.full(m_rows, np.inf), np.ones(off.size)])
+    g = np.where(big, np.sign(w), 0.0)
+    sol = lsq_linear(E, np.append(g, 0.0), bounds=(lo, hi), method="bvls", tol=1e-14,
+                     max_iter=50 * (m_rows + k + 10))
+    x = np.clip(sol.x, lo, hi)
+    g[off] = x[m_rows:]
+    return x[:m_rows], g
+
+
+def _rank_candidates(mags: np.ndarray, rank_tol: float | None) -> list[int]:
+    """Ranks r to try, largest first: the one given by ``rank_tol``, or every r from the number of nonzero
+    magnitudes down to 1 (``rank_tol=None``)."""
+    top = float(mags.max())
+    nonzero = int(np.sum(mags > 0))
+    if rank_tol is not None:
+        return [max(1, int(np.sum(mags > rank_tol * top)))]
+    return list(range(nonzero, 0, -1))
 
 
 # ---- convex certificate -------------------------------------------------------------------------------------
@@ -274,13 +296,15 @@ def _dual_norm(G: np.ndarray, norm: str, p: float | None) -> float:
 
 
 def kkt_certificate(problem: AttentionProblem, theta, norm: str = "fro", selection="reached", margins=None,
-                    rank_tol: float = RANK_TOL, p: float | None = None) -> KKTCertificate:
+                    rank_tol: float | None = RANK_TOL, p: float | None = None) -> KKTCertificate:
     """ε-KKT certificate of the direction ``theta`` for the Att-SVM min ‖θ‖ s.t. ⟨A_k, θ⟩ ≥ c_k.
 
     theta: W (d×d) for "fro" / "nuclear" / "lp", w (d,) or diag(w) for "l1", the prompt vector p for "l2".
     selection: "reached" (argmax of the logits of θ; default), "opt", or n token indices.
-    margins: c (n,), default 1. rank_tol: relative threshold below which singular values (nuclear) or
-    entries (ℓ1) count as zero. p: the exponent of the entrywise ℓp norm (norm="lp", 1 < p < ∞).
+    margins: c (n,), default 1. rank_tol: None (default) tries every rank of the nuclear subdifferential
+    (ℓ1: every support size, largest entries first) and reports the one with the smallest ε; a number
+    treats singular values (ℓ1: entries) ≤ rank_tol × the largest as zero. p: the exponent of the
+    entrywise ℓp norm (norm="lp", 1 < p < ∞).
     Every reported number is invariant to rescaling θ and to rescaling the data (module docstring).
     """
     with _one_blas_thread():
@@ -294,8 +318,8 @@ def _kkt_certificate(problem, theta, norm, selection, margins, rank_tol, p) -> K
         if p is None or not np.isfinite(p) or p <= 1.0:
             raise ValueError(f"p: the ℓp norm needs a finite exponent p > 1, got {p!r}")
         p = float(p)
-    if not 0.0 <= rank_tol < 1.0:
-        raise ValueError(f"rank_tol: must be in [0, 1), got {rank_tol}")
+    if rank_tol is not None and not 0.0 <= rank_tol < 1.0:
+        raise ValueError(f"rank_tol: must be None (choose the rank) or in [0, 1), got {rank_tol}")
     W = _direction(problem, theta, norm)
     if not np.any(W):
         raise ValueError("theta: the zero direction has no margin to scale")
@@ -328,33 +352,35 @@ def _kkt_certificate(problem, theta, norm, selection, margins, rank_tol, p) -> K
         u = _nnls_rows(np.vstack([A.T / a, w_row[None, :] / a]), np.append(g, 0.0))
         lam = u / a
         G = A.T @ lam
-    elif norm == "l1":
-        w = vt
-        big = np.abs(w) > rank_tol * np.abs(w).max()
-        rank = int(big.sum())
-        discarded = float(np.abs(w[~big]).sum() / np.abs(w).sum())
-        g = np.where(big, np.sign(w), 0.0)
-        a = float(np.linalg.norm(A, axis=1).max()) or 1.0
-        off = np.flatnonzero(~big)
-        m_rows, k = A.shape
-        # variables (λ (m) ≥ 0, g_off ∈ [−1, 1]); rows: Σλ a_k − g per coordinate, then the complementarity row
-        E = np.zeros((k + 1, m_rows + off.size))
-        E[:k, :m_rows] = A.T / a
-        E[off, m_rows + np.arange(off.size)] = -1.0
-        E[k, :m_rows] = w_row / a
-        lo = np.concatenate([np.zeros(m_rows), -np.ones(off.size)])
-        hi = np.concatenate([np.full(m_rows, np.inf), np.ones(off.size)])
-        target = np.append(g, 0.0)
-        sol = lsq_linear(E, target, bounds=(lo, hi), method="bvls", tol=1e-14, max_iter=50 * (m_rows + k + 10))
-        x = np.clip(sol.x, lo, hi)
-        lam = x[:m_rows] / a
-        G = A.T @ lam
-        g = g.copy()
-        g[off] = x[m_rows:]
     else:
-        lam, g_mat, rank, discarded = _nuclear_multipliers(A, w_row, Wt, rank_tol)
+        # a threshold on singular values (ℓ1: entries) decides which subdifferential applies; without one,
+        # every rank r is tried and the smallest ε kept (ε includes 2·discarded, the ε-subgradient slack)
+        a = float(np.linalg.norm(A, axis=1).max()) or 1.0
+        As, ws = A / a, w_row / a
+        if norm == "l1":
+            order = np.argsort(-np.abs(vt), kind="stable")
+            mags = np.abs(vt)[order]
+        else:
+            U, mags, Vt = np.linalg.svd(Wt)
+        total = float(mags.sum())
+        best = None
+        for r in _rank_candidates(mags, rank_tol):
+            disc = float(mags[r:].sum() / total)
+            if best is not None and 2.0 * disc >= best[0]:
+                break  # fewer kept directions only add slack
+            if norm == "l1":
+                big = np.zeros(vt.size, bool)
+                big[order[:r]] = True
+                lam_r, g_r = _l1_fit(As, ws, vt, big)
+            else:
+                lam_r, g_r = _nuclear_fit(As, ws, U, Vt.T, r)
+            lam_r = lam_r / a
+            st, cp_ = float(np.linalg.norm(A.T @ lam_r - g_r)), float(w_row @ lam_r)
+            eps = max(st, cp_, 2.0 * disc)
+            if best is None or eps < best[0]:
+                best = (eps, r, disc, lam_r, g_r)
+        _, rank, discarded, lam, g = best
         G = A.T @ lam
-        g = g_mat.reshape(-1)
     stat = float(np.linalg.norm(G - g))
     comp = float(w_row @ lam)
     dual = _dual_norm(G.reshape(Wt.shape) if norm == "nuclear" else G, norm, p)
@@ -444,7 +470,7 @@ PARAMETER_SPACE = {"factored": "factored", "diagonal": "diagonal"}
 
 
 def kkt_table(problems: list[AttentionProblem], directions: np.ndarray, norms: list[str],
-              params: dict[str, np.ndarray] | None = None, selection="reached", rank_tol: float = RANK_TOL,
+              params: dict[str, np.ndarray] | None = None, selection="reached", rank_tol: float | None = RANK_TOL,
               p: float | None = None):
     """One row per (trial, problem) with the certificate numbers (a pandas DataFrame).
 
