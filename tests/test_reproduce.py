@@ -307,3 +307,25 @@ def test_no_run_overwrites_a_summary_or_a_foreign_folder(tmp_path):
     assert runner.invoke(app, ["reproduce", "p1-loss", "--quick", "--no-progress", "--out", str(run)]).exit_code == 0
     res = runner.invoke(app, ["reproduce", "--all", "--quick", "--no-progress", "--out", str(run)])
     assert res.exit_code == 2 and "one experiment" in res.output
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
+    import dataclasses
+    import json
+
+    from attnsvm import experiments
+
+    exp = get("p1-loss")
+
+    def interrupted(cfg, ctx):
+        ctx.trials("x", 2, 1, lambda idx: {"a": idx * 1.0})
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(experiments.REGISTRY, "p1-loss", dataclasses.replace(exp, run=interrupted))
+    out = tmp_path / "r"
+    res = runner.invoke(app, ["reproduce", "p1-loss", "--quick", "--no-progress", "--out", str(out)])
+    assert res.exit_code == 130
+    text = " ".join(res.output.split())
+    assert "interrupted" in text and f"attnsvm reproduce p1-loss --quick --out {out}` resumes" in text
+    assert json.loads((out / "run.json").read_text())["status"] == "running"  # resumable, not failed
+    assert len(list((out / "trials" / "x").glob("*.json"))) == 2
