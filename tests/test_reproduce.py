@@ -75,6 +75,17 @@ def test_kill_and_resume_p3_local(tmp_path, no_flow):
             np.testing.assert_array_equal(a[k], b[k])
 
 
+def test_resume_refuses_a_different_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # a quick run's default folder is not the full run's: the two never collide by default
+    assert runner.invoke(app, ["reproduce", "p1-loss", "--quick", "--no-progress"]).exit_code == 0
+    out = tmp_path / "runs" / "reproduce-quick" / "p1-loss"
+    assert (out / "report.md").exists() and not (tmp_path / "runs" / "reproduce").exists()
+    (out / "trials").mkdir(exist_ok=True)
+    res = runner.invoke(app, ["reproduce", "p1-loss", "--no-progress", "--out", str(out)])
+    assert res.exit_code == 2 and "another configuration" in res.output
+
+
 def test_catalog_is_complete_and_configs_match_defaults():
     ids = [e.id for e in all_experiments()]
     assert ids == list(IDS)

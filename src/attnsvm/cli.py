@@ -26,7 +26,7 @@ def fail(message: str, code: int = 2) -> None:
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="TOML config ([problem], [model], [optimizer], [init], [run])."),
+    config: Path = typer.Argument(..., help="TOML config with the tables problem, model, optimizer, init, run."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/<config name>)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -85,8 +85,7 @@ def reproduce(
     is a different configuration, so by default it goes to runs/reproduce-quick, never into a full run.
     """
     import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from contextlib import nullcontext
 
     from .experiments import all_experiments, get
     from .experiments.runner import RUN_MARKER, check_writable_dir, run_experiment, write_summary
@@ -110,9 +109,10 @@ def reproduce(
             fail(f"--out {base} is the folder of one experiment's run; give another folder for --all")
     reports = []
     t0 = time.perf_counter()
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err_console, disable=not progress)
-    with bar:
+    from .progress import make_progress
+
+    bar = make_progress(console=err_console, enabled=progress)
+    with bar if bar is not None else nullcontext():
         for exp in exps:
             target = base / exp.id if (all_ or out is None) else out
             again = ["attnsvm", "reproduce", "--all" if all_ else exp.id, *(["--quick"] if quick else []),
@@ -122,7 +122,8 @@ def reproduce(
                 rep = run_experiment(exp.id, target, config_file=config, trials=trials, steps=steps,
                                      quick=quick, progress=bar, overwrite=overwrite)
             except KeyboardInterrupt:
-                bar.stop()
+                if bar is not None:
+                    bar.stop()
                 fail(f"{exp.id}: interrupted; finished trials are kept in {target / 'trials'}: "
                      f"`{' '.join(again)}` resumes", code=130)
             except (ValueError, OSError) as exc:
@@ -138,6 +139,10 @@ def reproduce(
 from . import cli_geometry  # noqa: E402  (registers `solve` and `tokens`)
 
 cli_geometry.register(app)
+
+from . import cli_problem  # noqa: E402  (registers `problem`)
+
+cli_problem.register(app)
 
 
 def main() -> None:  # pragma: no cover - entry point
