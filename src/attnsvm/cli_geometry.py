@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_ntp import solve_ntp
+from .ntp import is_ntp_file
 from .problem import AttentionProblem, load_problem
 from .svm import NORMS, SUPPORT_TOL, SVMResult, relaxed_margins_from_v, solve_svm
 from .tokens import MAX_SELECTIONS, default_norm, enumerate_locally_optimal, is_locally_optimal, selection_from_W
@@ -114,10 +116,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("solve")
     def solve_cmd(
-        problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM.npz", help="Problem file (.npz).")],
+        problem_path: Annotated[Path, typer.Argument(
+            metavar="PROBLEM.npz", help="Problem file (.npz): an attention problem (X, Y, v, ...) or a "
+                                        "next-token problem (E, tokens, next).")],
         norm: Annotated[str | None, typer.Option(
             "--norm", help="l2 (prompt p) | fro | nuclear | l1 (diagonal W). Default: l2 for prompt "
-                           "problems, fro otherwise.")] = None,
+                           "problems, fro otherwise; fro | nuclear for next-token problems.")] = None,
         select: Annotated[str, typer.Option(
             "--select", help="opt | argmax:W.npy | comma-separated token indices (one per sequence).")] = "opt",
         relax_from_v: Annotated[bool, typer.Option(
@@ -129,6 +133,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
+            if is_ntp_file(problem_path):
+                if select != "opt" or relax_from_v:
+                    raise ValueError("--select/--relax-from-v: not used for a next-token problem (its "
+                                     "token-priority graphs fix the constraints)")
+                solve_ntp(problem_path, norm, tol, as_json)
+                return
             problem = load_problem(problem_path)
             nm = _norm_for(problem, norm)
             sel = parse_selection(problem, select)
