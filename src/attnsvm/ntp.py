@@ -217,6 +217,41 @@ class NTPProblem:
         W = np.asarray(W, dtype=np.float64)
         return np.einsum("...de,mde,mfg->...fg", W, B, B)
 
+    def token_mass(self, W: np.ndarray) -> np.ndarray:
+        """(n, K) attention mass Σ_{t : x_it = j} s_it on each token id j under W (the identity classifier's
+        p(j | X_i))."""
+        a = self.logits(W)
+        s = np.exp(a - a.max(axis=1, keepdims=True))
+        s /= s.sum(axis=1, keepdims=True)
+        out = np.zeros((self.n, self.K))
+        np.add.at(out, (np.repeat(np.arange(self.n), self.T)[self.mask.ravel()], self.tokens[self.mask]),
+                  s[self.mask])
+        return out
+
+    def selected_tokens(self, W: np.ndarray, hi: float = 1e-2, lo: float = 9e-3
+                        ) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]:
+        """The tokens W selects in each sequence: (selected, undecided) with selected_i = {j : mass > hi} and
+        undecided_i = {j : lo < mass ≤ hi} (:meth:`token_mass`; the authors' thresholds 1e−2 and 1e−2 − 1e−3)."""
+        mass = self.token_mass(W)
+        sel = tuple(tuple(int(j) for j in np.flatnonzero(row > hi)) for row in mass)
+        und = tuple(tuple(int(j) for j in np.flatnonzero((row > lo) & (row <= hi))) for row in mass)
+        return sel, und
+
+    def with_labels(self, labels) -> NTPProblem:
+        """The problem with one sample (X_i, c) for every c in ``labels[i]`` (a set of token ids of sequence
+        i): the multi-label problem whose graphs and graph Att-SVM describe a *local* direction, where W
+        selects the set labels[i] in sequence i."""
+        if len(labels) != self.n:
+            raise ValueError(f"labels: expected one set of token ids per sequence ({self.n}), got {len(labels)}")
+        rows, nxt = [], []
+        for i, cs in enumerate(labels):
+            if len(cs) == 0:
+                raise ValueError(f"labels: sample {i} has an empty label set")
+            for c in cs:
+                rows.append(i)
+                nxt.append(int(c))
+        return NTPProblem(E=self.E, tokens=self.tokens[rows], next=np.array(nxt))
+
     # ---- files ------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``.npz`` with the keys E, tokens, next."""
