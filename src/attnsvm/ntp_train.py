@@ -47,17 +47,19 @@ class NTPRun:
     settings: dict
 
 
-def _init(parameterization: str, init: str, scale: float | None, d: int, trials: int, seed: int
-          ) -> dict[str, np.ndarray]:
+def _init(parameterization: str, init: str, scale: float | None, d: int, trials: int, seed: int,
+          trial_ids: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """``uniform``: entries U(−b, b), b = 1/√d by default (PyTorch's nn.Linear default, the authors' init);
     ``gaussian``: scale·N(0, 1) (default scale 0.01); ``zero``. Trial j draws from its own stream (seed, j),
-    so a trial's start does not depend on how many trials share the call."""
+    so a trial's start does not depend on how many trials share the call (``trial_ids`` names the streams;
+    default 0, 1, …)."""
     blocks = ("W",) if parameterization == "W" else ("K", "Q")
     out = {b: np.zeros((trials, d, d)) for b in blocks}
     if init == "zero":
         return out
-    for j in range(trials):
-        rng = np.random.default_rng([seed, j])
+    ids = range(trials) if trial_ids is None else trial_ids
+    for j, tid in enumerate(ids):
+        rng = np.random.default_rng([seed, int(tid)])
         for b in blocks:
             if init == "uniform":
                 bound = 1.0 / np.sqrt(d) if scale is None else scale
@@ -126,12 +128,13 @@ def train_ntp(problem: NTPProblem | Sequence[NTPProblem], *, parameterization: s
               objective: NextToken | None = None, optimizer: str = "ngd", lr: float = 0.01, steps: int = 4000,
               every: int = 10, trials: int = 1,
               init: str = "uniform", scale: float | None = None, seed: int = 0, eps: float = 0.0,
-              normalize: str = "block", given: dict[str, np.ndarray] | None = None) -> NTPRun:
+              normalize: str = "block", given: dict[str, np.ndarray] | None = None,
+              trial_ids: Sequence[int] | None = None) -> NTPRun:
     """Train ``trials`` runs from independent inits (module docstring) and record W every ``every`` steps.
 
     problem: one problem shared by the trials, or a sequence of problems of one shape (n, T, d), one per
     trial (then ``trials`` is their number). given: initial blocks (block → (d, d) or (trials, d, d)) instead
-    of drawing them.
+    of drawing them. trial_ids: the init stream of each trial (resumable chunks of a larger set of trials).
     """
     objective = objective or NextToken()
     plist = [problem] if isinstance(problem, NTPProblem) else list(problem)
@@ -163,7 +166,9 @@ def train_ntp(problem: NTPProblem | Sequence[NTPProblem], *, parameterization: s
     if int(trials) < 1:
         raise ValueError(f"trials: must be ≥ 1, got {trials}")
     d = problem.d
-    params0 = _init(parameterization, init, scale, d, trials, seed)
+    if trial_ids is not None and len(trial_ids) != trials:
+        raise ValueError(f"trial_ids: expected {trials} ids, got {len(trial_ids)}")
+    params0 = _init(parameterization, init, scale, d, trials, seed, trial_ids)
     for b, v in (given or {}).items():
         if b not in params0:
             raise ValueError(f"given: unknown block {b!r}; blocks are {sorted(params0)}")
