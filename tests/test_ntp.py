@@ -8,8 +8,7 @@ import pytest
 
 from attnsvm.ntp import NTPProblem, finite_component, generate_ntp, is_ntp_file, load_ntp
 from attnsvm.problem import AttentionProblem
-from attnsvm.svm import solve_svm
-from attnsvm.svm_graph import graph_constraints, solve_graph_svm
+from attnsvm.svm import graph_constraints, solve_graph_svm, solve_svm
 
 cp = pytest.importorskip("cvxpy")
 

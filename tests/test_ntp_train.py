@@ -11,7 +11,7 @@ from scipy.special import expit, log_expit
 from attnsvm.ntp import NTPProblem, finite_component, generate_ntp
 from attnsvm.ntp_objective import NextToken, naive_loss
 from attnsvm.ntp_train import ntp_records, train_ntp
-from attnsvm.svm_graph import solve_graph_svm
+from attnsvm.svm import solve_graph_svm
 
 
 def _two_token(delta: float) -> tuple[NTPProblem, np.ndarray]:

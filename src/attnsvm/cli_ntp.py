@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .ntp import FiniteComponent, NTPProblem, finite_component, load_ntp
-from .svm_graph import GRAPH_NORMS, GraphSVMResult, solve_graph_svm
+from .svm import GRAPH_NORMS, GraphSVMResult, solve_graph_svm
 
 
 def ntp_payload(problem: NTPProblem, result: GraphSVMResult, fin: FiniteComponent) -> dict:

@@ -10,7 +10,7 @@ Source of the settings: the public repository yixiao-huang/next-token-prediction
 * ``ntp-local``: with a fixed classifier the same descent converges to the graph Att-SVM of the tokens it
   ends up selecting (a local direction), not to the global one.
 
-The experiment composes library calls: :func:`attnsvm.ntp.generate_ntp`, :func:`attnsvm.svm_graph.
+The experiment composes library calls: :func:`attnsvm.ntp.generate_ntp`, :func:`attnsvm.svm.
 solve_graph_svm`, :func:`attnsvm.ntp.finite_component`, :func:`attnsvm.ntp_train.train_ntp` and
 :func:`attnsvm.ntp_train.ntp_records`.
 """
@@ -25,7 +25,7 @@ import pandas as pd
 from ..ntp import finite_component, generate_ntp
 from ..ntp_objective import NextToken
 from ..ntp_train import ntp_records, train_ntp
-from ..svm_graph import solve_graph_svm
+from ..svm import solve_graph_svm
 from . import Experiment, register
 from .base import Claim, Context, ExperimentConfig, Outcome, spread
 

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .ntp import NTPProblem, TokenGraph
-from .svm import Certificate, _farkas_lp, _ldp
+from ..ntp import NTPProblem, TokenGraph
+from ._ldp import farkas_lp, least_distance
+from ._nuclear import CERT_TOL_SCS, SCS_EPS, SCS_MAX_ITERS, nuclear_value, spectral_value
+from ._results import NO_CERTIFICATE, Certificate
+from ._status import INACCURATE, INFEASIBLE, OPTIMAL
 
-#: certificate tolerances for reporting "optimal" (primal absolute; dual and gap relative to max(1, ‖W‖))
+#: certificate tolerance of the exact (null space + NNLS) Frobenius solve, as for the other exact norms
 CERT_TOL_EXACT = 1e-8
-CERT_TOL_SCS = 1e-6
-SCS_EPS = 1e-9
-SCS_MAX_ITERS = 200_000
 #: relative singular-value threshold for the rank of a set of constraint rows
 RANK_TOL = 1e-12
 
@@ -162,11 +162,11 @@ def _range_and_null(rows: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _dual_norm(G: np.ndarray, norm: str) -> float:
-    return float(np.linalg.norm(G)) if norm == "fro" else float(np.linalg.norm(G, 2))
+    return float(np.linalg.norm(G)) if norm == "fro" else spectral_value(G)
 
 
 def _norm(W: np.ndarray, norm: str) -> float:
-    return float(np.linalg.norm(W)) if norm == "fro" else float(np.linalg.svd(W, compute_uv=False).sum())
+    return float(np.linalg.norm(W)) if norm == "fro" else nuclear_value(W)
 
 
 def graph_certificate(cons: GraphConstraints, W: np.ndarray, duals: np.ndarray, norm: str) -> Certificate:
@@ -259,7 +259,7 @@ def solve_graph_svm(problem: NTPProblem, norm: str = "fro", tol: float = 1e-6, e
     if not ineq.any():
         W = np.zeros((d, d))
         cert = graph_certificate(cons, W, np.zeros(m), norm)
-        return GraphSVMResult("optimal", norm, 0.0, W, cert, cons, np.zeros(m), np.zeros(m),
+        return GraphSVMResult(OPTIMAL, norm, 0.0, W, cert, cons, np.zeros(m), np.zeros(m),
                               np.zeros(m, bool), graphs, "trivial",
                               "no inequality constraint (every G_k is one SCC per sample): W = 0")
     U, V, rows = _reduced_frame(cons, d)
@@ -268,12 +268,12 @@ def solve_graph_svm(problem: NTPProblem, norm: str = "fro", tol: float = 1e-6, e
     _, N = _range_and_null(Beq, r1 * r2)
     duals = np.zeros(m)
     if norm == "fro":
-        r = _ldp(Ain @ N, np.ones(Ain.shape[0]))
-        if r.status == "infeasible":
+        r = least_distance(Ain @ N, np.ones(Ain.shape[0]))
+        if r.status == INFEASIBLE:
             return _infeasible(problem, cons, Ain @ N, Ain, Beq, norm, graphs, "nnls+highs")
         mvec = N @ r.theta
         duals[ineq] = r.lam
-        solver, status, message, limit = "nnls", "optimal", "", CERT_TOL_EXACT
+        solver, status, message, limit = "nnls", OPTIMAL, "", CERT_TOL_EXACT
     else:
         c, y, G, info = _nuclear_sdp(Ain, N, r1, r2, eps, max_iters)
         st = str(info["status"])
@@ -281,18 +281,16 @@ def solve_graph_svm(problem: NTPProblem, norm: str = "fro", tol: float = 1e-6, e
             return _infeasible(problem, cons, Ain @ N, Ain, Beq, norm, graphs, "scs+highs", f"SCS: {st}")
         mvec = N @ c
         if not np.all(np.isfinite(mvec)):
-            W = np.full((d, d), np.nan)
-            cert = Certificate(*(float("nan"),) * 4, lower=float("nan"), upper=float("nan"))
-            return GraphSVMResult("inaccurate", norm, float("nan"), W, cert, cons, np.full(m, np.nan),
-                                  np.zeros(m), np.zeros(m, bool), graphs, "scs", f"SCS: {st}")
-        scale = float(np.linalg.svd(mvec.reshape(r1, r2), compute_uv=False).sum())
+            return GraphSVMResult(INACCURATE, norm, float("nan"), np.full((d, d), np.nan), NO_CERTIFICATE, cons,
+                                  np.full(m, np.nan), np.zeros(m), np.zeros(m, bool), graphs, "scs", f"SCS: {st}")
+        scale = nuclear_value(mvec.reshape(r1, r2))
         y = np.maximum(y, 0.0)
         duals[ineq] = y * scale
         if Beq.shape[0]:
             nu = np.linalg.lstsq(Beq.T, G.reshape(-1) - Ain.T @ y, rcond=None)[0]
             duals[eq] = nu * scale
         solver, limit = "scs", CERT_TOL_SCS
-        status = "optimal" if st == "solved" else "inaccurate"
+        status = OPTIMAL if st == "solved" else INACCURATE
         message = f"SCS: {st}, {int(info['iter'])} iterations, eps {eps:g}"
     if norm == "fro" and Beq.shape[0]:
         # μ from stationarity W − Σλ A = Σμ A_e (exact: the residual lies in the span of the equality rows)
@@ -300,8 +298,8 @@ def solve_graph_svm(problem: NTPProblem, norm: str = "fro", tol: float = 1e-6, e
     W = U @ mvec.reshape(r1, r2) @ V.T
     cert = graph_certificate(cons, W, duals, norm)
     sc = max(1.0, cert.upper)
-    if status == "optimal" and not (cert.primal <= limit and cert.dual <= limit * sc and abs(cert.gap) <= limit * sc):
-        status = "inaccurate"
+    if status == OPTIMAL and not (cert.primal <= limit and cert.dual <= limit * sc and abs(cert.gap) <= limit * sc):
+        status = INACCURATE
         message = (message + "; " if message else "") + \
             f"certificate above {limit:g}: primal {cert.primal:.2e}, dual {cert.dual:.2e}, gap {cert.gap:.2e}"
     margin = cons.values(W)
@@ -315,7 +313,7 @@ def _infeasible(problem: NTPProblem, cons: GraphConstraints, AinN: np.ndarray, A
     """Farkas certificate: λ ≥ 0 (Σλ = 1) with (Ain N)ᵀλ = 0, i.e. Ainᵀλ in the span of the equality rows,
     completed by μ = −lstsq(Beqᵀ, Ainᵀλ) so that Σλ A + Σμ A_e = 0."""
     d, m = problem.d, cons.m
-    lam = _farkas_lp(AinN, np.ones(AinN.shape[0]))
+    lam = farkas_lp(AinN, np.ones(AinN.shape[0]))
     far = np.zeros(m)
     if lam is not None:
         far[~cons.equality] = lam
@@ -325,8 +323,6 @@ def _infeasible(problem: NTPProblem, cons: GraphConstraints, AinN: np.ndarray, A
         used = sorted({int(cons.sample[r]) for r in np.flatnonzero(np.abs(far) > 1e-12 * np.abs(far).max())})
         message = (message + "; " if message else "") + \
             f"Farkas: ‖Σλ A + Σμ A_e‖ = {resid:.2e}, Σλ = {float(lam.sum()):.6g}; samples {used}"
-    nan = float("nan")
-    cert = Certificate(primal=nan, dual=nan, complementarity=nan, gap=nan, lower=float("inf"), upper=float("inf"))
-    return GraphSVMResult("infeasible", norm, float("inf"), np.full((d, d), np.nan), cert, cons,
+    return GraphSVMResult(INFEASIBLE, norm, float("inf"), np.full((d, d), np.nan), NO_CERTIFICATE, cons,
                           np.full(m, np.nan), np.zeros(m), np.zeros(m, bool), graphs, solver, message,
                           farkas=far if lam is not None else None)
