@@ -124,7 +124,7 @@ def _problems(count: int):
     sizes = [(6, 4, 6, 8), (8, 5, 5, 4), (5, 3, 8, 6), (10, 6, 4, 5)]
     for s in range(count):
         n, T, K, d = sizes[s % len(sizes)]
-        yield generate_ntp(n=n, T=T, K=K, d=d, graphs="any", min_length=2 if s % 3 == 0 else None, seed=s)
+        yield generate_ntp(n=n, T=T, K=K, d=d, graphs="any", min_length=2 if s % 3 == 0 else 0, seed=s)
 
 
 def test_fro_matches_cvxpy_on_50_problems():
@@ -289,3 +289,18 @@ def test_cli_solve_ntp_bad_input_exit_2(tmp_path):
     p = generate_ntp(seed=0).save(tmp_path / "ok.npz")
     res = run("solve", p, "--norm", "l1")
     assert res.exit_code == 2 and "--norm" in res.output
+
+
+def test_cli_problem_writes_a_next_token_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from attnsvm.cli import app
+
+    out = tmp_path / "nt.npz"
+    res = CliRunner().invoke(app, ["problem", "next-token", "--out", str(out), "n=8", "min_length=2", "seed=3"])
+    assert res.exit_code == 0, res.output
+    p = load_ntp(out)
+    q = generate_ntp(n=8, min_length=2, seed=3)
+    np.testing.assert_array_equal(p.tokens, q.tokens)
+    res = CliRunner().invoke(app, ["problem", "next-token", "--out", str(out), "graphs=loops"])
+    assert res.exit_code == 2 and "graphs" in res.output
