@@ -42,6 +42,7 @@ Layout (private modules; this namespace is the public API):
 * one module per norm: ``_l2`` (prompt p), ``_fro``, ``_nuclear``, ``_l1``;
 * ``_solve``: ``solve_svm`` (constraints → the norm's solver → certified result);
 * ``_batch``: ``solve_svm_batch``/``solve_fro_stacked``; ``_vsvm``: v-SVM and relaxed margins;
+* ``_kkt``: ε-KKT certificates of any direction (convex norms and (K, Q) / (k, q) parameter space);
 * ``_multitoken``: the multi-token SVM-equivalence; ``_measures``: ``correlation`` and ``logits`` (NumPy).
 
 Adding a norm (one module + one line here):
@@ -70,6 +71,9 @@ from . import _l2, _fro, _nuclear, _l1  # noqa: F401  (each registers its norm) 
 from ._batch import SVMBatch, solve_fro_stacked, solve_svm_batch
 from ._certificate import certificate_rows, dual_norm_value, norm_value
 from ._constraints import Constraints, build_constraints, check_margins, check_selection
+from ._kkt import DEFAULT_NORM as KKT_DEFAULT_NORM
+from ._kkt import RANK_TOL as KKT_RANK_TOL
+from ._kkt import KKTCertificate, kkt_certificate, kkt_norm_variable, kkt_table, parameter_kkt_certificate
 from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
 from ._registry import NormSpec, RawSolution, available_norms, check_norm, get_norm, register_norm
@@ -84,12 +88,11 @@ NORMS: tuple[str, ...] = available_norms()
 MATRIX_NORMS: tuple[str, ...] = tuple(n for n in NORMS if get_norm(n).variable != "prompt")
 
 __all__ = [
-    "INACCURATE", "INFEASIBLE", "MATRIX_NORMS", "NORMS", "OPTIMAL", "SOLUTION_PRESENT", "SOLVER_ERROR",
-    "STATUSES", "SUPPORT_TOL",
-    "Certificate", "Constraints", "MultiTokenSVM", "NormSpec", "RawSolution", "SVMBatch", "SVMResult",
-    "VSVMResult",
-    "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
-    "check_selection", "correlation", "dual_norm_value", "get_norm", "logits", "multitoken_svm",
-    "norm_value", "register_norm", "relaxed_margins_from_v", "solve_fro_stacked", "solve_svm",
-    "solve_svm_batch", "solve_v_svm",
+    "INACCURATE", "INFEASIBLE", "KKT_DEFAULT_NORM", "KKT_RANK_TOL", "MATRIX_NORMS", "NORMS", "OPTIMAL",
+    "SOLUTION_PRESENT", "SOLVER_ERROR", "STATUSES", "SUPPORT_TOL", "Certificate", "Constraints", "KKTCertificate",
+    "MultiTokenSVM", "NormSpec", "RawSolution", "SVMBatch", "SVMResult", "VSVMResult", "available_norms",
+    "build_constraints", "certificate_rows", "check_margins", "check_norm", "check_selection", "correlation",
+    "dual_norm_value", "get_norm", "kkt_certificate", "kkt_norm_variable", "kkt_table", "logits", "multitoken_svm",
+    "norm_value", "parameter_kkt_certificate", "register_norm", "relaxed_margins_from_v", "solve_fro_stacked",
+    "solve_svm", "solve_svm_batch", "solve_v_svm",
 ]
