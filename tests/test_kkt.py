@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import linprog
 
 from attnsvm import AttentionProblem, unit_gaussian
-from attnsvm.svm import kkt_certificate, parameter_kkt_certificate, solve_svm
+from attnsvm.svm import kkt_certificate, lp_norm_name, parameter_kkt_certificate, solve_svm
 
 
 def _problem(seed: int, n: int = 4, T: int = 4, d: int = 6) -> AttentionProblem:
@@ -476,6 +476,10 @@ def test_lp_norms(p: float) -> None:
     W, sel = _cvx_lp_solution(pr, p)
     c = kkt_certificate(pr, W, f"lp:{p:g}", selection=sel)
     assert c.status == "separating" and c.epsilon < 1e-5 and abs(c.gap) < 1e-5
+    # and at the project's own certified ℓp solution
+    own = solve_svm(pr, sel, lp_norm_name(p))
+    assert own.status == "optimal"
+    assert kkt_certificate(pr, own.solution, lp_norm_name(p), selection=sel).epsilon < 1e-6
     fro = solve_svm(pr, sel, "fro").solution
     assert kkt_certificate(pr, fro, f"lp:{p:g}", selection=sel).epsilon > 1e-2
     # invariances (W scale, data scale)
