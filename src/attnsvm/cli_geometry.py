@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_ntp import solve_ntp
+from .ntp import is_ntp_file
 from .problem import AttentionProblem, load_problem
 from .svm import INFEASIBLE, NORMS, SUPPORT_TOL, SVMResult, get_norm, lp_norm_name, relaxed_margins_from_v, solve_svm
 from .tokens import MAX_SELECTIONS, default_norm, enumerate_locally_optimal, is_locally_optimal, selection_from_W
@@ -125,10 +127,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("solve")
     def solve_cmd(
-        problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM.npz", help="Problem file (.npz).")],
+        problem_path: Annotated[Path, typer.Argument(
+            metavar="PROBLEM.npz", help="Problem file (.npz): an attention problem (X, Y, v, ...) or a "
+                                        "next-token problem (E, tokens, next).")],
         norm: Annotated[str | None, typer.Option(
             "--norm", help="l2 (prompt p) | fro | nuclear | l1 (diagonal W) | lp (entrywise ℓp, with --p) | "
-                           "linf. Default: l2 for prompt problems, fro otherwise.")] = None,
+                           "linf. Default: l2 for prompt problems, fro otherwise; fro | nuclear for next-token "
+                           "problems.")] = None,
         p_exp: Annotated[float | None, typer.Option(
             "--p", help="Exponent P of --norm lp (1 ≤ P ≤ inf): min ‖W‖_P entrywise, or ‖p‖_P for prompt "
                         "problems.")] = None,
@@ -143,6 +148,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
+            if is_ntp_file(problem_path):
+                if select != "opt" or relax_from_v or p_exp is not None:
+                    raise ValueError("--select/--relax-from-v/--p: not used for a next-token problem (its "
+                                     "token-priority graphs fix the constraints; --norm fro | nuclear)")
+                solve_ntp(problem_path, norm, tol, as_json)
+                return
             problem = load_problem(problem_path)
             nm = _norm_for(problem, norm, p_exp)
             sel = parse_selection(problem, select)

@@ -61,7 +61,8 @@ Adding a norm (one module + one line here):
    ``norm_value``, certificates, ``attnsvm solve --norm NAME`` and ``tokens`` then work unchanged;
 4. test it against an independent solver (cvxpy) on random instances, as ``tests/test_svm.py`` does.
 
-Problems that are not a norm over these constraints (a graph SVM, an ε-KKT test) are their own module
+Problems that are not a norm over these constraints (``_graph``: the graph Att-SVM of next-token prediction,
+with equality constraints; an ε-KKT test) are their own module
 with their own result type, built from ``build_constraints``, ``certificate_rows`` and the statuses here.
 """
 
@@ -72,6 +73,7 @@ from . import _l2, _fro, _nuclear, _l1, _lp  # noqa: F401  (each registers its n
 from ._batch import SVMBatch, solve_fro_stacked, solve_svm_batch
 from ._certificate import certificate_rows, dual_norm_value, norm_value
 from ._constraints import Constraints, build_constraints, check_margins, check_selection
+from ._graph import GRAPH_NORMS, GraphConstraints, GraphSVMResult, graph_certificate, graph_constraints, solve_graph_svm
 from ._kkt import DEFAULT_NORM as KKT_DEFAULT_NORM
 from ._kkt import RANK_TOL as KKT_RANK_TOL
 from ._kkt import KKTCertificate, kkt_certificate, kkt_norm_variable, kkt_table, parameter_kkt_certificate
@@ -98,12 +100,17 @@ NORMS: tuple[str, ...] = available_norms()
 MATRIX_NORMS: tuple[str, ...] = tuple(n for n in NORMS if get_norm(n).variable != "prompt")
 
 __all__ = [
-    "INACCURATE", "INFEASIBLE", "KKT_DEFAULT_NORM", "KKT_RANK_TOL", "MATRIX_NORMS", "NORMS", "OPTIMAL",
-    "SOLUTION_PRESENT", "SOLVER_ERROR", "STATUSES", "SUPPORT_TOL", "Certificate", "Constraints", "KKTCertificate",
-    "MultiTokenSVM", "NormSpec", "RawSolution", "SVMBatch", "SVMResult", "VSVMResult", "available_norms",
-    "build_constraints", "certificate_rows", "check_margins", "check_norm", "check_selection", "correlation",
-    "dual_norm_value", "get_norm", "kkt_certificate", "kkt_norm_variable", "kkt_table", "logits", "lp_norm",
-    "lp_norm_name", "margin_ratio", "multitoken_svm", "norm_value", "parameter_kkt_certificate", "register_family",
-    "register_norm", "relaxed_margins_from_v", "solve_fro_stacked", "solve_svm", "solve_svm_batch", "solve_v_svm",
-    "solve_v_svm_lp",
+    "INACCURATE", "INFEASIBLE", "MATRIX_NORMS", "NORMS", "OPTIMAL", "SOLUTION_PRESENT", "SOLVER_ERROR",
+    "STATUSES", "SUPPORT_TOL", "GRAPH_NORMS",
+    "Certificate", "Constraints", "GraphConstraints", "GraphSVMResult", "MultiTokenSVM", "NormSpec",
+    "RawSolution", "SVMBatch", "SVMResult",
+    "VSVMResult",
+    "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
+    "check_selection", "correlation", "dual_norm_value", "get_norm", "graph_certificate", "graph_constraints",
+    "logits", "lp_norm", "lp_norm_name",
+    "margin_ratio", "multitoken_svm", "norm_value", "register_family", "register_norm", "relaxed_margins_from_v",
+    "solve_fro_stacked", "solve_graph_svm", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",
 ]
+# ε-KKT certificates (own list, so that additions elsewhere do not conflict)
+__all__ += ["KKT_DEFAULT_NORM", "KKT_RANK_TOL", "KKTCertificate", "kkt_certificate", "kkt_norm_variable", "kkt_table",
+            "parameter_kkt_certificate"]
