@@ -15,8 +15,13 @@ err_console = Console(stderr=True)
 
 
 @app.callback()
-def _root() -> None:
+def _root(no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the on-disk cache of compiled "
+                                        "programs (also: ATTNSVM_NO_CACHE=1); see `attnsvm cache info`.")
+          ) -> None:
     """attnsvm: train attention, solve Att-SVMs, certify tokens, reproduce the papers."""
+    from .cache import configure_from_cli
+
+    configure_from_cli(no_cache)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -151,6 +156,7 @@ cli_kkt.register(app)
 from . import cli_sweep  # noqa: E402  (registers `sweep`)
 
 cli_sweep.register(app)
+cli_sweep.register_cache(app)
 
 
 def main() -> None:  # pragma: no cover - entry point
