@@ -94,7 +94,7 @@ def reproduce(
 
     from .experiments import all_experiments, get
     from .experiments.runner import RUN_MARKER, check_writable_dir, run_experiment, write_summary
-    from .report import rich_table, summary_markdown
+    from .report import rich_table, summary_markdown, time_split_rich
 
     if all_ == (exp_id is not None):
         fail("give one experiment ID or --all (see `attnsvm list`)")
@@ -138,6 +138,7 @@ def reproduce(
             console.print(f"→ {target / 'report.md'}")
     if all_:
         write_summary(base, reports, quick, summary_markdown(reports))
+        console.print(time_split_rich(reports))
         console.print(f"all experiments: {time.perf_counter() - t0:.1f} s → {base / 'report.md'}")
 
 

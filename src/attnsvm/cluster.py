@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,8 @@ def default_workers() -> int:
 
 def existing_client():
     """The Dask client already active in this process, or None."""
+    if "distributed" not in sys.modules:
+        return None  # no client can exist, and importing dask costs a second
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - dask is a dependency
