@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..svm import correlation
 from .common import (
     BLACK,
     BLUE,
@@ -38,8 +39,7 @@ FLOOR = 1e-16  # 1 − cos below this (exact in float64) is drawn at the floor o
 
 
 def _cos(P: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    den = np.linalg.norm(P, axis=-1) * np.linalg.norm(ref)
-    return np.divide(P @ ref, den, out=np.zeros(P.shape[:-1]), where=den > 0)
+    return correlation(P, ref, zero=0.0)
 
 
 def _gap(P: np.ndarray, ref: np.ndarray) -> np.ndarray:
