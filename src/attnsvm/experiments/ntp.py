@@ -275,7 +275,8 @@ def run_ntp_local(cfg: NTPLocalConfig, ctx: Context) -> Outcome:
                           "steps": np.arange(steps // every + 1) * every}
     main = fam_data[cfg.loss]
     short = [n for n in names if n not in (long_stable, long_naive)]
-    ctx.figure(local_figure(main["steps"], {n: fam_data[n] for n in short}), "ntp_local")
+    label = {"squared": "squared loss", "log": "cross-entropy"}
+    ctx.figure(local_figure(main["steps"], {label.get(n, n): fam_data[n] for n in short}), "ntp_local")
     if cfg.naive:
         ctx.figure(local_figure(main["steps"], {n: fam_data[n] for n in (long_stable, long_naive)}),
                    "ntp_local_naive")
