@@ -43,6 +43,7 @@ Layout (private modules; this namespace is the public API):
   entrywise ℓp families ``lp:P`` (W) and ``lp-prompt:P`` (p), 1 ≤ p ≤ ∞ (``lp_norm_name(p)``);
 * ``_solve``: ``solve_svm`` (constraints → the norm's solver → certified result);
 * ``_batch``: ``solve_svm_batch``/``solve_fro_stacked``; ``_vsvm``: v-SVM and relaxed margins;
+* ``_kkt``: ε-KKT certificates of any direction (convex norms and (K, Q) / (k, q) parameter space);
 * ``_multitoken``: the multi-token SVM-equivalence; ``_measures``: ``correlation`` and ``logits`` (NumPy).
 
 Adding a norm (one module + one line here):
@@ -73,6 +74,9 @@ from ._batch import SVMBatch, solve_fro_stacked, solve_svm_batch
 from ._certificate import certificate_rows, dual_norm_value, norm_value
 from ._constraints import Constraints, build_constraints, check_margins, check_selection
 from ._graph import GRAPH_NORMS, GraphConstraints, GraphSVMResult, graph_certificate, graph_constraints, solve_graph_svm
+from ._kkt import DEFAULT_NORM as KKT_DEFAULT_NORM
+from ._kkt import RANK_TOL as KKT_RANK_TOL
+from ._kkt import KKTCertificate, kkt_certificate, kkt_norm_variable, kkt_table, parameter_kkt_certificate
 from ._lp import lp_norm, lp_norm_name, margin_ratio, solve_v_svm_lp
 from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
@@ -107,3 +111,6 @@ __all__ = [
     "margin_ratio", "multitoken_svm", "norm_value", "register_family", "register_norm", "relaxed_margins_from_v",
     "solve_fro_stacked", "solve_graph_svm", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",
 ]
+# ε-KKT certificates (own list, so that additions elsewhere do not conflict)
+__all__ += ["KKT_DEFAULT_NORM", "KKT_RANK_TOL", "KKTCertificate", "kkt_certificate", "kkt_norm_variable", "kkt_table",
+            "parameter_kkt_certificate"]
