@@ -149,10 +149,10 @@ def register(app: typer.Typer) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
             if is_ntp_file(problem_path):
-                if select != "opt" or relax_from_v or p_exp is not None:
-                    raise ValueError("--select/--relax-from-v/--p: not used for a next-token problem (its "
-                                     "token-priority graphs fix the constraints; --norm fro | nuclear)")
-                solve_ntp(problem_path, norm, tol, as_json)
+                if (select != "opt" and not select.startswith("argmax:")) or relax_from_v or p_exp is not None:
+                    raise ValueError("--select/--relax-from-v/--p: a next-token problem takes --select opt (its "
+                                     "labels) or argmax:W.npy (the tokens W selects), and --norm fro | nuclear")
+                solve_ntp(problem_path, norm, tol, as_json, select)
                 return
             problem = load_problem(problem_path)
             nm = _norm_for(problem, norm, p_exp)

@@ -865,7 +865,8 @@ def _mt_outcome(cfg: P3MultitokenConfig, ctx: Context, per_d: dict, table: pd.Da
     curves = {d: {"svmeq": a["corr_svmeq"], "dir": a["corr_dir"], "single": a["corr_single"]}
               for d, a in per_d.items()}
     figs = [ctx.figure(multitoken_figure(steps, curves, {d: a["masked_max"] for d, a in per_d.items()},
-                                         {d: 1 - a["corr_svmeq"][:, -1] for d, a in per_d.items()}),
+                                         {d: 1 - a["corr_svmeq"][:, -1] for d, a in per_d.items()},
+                                         split=cfg.deep_mask),
                        "p3_multitoken")]
     claims = _mt_claims(cfg, table, per_d)
     notes = [
