@@ -54,7 +54,8 @@ def solve_payload(problem: AttentionProblem, result: SVMResult, locally_optimal:
     """The JSON object of ``attnsvm solve --json``."""
     out = result.to_dict()
     out["certificate"] = {k: _json_number(getattr(result.certificate, k))
-                          for k in ("primal", "dual", "complementarity", "gap", "lower", "upper")}
+                          for k in ("primal", "dual", "complementarity", "gap", "lower", "upper", "scale",
+                                    "relative_gap")}
     out["locally_optimal"] = bool(locally_optimal)
     out["scores"] = [[_json_number(g) for g in row] for row in problem.scores()]
     return out
@@ -110,6 +111,20 @@ def _norm_for(problem: AttentionProblem, norm: str | None) -> str:
     return nm
 
 
+def check_tol_option(tol: float) -> float:
+    """--tol: a finite number ≥ 0 (the support-token tolerance on ⟨A_it, θ⟩ − c_i, margins being 1)."""
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"--tol: must be a finite number ≥ 0 (tolerance on ⟨A_it,θ⟩ − c_i), got {tol}; "
+                         f"the default is {SUPPORT_TOL:g}")
+    return float(tol)
+
+
+def check_positive_int(value: int, name: str) -> int:
+    if value < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {value}")
+    return int(value)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``solve`` and ``tokens`` commands to ``app``."""
 
@@ -130,6 +145,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
+            tol = check_tol_option(tol)
             problem = load_problem(problem_path)
             nm = _norm_for(problem, norm)
             sel = parse_selection(problem, select)
@@ -157,6 +173,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Scores γ_it, optimal tokens (ties reported) and every locally-optimal selection with its margin."""
         try:
+            max_selections = check_positive_int(max_selections, "--max-selections")
             problem = load_problem(problem_path)
             nm = _norm_for(problem, norm)
             top = problem.optimal_tokens()

@@ -21,6 +21,8 @@ import numpy as np
 from .problem import TIE_TOL, AttentionProblem, OptimalTokens
 from .svm import (
     INFEASIBLE,
+    OPTIMAL,
+    SOLUTION_PRESENT,
     SUPPORT_TOL,
     SVMResult,
     build_constraints,
@@ -72,6 +74,11 @@ class LocalOptimality:
         return self.result.value
 
     @property
+    def status(self) -> str:
+        """Status of the Att-SVM(α) solve (``attnsvm.svm`` constants)."""
+        return self.result.status
+
+    @property
     def margin(self) -> float:
         """Geometric margin 1/‖θ^mm‖ of the selection (0 if infeasible)."""
         return 1.0 / self.result.value if np.isfinite(self.result.value) and self.result.value > 0 else 0.0
@@ -87,9 +94,11 @@ def _strictly_better(problem: AttentionProblem, sel: np.ndarray) -> np.ndarray:
 
 def is_locally_optimal(problem: AttentionProblem, selection, norm: str | None = None,
                        tol: float = SUPPORT_TOL, result: SVMResult | None = None) -> LocalOptimality:
-    """SPEC §3: α is locally optimal iff Att-SVM(α) is feasible and γ_iα_i > γ_it for all t ∈ T_i, all i.
+    """α is locally optimal iff Att-SVM(α) is feasible and γ_iα_i > γ_it for all t ∈ T_i, all i.
 
-    ``result`` may pass an already solved Att-SVM(α) (its norm is then used).
+    ``result`` may pass an already solved Att-SVM(α) (its norm is then used). Only a certified (OPTIMAL)
+    solution makes α locally optimal; ``feasible`` is True when a solution is present (OPTIMAL or INACCURATE),
+    and ``status`` says which.
     """
     norm = default_norm(problem) if norm is None else check_norm(norm)
     sel = check_selection(problem, selection)
@@ -99,11 +108,12 @@ def is_locally_optimal(problem: AttentionProblem, selection, norm: str | None = 
         raise ValueError("result: it was solved for another selection than the one given")
     top = problem.optimal_tokens()
     glob = bool(np.all(top.tied[np.arange(problem.n), sel]))
-    if result.status == INFEASIBLE:
+    if result.status not in SOLUTION_PRESENT:
         return LocalOptimality(False, False, glob, (), result.support_tokens, result)
     bad = result.active & ~_strictly_better(problem, sel)
     viol = tuple((int(i), int(t)) for i, t in np.argwhere(bad))
-    return LocalOptimality(not viol, True, glob, viol, result.support_tokens, result)
+    # only a certified solution certifies: an inaccurate one may have the wrong support tokens
+    return LocalOptimality(not viol and result.status == OPTIMAL, True, glob, viol, result.support_tokens, result)
 
 
 @dataclass(frozen=True)
@@ -160,7 +170,7 @@ def enumerate_locally_optimal(problem: AttentionProblem, norm: str | None = None
         batch = solve_svm_batch([problem] * total, sels, norm=norm, tol=tol)
         top = problem.optimal_tokens()
         for k in range(total):
-            if batch.status[k] == INFEASIBLE:
+            if batch.status[k] != OPTIMAL:
                 continue
             bad = batch.active[k] & ~_strictly_better(problem, sels[k])
             if not bad.any():
