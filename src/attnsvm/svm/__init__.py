@@ -74,7 +74,7 @@ from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
 from ._registry import NormSpec, RawSolution, available_norms, check_norm, get_norm, register_norm
 from ._results import Certificate, SVMResult
-from ._solve import SUPPORT_TOL, solve_svm
+from ._solve import SUPPORT_TOL, check_tol, solve_svm
 from ._status import INACCURATE, INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, SOLVER_ERROR, STATUSES
 from ._vsvm import VSVMResult, relaxed_margins_from_v, solve_v_svm
 
@@ -89,7 +89,7 @@ __all__ = [
     "Certificate", "Constraints", "MultiTokenSVM", "NormSpec", "RawSolution", "SVMBatch", "SVMResult",
     "VSVMResult",
     "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
-    "check_selection", "correlation", "dual_norm_value", "get_norm", "logits", "multitoken_svm",
+    "check_selection", "check_tol", "correlation", "dual_norm_value", "get_norm", "logits", "multitoken_svm",
     "norm_value", "register_norm", "relaxed_margins_from_v", "solve_fro_stacked", "solve_svm",
     "solve_svm_batch", "solve_v_svm",
 ]

@@ -125,7 +125,8 @@ def check_tol(tol: float) -> float:
 
 
 def solve_svm(problem: AttentionProblem, selection="opt", norm: str = "fro", margins=None,
-              tol: float = SUPPORT_TOL, solver_options: Mapping[str, Any] | None = None) -> SVMResult:
+              tol: float = SUPPORT_TOL, solver_options: Mapping[str, Any] | None = None,
+              unit_scale: bool = True) -> SVMResult:
     """Solve Att-SVM(α, norm, c):  min ‖θ‖ s.t. ⟨A_it, θ⟩ ≥ c_i for every i and real t ≠ α_i.
 
     selection: "opt" (α_i = argmax_t γ_it) or n token indices. norm: "fro" (W^mm, exact), "l2" (p^mm of the
@@ -136,7 +137,8 @@ def solve_svm(problem: AttentionProblem, selection="opt", norm: str = "fro", mar
 
     The solver sees the constraints divided by a power of two σ (data of unit scale, see
     :meth:`Constraints.unit_scaled`) and the result is scaled back exactly, so status, support tokens and the
-    relative certificate do not depend on the scale of X and Z (X, Z × s gives θ/s²). Statuses: OPTIMAL
+    relative certificate do not depend on the scale of X and Z (X, Z × s gives θ/s²); ``unit_scale=False``
+    hands the data to the solver as given (only to emulate another code's arithmetic). Statuses: OPTIMAL
     (certified), INACCURATE (a solution whose certificate is above the norm's tolerance), INFEASIBLE (always
     with a verified Farkas certificate), SOLVER_ERROR (the solver failed; nothing is known).
     """
@@ -147,7 +149,8 @@ def solve_svm(problem: AttentionProblem, selection="opt", norm: str = "fro", mar
     if unknown:
         raise ValueError(f"solver_options: {unknown} not understood by the {norm!r} solver "
                          f"(it takes {list(spec.options) or 'none'})")
-    cons, sigma = build_constraints(problem, selection, norm, margins).unit_scaled()
+    cons = build_constraints(problem, selection, norm, margins)
+    cons, sigma = cons.unit_scaled() if unit_scale else (cons, 1.0)
     if cons.rows.shape[0] and (farkas := zero_row_farkas(cons.rows, cons.rhs)) is not None:
         return _infeasible_result(cons, "structure", "a constraint reads 0 ≥ c_i > 0", farkas)
     raw = spec.solve(cons, options)
