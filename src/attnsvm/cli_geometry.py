@@ -16,8 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_ntp import solve_ntp
+from .ntp import is_ntp_file
 from .problem import AttentionProblem, load_problem
-from .svm import NORMS, SUPPORT_TOL, SVMResult, relaxed_margins_from_v, solve_svm
+from .svm import INFEASIBLE, NORMS, SUPPORT_TOL, SVMResult, get_norm, lp_norm_name, relaxed_margins_from_v, solve_svm
 from .tokens import MAX_SELECTIONS, default_norm, enumerate_locally_optimal, is_locally_optimal, selection_from_W
 
 
@@ -74,7 +76,7 @@ def _print_solve(console: Console, problem: AttentionProblem, r: SVMResult, loca
     head.add_row("certificate", f"primal {_fmt(c.primal)}  dual {_fmt(c.dual)}  compl. {_fmt(c.complementarity)}"
                                 f"  gap {_fmt(c.gap)}")
     head.add_row("solver", f"{r.solver}  {r.message}".strip())
-    if r.status == "infeasible":
+    if r.status == INFEASIBLE:
         head.add_row("infeasible alone", ", ".join(map(str, r.infeasible_samples)) or "none (jointly infeasible)")
         head.add_row("certificate uses", ", ".join(map(str, r.farkas_samples)))
     console.print(head)
@@ -102,11 +104,21 @@ def _print_solve(console: Console, problem: AttentionProblem, r: SVMResult, loca
     console.print(per)
 
 
-def _norm_for(problem: AttentionProblem, norm: str | None) -> str:
-    """--norm, or the problem's default (l2 for prompt problems, fro otherwise), validated."""
+def _norm_for(problem: AttentionProblem, norm: str | None, p: float | None = None) -> str:
+    """--norm, or the problem's default (l2 for prompt problems, fro otherwise), validated; ``lp`` (with
+    --p P) and ``linf`` are the entrywise ℓp norms, on W or on the prompt vector p by the problem's kind."""
     nm = default_norm(problem) if norm is None else norm
+    if nm in ("lp", "linf"):
+        if nm == "lp" and p is None:
+            raise ValueError("--p: --norm lp needs the exponent, e.g. --norm lp --p 1.75 (1 ≤ P ≤ inf)")
+        return lp_norm_name(float("inf") if nm == "linf" else p, prompt=problem.kind == "prompt")
+    if p is not None:
+        raise ValueError(f"--p: only used with --norm lp, not with --norm {nm}")
     if nm not in NORMS:
-        raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, got {nm!r}")
+        if ":" in nm:
+            get_norm(nm)  # a parametric family name such as lp:3 (ValueError if unknown)
+            return nm
+        raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, lp (with --p) or linf, got {nm!r}")
     return nm
 
 
@@ -115,10 +127,16 @@ def register(app: typer.Typer) -> None:
 
     @app.command("solve")
     def solve_cmd(
-        problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM.npz", help="Problem file (.npz).")],
+        problem_path: Annotated[Path, typer.Argument(
+            metavar="PROBLEM.npz", help="Problem file (.npz): an attention problem (X, Y, v, ...) or a "
+                                        "next-token problem (E, tokens, next).")],
         norm: Annotated[str | None, typer.Option(
-            "--norm", help="l2 (prompt p) | fro | nuclear | l1 (diagonal W). Default: l2 for prompt "
-                           "problems, fro otherwise.")] = None,
+            "--norm", help="l2 (prompt p) | fro | nuclear | l1 (diagonal W) | lp (entrywise ℓp, with --p) | "
+                           "linf. Default: l2 for prompt problems, fro otherwise; fro | nuclear for next-token "
+                           "problems.")] = None,
+        p_exp: Annotated[float | None, typer.Option(
+            "--p", help="Exponent P of --norm lp (1 ≤ P ≤ inf): min ‖W‖_P entrywise, or ‖p‖_P for prompt "
+                        "problems.")] = None,
         select: Annotated[str, typer.Option(
             "--select", help="opt | argmax:W.npy | comma-separated token indices (one per sequence).")] = "opt",
         relax_from_v: Annotated[bool, typer.Option(
@@ -130,8 +148,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
+            if is_ntp_file(problem_path):
+                if select != "opt" or relax_from_v or p_exp is not None:
+                    raise ValueError("--select/--relax-from-v/--p: not used for a next-token problem (its "
+                                     "token-priority graphs fix the constraints; --norm fro | nuclear)")
+                solve_ntp(problem_path, norm, tol, as_json)
+                return
             problem = load_problem(problem_path)
-            nm = _norm_for(problem, norm)
+            nm = _norm_for(problem, norm, p_exp)
             sel = parse_selection(problem, select)
             margins = relaxed_margins_from_v(problem, sel) if relax_from_v else None
             result = solve_svm(problem, sel, nm, margins=margins, tol=tol)
