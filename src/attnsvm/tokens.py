@@ -29,8 +29,10 @@ from .svm import (
     check_norm,
     check_selection,
     check_tol,
+    constraints_feasible,
     correlation,
     logits,
+    pow2_scale,
     solve_svm,
     solve_svm_batch,
 )
@@ -216,20 +218,11 @@ def _coupled(problem: AttentionProblem, norm: str) -> bool:
 def _prefix_feasible(problem: AttentionProblem, norm: str, prefix: tuple[int, ...]) -> bool:
     """Are the constraints of samples 0 … k−1 under the selection prefix jointly feasible? Infeasible only
     with a verified Farkas certificate (an undecided case counts as feasible: never prunes wrongly)."""
-    from .svm._constraints import pow2_scale
-    from .svm._ldp import farkas_lp, least_distance
-
     k = len(prefix)
     sub = AttentionProblem(X=problem.X[:k], Y=problem.Y[:k], v=problem.v,
                            Z=None if problem.Z is None else problem.Z[:k], query_index=problem.query_index,
                            key_matrix=problem.key_matrix, mask=problem.mask[:k])
-    cons = build_constraints(sub, np.array(prefix), norm)
-    A = cons.rows / pow2_scale(cons.rows)
-    # the feasible set does not depend on the norm: decided by the exact Euclidean solver for every norm
-    r = least_distance(A, cons.rhs)
-    if r.status != INFEASIBLE:
-        return True
-    return farkas_lp(A, cons.rhs) is None
+    return constraints_feasible(build_constraints(sub, np.array(prefix), norm)) is not False
 
 
 def _selection_chunks(problem: AttentionProblem, norm: str, cands: list[np.ndarray], chunk: int,
@@ -286,8 +279,6 @@ class _ReducedTest:
     """
 
     def __init__(self, problem: AttentionProblem, norm: str, tol: float) -> None:
-        from .svm._constraints import pow2_scale
-
         mask = problem.mask
         if norm == "l2":
             Xt = np.where(mask[..., None], problem.prompt_tokens(), 0.0)
