@@ -217,7 +217,7 @@ def test_p2_diag_quick_resumes(quick_run):
 
     rep, _, out = quick_run("p2-diag")
     again = run_experiment("p2-diag", out, quick=True)
-    assert again.computed_chunks == 0 and again.loaded_chunks == 1
+    assert again.computed_chunks == 0 and again.loaded_chunks == 1 + 4  # + the ε-KKT cells (2 scales × 2 kinds)
     assert [(c.claim, c.measured, c.verdict) for c in again.claims] == \
         [(c.claim, c.measured, c.verdict) for c in rep.claims]
 

@@ -95,4 +95,66 @@ def full_figure(a: dict[str, np.ndarray]) -> Figure:
     return fig
 
 
-__all__ = ["diag_figure", "full_figure"]
+CLASS_COLORS = {"kkt": COLORS[0], "converging": COLORS[2], "slow": COLORS[7], "settled": COLORS[3],
+                 "settled-param-kkt": COLORS[1], "failed": COLORS[5]}
+CLASS_LABELS = {"kkt": "ε ≤ tol", "converging": "converging", "slow": "slow", "settled": "settled",
+                "settled-param-kkt": "settled, parameter-KKT", "failed": "failed"}
+
+
+def _by_class(ax, x: np.ndarray, y: np.ndarray, cls: np.ndarray) -> None:
+    for c, color in CLASS_COLORS.items():
+        m = cls == c
+        if m.any():
+            _curves(ax, x[m], y[m], color, f"{CLASS_LABELS[c]} ({int(m.sum())})", style="-o", lw=0.7, alpha=0.7)
+            for line in ax.lines[-int(m.sum()):]:
+                line.set_markersize(1.5)
+
+
+def kkt_diag_figure(a: dict[str, np.ndarray], cls: np.ndarray, scales: list[float], tol: float) -> Figure:
+    """P2-diag ε-KKT study: fraction of runs with convex ε ≤ tol by init scale (unbalanced / balanced), and
+    the convex and parameter-space ε against ‖w‖, one curve per run coloured by its class."""
+    fig, axes = column_figure(3, 1, height=2.3)
+    ax = axes[0, 0]
+    for kind, color in (("unbalanced", COLORS[2]), ("balanced", COLORS[4])):
+        fr = [np.mean(cls[(a["kind"] == kind) & np.isclose(a["scale"], sc)] == "kkt")
+              if np.any((a["kind"] == kind) & np.isclose(a["scale"], sc)) else np.nan for sc in scales]
+        ax.plot(scales, fr, "-o", color=color, label=kind, ms=3)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("init scale")
+    ax.set_ylabel(f"fraction with ℓ1 ε ≤ {tol:g}")
+    ax.set_title("reach the ℓ1 SVM (last radius)")
+    ax.legend(loc="best", frameon=False)
+    _by_class(axes[0, 1], a["W_fro"], a["eps"], cls)
+    _loglog(axes[0, 1], "‖w‖", "ε (convex ℓ1 problem)", "convex ε-KKT")
+    axes[0, 1].axhline(tol, color="0.4", ls=":", lw=0.8)
+    _by_class(axes[0, 2], a["W_fro"], a["eps_param"], cls)
+    _loglog(axes[0, 2], "‖w‖", "ε (parameters k, q)", "parameter-space ε-KKT")
+    axes[0, 1].legend(loc="lower left", frameon=False, fontsize=5)
+    axes[0, 2].legend().set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def kkt_full_figure(a: dict[str, np.ndarray], cls: dict[str, np.ndarray]) -> Figure:
+    """P2-full ε-KKT study on generic data: ε of the nuclear SVM for (K, Q) runs, of the Frobenius SVM for W
+    runs, the (K, Q) parameter-space ε and the exact value excess, against ‖W‖_F (one curve per run)."""
+    fig, axes = column_figure(3, 1, height=2.3)
+    kq, w = a["family"] == "KQ-generic", a["family"] == "W-generic"
+    if kq.any():
+        _by_class(axes[0, 0], a["W_fro"][kq], a["eps"][kq], cls["KQ-generic"])
+        _by_class(axes[0, 1], a["W_fro"][kq], a["eps_param"][kq], cls["KQ-generic"])
+        _curves(axes[0, 2], a["W_fro"][kq], a["excess"][kq], COLORS[0], "(K, Q) vs nuclear", style="-o", lw=0.7)
+    if w.any():
+        _curves(axes[0, 0], a["W_fro"][w], a["eps"][w], "0.5", "W vs Frobenius", style="--", lw=0.6, alpha=0.6)
+        _curves(axes[0, 2], a["W_fro"][w], a["excess"][w], "0.5", "W vs Frobenius", style="--", lw=0.6, alpha=0.6)
+    _loglog(axes[0, 0], "‖W‖_F", "ε (convex)", "ε-KKT: nuclear ((K,Q)), Frobenius (W)")
+    _loglog(axes[0, 1], "‖W‖_F", "ε (parameters K, Q)", "parameter-space ε-KKT")
+    _loglog(axes[0, 2], "‖W‖_F", "‖W̃‖/‖W*_α‖ − 1", "value excess (exact)")
+    axes[0, 0].legend(loc="lower left", frameon=False, fontsize=5)
+    axes[0, 1].legend().set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["diag_figure", "full_figure", "kkt_diag_figure", "kkt_full_figure"]
