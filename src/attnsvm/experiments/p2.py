@@ -677,11 +677,12 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
         "sign, extra = nonzero where w_ℓ1 is zero):",
         *diag_notes(a, cfg.reach_tol),
     ]
+    runs_table = _table(a)
     kc, kn, ka, kt = _diag_kkt_part(cfg, ctx)
     claims += kc
     notes += kn
     a.update({f"kkt_{k}": v for k, v in ka.items()})
-    return Outcome(claims=claims, tables={"runs": _table(a), "kkt": kt}, arrays=a, notes=notes)
+    return Outcome(claims=claims, tables={"runs": runs_table, "kkt": kt}, arrays=a, notes=notes)
 
 
 def _kkt_table(ka: dict[str, np.ndarray], cls: np.ndarray, keys: tuple[str, ...]) -> pd.DataFrame:
