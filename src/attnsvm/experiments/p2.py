@@ -152,6 +152,7 @@ class P2DiagConfig(ExperimentConfig):
     kkt_tol: float = 1e-3
     converge_slope: float = -0.5
     plateau_slope: float = -0.2
+    restricted_tol: float = 1e-3
 
 
 P2_DIAG_QUICK = {"problem_seeds": [0], "trials": 6, "stop_radius": 1000.0, "kkt_scales": [1.0, 0.01],
@@ -716,7 +717,11 @@ def _diag_kkt_part(cfg: P2DiagConfig, ctx: Context):
                     f"(max_steps {cfg.kkt_max_steps} per segment), certified at each radius; a run with convex ε "
                     f"≤ {cfg.kkt_tol:g} at the last radius counts as reaching the ℓ1 SVM (attnsvm.experiments."
                     "p2_kkt docstring: the classes and the slopes).")
-    return claims, notes, {**ka, "class": cls}, _kkt_table(ka, cls, ("problem_seed", "scale", "kind", "trial"))
+    table = _kkt_table(ka, cls, ("problem_seed", "scale", "kind", "trial"))
+    for k in ("restricted_gap", "support", "g_off", "exponent_error", "exponent_measured", "exponent_predicted",
+              "log10_escape"):
+        table[k] = ka[k]
+    return claims, notes, {**ka, "class": cls}, table
 
 
 def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:

@@ -84,6 +84,8 @@ def study_runs(problems: list[AttentionProblem], model: Model, init: dict[str, n
     out = {k: np.full((B, R), np.nan) for k in KKT_FIELDS}
     out["stop_reason"] = np.empty((B, R), dtype="<U16")
     out["theta"] = None
+    for k, v in init.items():
+        out[f"param_{k}"] = np.full((B, R, *np.shape(v)[1:]), np.nan)
     params = {k: np.asarray(v, dtype=np.float64) for k, v in init.items()}
     space = {"factored": ("K", "Q"), "diagonal": ("k", "q")}.get(model.parameterization)
     for r, radius in enumerate(radii):
@@ -91,6 +93,8 @@ def study_runs(problems: list[AttentionProblem], model: Model, init: dict[str, n
         out["W_fro"][:, r] = wf
         out["stop_reason"][:, r] = why
         out["reached_radius"][:, r] = np.isclose(wf, radius, rtol=1e-6)
+        for k, v in params.items():
+            out[f"param_{k}"][:, r] = v
         for b in range(B):
             pb = problems[b] if len(problems) > 1 else problems[0]
             if space == ("K", "Q"):
@@ -141,49 +145,80 @@ def classify(eps: np.ndarray, eps_param: np.ndarray, W_fro: np.ndarray, kkt_tol:
 # ---- P2-diag: init scale × balancedness -----------------------------------------------------------------------
 
 
-def restricted_escape(problem: AttentionProblem, w_prev: np.ndarray, w: np.ndarray, r_prev: float, r: float,
-                      rank: int) -> dict[str, float]:
-    """Why a (k, q) run settles: the ℓ1 SVM restricted to the run's support S (its ``rank`` largest entries)
-    and signs, and the linearized flow around it.
+def restricted_escape(problem: AttentionProblem, prev: dict[str, np.ndarray], last: dict[str, np.ndarray],
+                      r_prev: float, r_last: float) -> dict[str, float]:
+    """Why a (k, q) run settles, and whether it will leave: the ℓ1 SVM restricted to the run's support and
+    signs, and the linearized flow around it (a prediction the next radius can refute).
 
-    The restricted LP min Σ_{j∈S} s_j w_j s.t. A w ≥ 1, s_j w_j ≥ 0, w = 0 off S has multipliers y ≥ 0 with
-    g = Aᵀy, g_j = s_j on the support: its solution is a KKT point of the parameter-space problem (k_j = g_j q_j,
-    q_j = g_j k_j; k = q = 0 off S), and a KKT point of the convex ℓ1 problem iff |g_j| ≤ 1 off S. Near it the
-    flow moves coordinate j like k_j ± q_j ∝ exp(±g_j ∫c), so |w_j| / ‖w‖ ∝ ‖w‖^{|g_j| − 1}: off-support
-    entries with |g_j| > 1 grow relative to the others and the run leaves the restricted point, at the rate
-    |g_j| − 1 (in log ‖w‖). Returns 1 − corr(w, restricted solution), the largest off-support |g_j|, its
-    predicted exponent |g_j| − 1, and the measured exponent d log(|w_j|/‖w‖) / d log ‖w‖ of that coordinate
-    between the last two radii.
+    The restricted LP min Σ_{j∈S} s_j w_j s.t. A w ≥ 1, s_j w_j ≥ 0, w = 0 off S (S: the r largest |w_j|, r
+    chosen to fit the run best) has multipliers y ≥ 0 with g = Aᵀy and g_j = s_j on S. Its solution is a KKT
+    point of the parameter-space problem (k_j = g_j q_j, q_j = g_j k_j; k = q = 0 off S), and a KKT point of
+    the convex ℓ1 problem iff |g_j| ≤ 1 off S. Near it the flow is dk/dt = c g⊙q, dq/dt = c g⊙k with one
+    scalar c(t), and the support entries grow like ‖w‖, so a_j = |k_j + sign(g_j) q_j| grows like
+    ‖w‖^{|g_j|/2} for every off-support j (its partner k_j − sign(g_j) q_j = (k_j² − q_j²)/(k_j + sign(g_j) q_j)
+    decays), and w_j ≈ a_j²/4 once a_j² exceeds |k_j² − q_j²|. Hence an entry with |g_j| > 1 eventually
+    grows faster than ‖w‖ and the run leaves the restricted point, after ‖w‖ grows by the factor F with
+    F^{|g_j| − 1} = 4 w_min / a_j² (w_min: the smallest support entry).
+
+    Returns 1 − corr(w, restricted solution), the support size, the largest off-support |g_j|, the worst
+    disagreement between the measured exponent d log a_j / d log ‖w‖ (between the last two radii) and
+    |g_j|/2 over the off-support j, the measured and predicted exponent of the entry with the largest |g_j|,
+    and log10 F for it (NaN if |g_j| ≤ 1: the point is convex-KKT and never left).
     """
     from scipy.optimize import linprog
 
     from ..svm import build_constraints
 
-    sel = np.argmax(np.einsum("itd,d,id->it", problem.X, w, problem.queries) + np.where(problem.mask, 0, -np.inf),
-                    axis=1)
+    k0, q0, k, q = prev["k"], prev["q"], last["k"], last["q"]
+    w = k * q
+    nan = float("nan")
+    empty = {"restricted_gap": nan, "support": nan, "g_off": nan, "exponent_error": nan, "exponent_measured": nan,
+             "exponent_predicted": nan, "log10_escape": nan}
+    logit = np.einsum("itd,d,id->it", problem.X, w, problem.queries)
+    sel = np.argmax(np.where(problem.mask, logit, -np.inf), axis=1)
     A = build_constraints(problem, sel, "l1").rows
     order = np.argsort(-np.abs(w), kind="stable")
-    S = np.sort(order[:rank])
-    sgn = np.sign(w[S])
-    res = linprog(np.ones(S.size), A_ub=-(A[:, S] * sgn), b_ub=-np.ones(A.shape[0]), bounds=(0, None),
-                  method="highs")
-    nan = float("nan")
-    if res.status != 0:
-        return {"restricted_gap": nan, "g_off": nan, "predicted_exponent": nan, "measured_exponent": nan}
-    wr = np.zeros_like(w)
-    wr[S] = sgn * res.x
-    y = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0)
+    best = None
+    for r in range(1, w.size + 1):
+        S = np.sort(order[:r])
+        sgn = np.sign(w[S])
+        res = linprog(np.ones(S.size), A_ub=-(A[:, S] * sgn), b_ub=-np.ones(A.shape[0]), bounds=(0, None),
+                      method="highs")
+        if res.status != 0:
+            continue
+        wr = np.zeros_like(w)
+        wr[S] = sgn * res.x
+        gap = 1 - correlation(w, wr)
+        if best is None or gap < best[0] - 1e-12:
+            best = (gap, S, np.maximum(-np.asarray(res.ineqlin.marginals), 0.0), wr)
+    if best is None:
+        return empty
+    gap, S, y, wr = best
     g = A.T @ y
     off = np.setdiff1d(np.arange(w.size), S)
+    out = {**empty, "restricted_gap": float(gap), "support": float(S.size)}
     if off.size == 0:
-        return {"restricted_gap": 1 - correlation(w, wr), "g_off": 0.0, "predicted_exponent": nan,
-                "measured_exponent": nan}
-    j = off[np.argmax(np.abs(g[off]))]
-    rel = np.abs(np.array([w_prev[j] / np.linalg.norm(w_prev), w[j] / np.linalg.norm(w)]))
-    measured = float(np.log(rel[1] / rel[0]) / np.log(r / r_prev)) if np.all(rel > 0) else nan
-    return {"restricted_gap": 1 - correlation(w, wr), "g_off": float(np.abs(g[j])),
-            "predicted_exponent": float(np.abs(g[j]) - 1.0), "measured_exponent": measured}
+        return out
+    s = np.sign(g[off])
+    a_prev, a_last = np.abs(k0[off] + s * q0[off]), np.abs(k[off] + s * q[off])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        measured = np.log(a_last / a_prev) / np.log(r_last / r_prev)
+    predicted = np.abs(g[off]) / 2.0
+    j = int(np.argmax(np.abs(g[off])))
+    out.update(g_off=float(np.abs(g[off[j]])), exponent_error=float(np.nanmax(np.abs(measured - predicted))),
+               exponent_measured=float(measured[j]), exponent_predicted=float(predicted[j]))
+    if np.abs(g[off[j]]) > 1:
+        w_min = float(np.abs(w[S]).min())
+        # a_j = 0 exactly (a balanced start with the opposite sign): the growing mode is absent, never left
+        out["log10_escape"] = float(np.log10(4 * w_min / a_last[j] ** 2) / (np.abs(g[off[j]]) - 1.0)) \
+            if a_last[j] > 0 else float("inf")
+    return out
 
+
+def parameter_not_convex(a: dict[str, np.ndarray], restricted_tol: float) -> np.ndarray:
+    """Runs at a parameter-space KKT point that is not a convex KKT point: within ``restricted_tol`` (1 − corr)
+    of the ℓ1 SVM restricted to their support and signs, whose multipliers have an off-support |g_j| > 1."""
+    return (a["restricted_gap"] <= restricted_tol) & (a["g_off"] > 1.0)
 
 
 def diag_inits(B: int, d: int, seed: int, problem_seed: int, scale: float, kind: str) -> dict[str, np.ndarray]:
@@ -208,13 +243,14 @@ def diag_study_cell(cfg, problem_seed: int, scale: float, kind: str) -> dict[str
     out = study_runs([prob], Model("diagonal", **P2_MODEL), init, "l1", list(cfg.kkt_radii), cfg.rtol, cfg.atol,
                      cfg.kkt_max_steps)
     B = cfg.kkt_trials
-    esc = {k: np.full(B, np.nan) for k in ("restricted_gap", "g_off", "predicted_exponent", "measured_exponent")}
+    esc = {k: np.full(B, np.nan) for k in ("restricted_gap", "support", "g_off", "exponent_error",
+                                           "exponent_measured", "exponent_predicted", "log10_escape")}
     if len(cfg.kkt_radii) >= 2:
         for b in range(B):
-            w_prev, w = out["theta"][b, -2], out["theta"][b, -1]
-            if np.all(np.isfinite(w)) and np.all(np.isfinite(w_prev)) and out["rank"][b, -1] >= 1:
-                row = restricted_escape(prob, w_prev, w, out["W_fro"][b, -2], out["W_fro"][b, -1],
-                                        int(out["rank"][b, -1]))
+            prev = {k: out[f"param_{k}"][b, -2] for k in ("k", "q")}
+            last = {k: out[f"param_{k}"][b, -1] for k in ("k", "q")}
+            if all(np.all(np.isfinite(v)) for v in (*prev.values(), *last.values())):
+                row = restricted_escape(prob, prev, last, out["W_fro"][b, -2], out["W_fro"][b, -1])
                 for k, v in row.items():
                     esc[k][b] = v
     out.update(esc)
@@ -260,6 +296,7 @@ def diag_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
     cls = classify(a["eps"], a["eps_param"], a["W_fro"], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
     claims, notes = [], []
     rows = []
+    pnc = parameter_not_convex(a, cfg.restricted_tol)
     for kind in ("unbalanced", "balanced"):
         for scale in cfg.kkt_scales:
             m = (a["kind"] == kind) & np.isclose(a["scale"], scale)
@@ -268,8 +305,8 @@ def diag_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
             reach = np.sum(cls[m] == "kkt")
             corr_reach = np.sum(a["gap_corr"][m, -1] <= cfg.reach_tol)
             rows.append(f"{kind} {scale:g}: {reach}/{m.sum()} ε ≤ {cfg.kkt_tol:g} ({corr_reach} by 1 − corr ≤ "
-                        f"{cfg.reach_tol:g}); settled {np.sum(np.char.startswith(cls[m], 'settled'))}, "
-                        f"of which parameter-KKT {np.sum(cls[m] == 'settled-param-kkt')}")
+                        f"{cfg.reach_tol:g}); settled {np.sum(np.char.startswith(cls[m], 'settled'))}; at a "
+                        f"parameter-space KKT point that is not convex KKT {np.sum(pnc[m])}")
     claims.append(Claim(
         "diagonal (k, q) flow: fraction reaching the ℓ1 SVM by init scale and balancedness",
         "P2: → ℓ1 SVM under conditions on the initialization",
@@ -279,57 +316,48 @@ def diag_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
         f"{list(cfg.problem_seeds)}, {cfg.kkt_trials or cfg.trials} runs per cell, the same N(0, I) draws at "
         "every scale"))
     settled = np.char.startswith(cls, "settled")
-    pk = cls == "settled-param-kkt"
+    pk = pnc
     conv = (cls == "kkt") | (cls == "converging")
     claims.append(Claim(
         "why runs miss the ℓ1 SVM: converging slowly (horizon) or settled",
         "(P2: not covered by the theorem)",
-        f"converging or KKT {int(conv.sum())}, settled {int(settled.sum())} (parameter-space KKT, not convex KKT: "
-        f"{int(pk.sum())}), slow {int(np.sum(cls == 'slow'))}, failed {int(np.sum(cls == 'failed'))} of {cls.size}; "
+        f"converging or KKT {int(conv.sum())}, settled {int(settled.sum())} (at a parameter-space KKT point that "
+        f"is not convex KKT, all classes: {int(pk.sum())}), slow {int(np.sum(cls == 'slow'))}, failed "
+        f"{int(np.sum(cls == 'failed'))} of {cls.size}; "
         f"settled runs: convex ε {_med(a['eps'][settled, -1])} with slope "
         f"{_med(slopes(a['eps'][settled], a['W_fro'][settled]), '.2f')}, "
         f"parameter ε {_med(a['eps_param'][settled, -1])} with slope "
         f"{_med(slopes(a['eps_param'][settled], a['W_fro'][settled]), '.2f')}; ℓ1 value excess "
         f"{_med(a['excess'][settled, -1])}", "new",
         f"slopes d log ε / d log ‖w‖ between ‖w‖ = {radii[-2]:g} and {radii[-1]:g}; converging: slope ≤ "
-        f"{cfg.converge_slope:g}, settled: slope > {cfg.plateau_slope:g}; converging runs: convex ε "
+        f"{cfg.converge_slope:g}, settled: slope > {cfg.plateau_slope:g}; parameter-space KKT but not convex: within "
+        f"{cfg.restricted_tol:g} of the restricted ℓ1 SVM with an off-support multiplier |g_j| > 1 (next claim); "
+        f"converging runs: convex ε "
         f"{_med(a['eps'][conv, -1])}, slope {_med(slopes(a['eps'][conv], a['W_fro'][conv]), '.2f')}"))
-    if settled.any() and "predicted_exponent" in a:
-        pe, me = a["predicted_exponent"][settled], a["measured_exponent"][settled]
-        ok = np.isfinite(pe) & np.isfinite(me)
+    if pk.any():
+        st = pk
+        err = a["exponent_error"][st]
         claims.append(Claim(
-            "settled runs: the ℓ1 SVM restricted to their support and signs, left at rate |g_j| − 1",
-            "explanation tested: a restricted ℓ1 solution is a parameter-space KKT point; an off-support entry "
-            "with multiplier |g_j| > 1 grows like ‖w‖^{|g_j| − 1} relative to the others",
-            f"1 − corr with the restricted solution {_med(a['restricted_gap'][settled])}; largest off-support "
-            f"|g_j| {_med(a['g_off'][settled], '.3f')}; predicted exponent {_med(pe, '.3f')} vs measured "
-            f"{_med(me, '.3f')} (|difference| {_med(np.abs(pe - me)[ok], '.2e')})",
-            "new" if ok.any() else "differs",
-            f"measured between ‖w‖ = {radii[-2]:g} and {radii[-1]:g}; growing at that rate, the largest off-support "
-            f"entry reaches the smallest support entry only after ‖w‖ grows by a further factor 10^x, x (an "
-            f"optimistic estimate: largest entry, largest rate) = {_med(_catch_up(a, settled), '.1f')}"))
+            "runs at parameter-space KKT points sit at the ℓ1 SVM restricted to their support and signs, which "
+            "the flow leaves only at the rate |g_j| − 1",
+            "explanation tested (p2_kkt.restricted_escape): a restricted ℓ1 solution is a parameter-space KKT "
+            "point; off the support a_j = |k_j + sign(g_j) q_j| grows like ‖w‖^{|g_j|/2}",
+            f"1 − corr with the restricted solution {_med(a['restricted_gap'][st])}; largest off-support |g_j| "
+            f"{_med(a['g_off'][st], '.3f')}; exponent of a_j measured vs |g_j|/2: worst disagreement per run "
+            f"{_med(err, '.1e')} (worst entry: measured {_med(a['exponent_measured'][st], '.3f')}, predicted "
+            f"{_med(a['exponent_predicted'][st], '.3f')})",
+            "new" if np.any(np.isfinite(err)) else "differs",
+            f"exponents measured between ‖w‖ = {radii[-2]:g} and {radii[-1]:g}, predicted from the restricted "
+            f"LP's multipliers; the worst entry overtakes the support only after ‖w‖ grows by a further factor "
+            f"10^x, x = {_med(a['log10_escape'][st], '.1f')} (|g_j| ≤ 1 would mean never)"))
     for j in np.flatnonzero(pk):
-        notes.append(f"parameter-space KKT, not convex KKT: problem {int(a['problem_seed'][j])}, scale "
+        notes.append(f"parameter-space KKT, not convex KKT ({cls[j]}; ‖w‖ must grow by 10^"
+                     f"{a['log10_escape'][j]:.3g} more to leave): problem {int(a['problem_seed'][j])}, scale "
                      f"{a['scale'][j]:g}, {a['kind'][j]} trial {int(a['trial'][j])}: convex ε "
                      f"{a['eps'][j, -2]:.2e} → {a['eps'][j, -1]:.2e}, parameter ε {a['eps_param'][j, -2]:.2e} → "
                      f"{a['eps_param'][j, -1]:.2e}, ℓ1 excess {a['excess'][j, -1]:.2e}, selection = opt: "
                      f"{bool(a['is_opt'][j, -1])}")
     return claims, notes
-
-
-def _catch_up(a: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """log10 of the factor by which ‖w‖ must grow for the largest off-support entry, growing relative to ‖w‖ at
-    the largest predicted exponent |g_j| − 1 > 0, to reach the smallest support entry (NaN if |g_j| ≤ 1)."""
-    out = np.full(int(rows.sum()), np.nan)
-    for n, i in enumerate(np.flatnonzero(rows)):
-        w = a["theta"][i, -1]
-        rank = int(a["rank"][i, -1]) if np.isfinite(a["rank"][i, -1]) else 0
-        pe = a["predicted_exponent"][i]
-        if rank < 1 or rank >= w.size or not (pe > 0):
-            continue
-        mags = np.sort(np.abs(w))[::-1]
-        out[n] = np.log10(mags[rank - 1] / max(mags[rank], 1e-300)) / pe
-    return out
 
 
 def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
