@@ -33,7 +33,7 @@ P2_MODEL = dict(loss="exponential", reduction="sum")
 
 #: per-(run, radius) quantities of the studies
 KKT_FIELDS = ("W_fro", "eps", "stationarity", "complementarity", "discarded", "rank", "eps_param", "excess",
-              "gap_corr", "is_opt", "reached_radius")
+              "gap_corr", "is_opt", "reached_radius", "g_off")
 
 
 def advance(problems: AttentionProblem | list[AttentionProblem], model: Model, params: dict[str, np.ndarray],
@@ -54,6 +54,20 @@ def advance(problems: AttentionProblem | list[AttentionProblem], model: Model, p
             np.asarray(res.info["stop_reason"]).astype(str))
 
 
+def _factored_g_off(problem: AttentionProblem, W: np.ndarray, pc, rank: int) -> float:
+    """‖P_U⊥ G P_V⊥‖₂ for G = Σ λ_k A_k with the parameter-space multipliers (K = G Q, Q = Gᵀ K at a KKT point, so
+    G has singular values 1 on the span of W) and U, V the top-``rank`` singular spaces of W. A parameter-space
+    KKT point is a KKT point of the nuclear-norm problem iff this is ≤ 1 (then G ∈ ∂‖W‖_*)."""
+    from ..svm import build_constraints
+
+    cons = build_constraints(problem, pc.selection, "fro")
+    d = problem.d
+    G = (pc.multipliers[cons.valid] @ cons.rows).reshape(d, d)
+    U, _, Vt = np.linalg.svd(W)
+    Uo, Vo = U[:, rank:], Vt[rank:].T
+    return float(np.linalg.norm(Uo.T @ G @ Vo, 2)) if Uo.shape[1] else 0.0
+
+
 def certify(problem: AttentionProblem, W: np.ndarray, norm: str, params: dict[str, np.ndarray] | None
             ) -> dict[str, float]:
     """ε-KKT numbers of one direction at its reached selection (convex ``norm`` and, if given, the
@@ -64,7 +78,10 @@ def certify(problem: AttentionProblem, W: np.ndarray, norm: str, params: dict[st
            "discarded": c.discarded, "rank": float(c.rank), "eps_param": np.nan, "excess": np.nan,
            "gap_corr": np.nan, "is_opt": float(np.all(c.selection == problem.optimal_tokens().opt))}
     if params is not None:
-        out["eps_param"] = parameter_kkt_certificate(problem, params, c.selection).epsilon
+        pc = parameter_kkt_certificate(problem, params, c.selection)
+        out["eps_param"] = pc.epsilon
+        if "K" in params and pc.status == "separating" and c.rank >= 1:
+            out["g_off"] = _factored_g_off(problem, W, pc, c.rank)
     if c.status != "separating":
         return out
     svm = solve_svm(problem, c.selection, norm)
@@ -378,8 +395,11 @@ def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
                                                      "failed") if np.any(cls == c)}
         extra = ""
         if family.startswith("KQ"):
+            go = a["g_off"][m, -1]
             extra = ("; parameter-space ε median by radius: " + ", ".join(
-                f"{r:g}: {np.nanmedian(a['eps_param'][m, k]):.2e}" for k, r in enumerate(radii)))
+                f"{r:g}: {np.nanmedian(a['eps_param'][m, k]):.2e}" for k, r in enumerate(radii))
+                + f"; ‖P_U⊥ G P_V⊥‖₂ of the parameter multipliers (> 1: a parameter-space KKT point is not a "
+                f"nuclear KKT point) {_med(go, '.3f')}, > 1 in {int(np.sum(go > 1))} of {int(np.isfinite(go).sum())}")
         claims.append(Claim(
             f"generic data, {what} flows: ε-KKT of the {norm} Att-SVM at the reached selection, ‖W‖_F up to "
             f"{radii[-1]:g}", "(K, Q): no theorem without alignment" if what != "W" else "→ W^mm_α (P3)",
