@@ -419,8 +419,8 @@ def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
                 "‖W‖^{g − 1}",
                 "explanation tested: near a parameter-space KKT point K = G Q, Q = Gᵀ K, the singular directions "
                 "of W outside its support grow like ‖W‖^{σ(G)} against ‖W‖ for the support (σ(G) ≤ ‖P_U⊥ G P_V⊥‖₂ "
-                "= g), so the discarded nuclear mass, which bounds ε from below by 2·discarded, falls like "
-                "‖W‖^{g − 1}",
+                "= g), so the discarded nuclear mass (it enters ε as 2·discarded at the rank the certificate picks) "
+                "falls like ‖W‖^{g − 1}",
                 f"slope of the discarded mass over the last two radii: measured {_med(meas[ok], '.3f')} vs predicted "
                 f"g − 1 = {_med(pred[ok], '.3f')} (|difference| {_med(np.abs(meas - pred)[ok], '.2e')}, "
                 f"n={int(ok.sum())})", "new" if ok.any() else "differs",
