@@ -148,7 +148,7 @@ class P2DiagConfig(ExperimentConfig):
     kkt_kinds: list[str] = Field(default_factory=lambda: ["unbalanced", "balanced"])
     kkt_radii: list[float] = Field(default_factory=lambda: [1e2, 1e3, 1e4, 1e5])
     kkt_trials: int | None = None
-    kkt_max_steps: int = 400_000
+    kkt_max_steps: int | None = 400_000
     kkt_tol: float = 1e-3
     converge_slope: float = -0.5
     plateau_slope: float = -0.2
@@ -156,7 +156,7 @@ class P2DiagConfig(ExperimentConfig):
 
 
 P2_DIAG_QUICK = {"problem_seeds": [0], "trials": 6, "stop_radius": 1000.0, "kkt_scales": [1.0, 0.01],
-                 "kkt_radii": [100.0, 1000.0]}
+                 "kkt_radii": [100.0, 1000.0], "kkt_max_steps": None}
 
 
 def _diag_refs(problem: AttentionProblem, alpha: np.ndarray) -> dict[str, np.ndarray]:
@@ -376,7 +376,7 @@ class P2FullConfig(ExperimentConfig):
     local_path: bool = False
     # ε-KKT study of the generic-data flows (attnsvm.experiments.p2_kkt), continued to kkt_radii
     kkt_radii: list[float] = Field(default_factory=lambda: [1e3, 3e3, 1e4, 3e4, 1e5])
-    kkt_max_steps: int = 400_000
+    kkt_max_steps: int | None = 400_000
     kkt_tol: float = 1e-3
     converge_slope: float = -0.5
     plateau_slope: float = -0.2
@@ -384,7 +384,7 @@ class P2FullConfig(ExperimentConfig):
 
 # aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program
 P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 4, "stop_radius": 300.0, "generic_trials": 4,
-                 "kkt_radii": [300.0, 1000.0]}
+                 "kkt_radii": [300.0, 1000.0], "kkt_max_steps": None}
 
 
 def aligned_problem(n0: int, T: int, d: int, seed: int) -> AttentionProblem:

@@ -37,19 +37,22 @@ KKT_FIELDS = ("W_fro", "eps", "stationarity", "complementarity", "discarded", "r
 
 
 def advance(problems: AttentionProblem | list[AttentionProblem], model: Model, params: dict[str, np.ndarray],
-            radius: float, rtol: float, atol: float, max_steps: int) -> tuple[dict[str, np.ndarray], np.ndarray,
-                                                                                np.ndarray]:
+            radius: float, rtol: float, atol: float, max_steps: int | None = None, n_records: int = 2
+            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Continue the gradient flow of every trial from ``params`` until ‖W‖_F = ``radius``.
 
+    max_steps: the solver's step budget (None: the engine's default); n_records: states recorded (only the
+    last is used; give the experiment's own number so that its flows and these share one compiled program).
     Returns (params at the stop, ‖W‖_F at the stop (B,), stop reason (B,))."""
     from ..flow import gradient_flow
 
     many = isinstance(problems, list) and len(problems) > 1
     B = next(iter(params.values())).shape[0]
     target = problems if many else (problems[0] if isinstance(problems, list) else problems)
+    kw = {} if max_steps is None else {"max_steps": max_steps}
     res = gradient_flow(target, model, trials=None if many else B, init=params, stop_saturation=None,
-                        stop_radius=radius, rtol=rtol, atol=atol, n_records=2, error_estimate=False,
-                        max_steps=max_steps)
+                        stop_radius=radius, rtol=rtol, atol=atol, n_records=n_records, error_estimate=False,
+                        keep_path=True, **kw)
     return ({k: np.asarray(v) for k, v in res.params.items()}, np.asarray(res.metrics["W_fro"][:, -1]),
             np.asarray(res.info["stop_reason"]).astype(str))
 
@@ -93,7 +96,8 @@ def certify(problem: AttentionProblem, W: np.ndarray, norm: str, params: dict[st
 
 
 def study_runs(problems: list[AttentionProblem], model: Model, init: dict[str, np.ndarray], norm: str,
-               radii: list[float], rtol: float, atol: float, max_steps: int) -> dict[str, np.ndarray]:
+               radii: list[float], rtol: float, atol: float, max_steps: int | None = None, n_records: int = 2
+               ) -> dict[str, np.ndarray]:
     """Flows of B trials (one problem each, or one shared) certified at every radius: (B, len(radii)) arrays
     of :data:`KKT_FIELDS`, plus ``stop_reason`` (B, len(radii))."""
     B = next(iter(init.values())).shape[0]
@@ -106,7 +110,7 @@ def study_runs(problems: list[AttentionProblem], model: Model, init: dict[str, n
     params = {k: np.asarray(v, dtype=np.float64) for k, v in init.items()}
     space = {"factored": ("K", "Q"), "diagonal": ("k", "q")}.get(model.parameterization)
     for r, radius in enumerate(radii):
-        params, wf, why = advance(problems, model, params, radius, rtol, atol, max_steps)
+        params, wf, why = advance(problems, model, params, radius, rtol, atol, max_steps, n_records)
         out["W_fro"][:, r] = wf
         out["stop_reason"][:, r] = why
         out["reached_radius"][:, r] = np.isclose(wf, radius, rtol=1e-6)
@@ -258,7 +262,7 @@ def diag_study_cell(cfg, problem_seed: int, scale: float, kind: str) -> dict[str
     prob = unit_gaussian(cfg.n, cfg.T, cfg.d, seed=problem_seed)
     init = diag_inits(cfg.kkt_trials, cfg.d, cfg.seed, problem_seed, scale, kind)
     out = study_runs([prob], Model("diagonal", **P2_MODEL), init, "l1", list(cfg.kkt_radii), cfg.rtol, cfg.atol,
-                     cfg.kkt_max_steps)
+                     cfg.kkt_max_steps, cfg.n_records)
     B = cfg.kkt_trials
     esc = {k: np.full(B, np.nan) for k in ("restricted_gap", "support", "g_off", "exponent_error",
                                            "exponent_measured", "exponent_predicted", "log10_escape")}
@@ -290,7 +294,7 @@ def full_study_family(cfg, family: str, setup: dict) -> dict[str, np.ndarray]:
     norm = FULL_KKT_FAMILIES[family]
     probs = setup["problems"][family]
     out = study_runs(list(probs), setup["models"][family], setup["inits"][family], norm, list(cfg.kkt_radii),
-                     cfg.rtol, cfg.atol, cfg.kkt_max_steps)
+                     cfg.rtol, cfg.atol, cfg.kkt_max_steps, cfg.n_records)
     out["family"] = np.full(len(probs), family, dtype="<U12")
     out["trial"] = np.arange(len(probs))
     return out
