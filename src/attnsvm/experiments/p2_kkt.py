@@ -295,6 +295,7 @@ def full_study_family(cfg, family: str, setup: dict) -> dict[str, np.ndarray]:
     probs = setup["problems"][family]
     out = study_runs(list(probs), setup["models"][family], setup["inits"][family], norm, list(cfg.kkt_radii),
                      cfg.rtol, cfg.atol, cfg.kkt_max_steps, cfg.n_records)
+    out = {k: v for k, v in out.items() if not k.startswith("param_")}  # the families have different blocks
     out["family"] = np.full(len(probs), family, dtype="<U12")
     out["trial"] = np.arange(len(probs))
     return out
