@@ -124,7 +124,7 @@ def _problems(count: int):
     sizes = [(6, 4, 6, 8), (8, 5, 5, 4), (5, 3, 8, 6), (10, 6, 4, 5)]
     for s in range(count):
         n, T, K, d = sizes[s % len(sizes)]
-        yield generate_ntp(n=n, T=T, K=K, d=d, graphs="any", min_length=2 if s % 3 == 0 else None, seed=s)
+        yield generate_ntp(n=n, T=T, K=K, d=d, graphs="any", min_length=2 if s % 3 == 0 else 0, seed=s)
 
 
 def test_fro_matches_cvxpy_on_50_problems():
@@ -289,3 +289,40 @@ def test_cli_solve_ntp_bad_input_exit_2(tmp_path):
     p = generate_ntp(seed=0).save(tmp_path / "ok.npz")
     res = run("solve", p, "--norm", "l1")
     assert res.exit_code == 2 and "--norm" in res.output
+
+
+def test_cli_problem_writes_a_next_token_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from attnsvm.cli import app
+
+    out = tmp_path / "nt.npz"
+    res = CliRunner().invoke(app, ["problem", "next-token", "--out", str(out), "n=8", "min_length=2", "seed=3"])
+    assert res.exit_code == 0, res.output
+    p = load_ntp(out)
+    q = generate_ntp(n=8, min_length=2, seed=3)
+    np.testing.assert_array_equal(p.tokens, q.tokens)
+    res = CliRunner().invoke(app, ["problem", "next-token", "--out", str(out), "graphs=loops"])
+    assert res.exit_code == 2 and "graphs" in res.output
+
+
+def test_cli_solve_ntp_local_selection(tmp_path):
+    import json
+
+    run = _cli()
+    p = generate_ntp(seed=0)
+    path = p.save(tmp_path / "ntp.npz")
+    # W = W^dir selects the top SCC of every sequence, so the local problem's SVM is the global one
+    W = solve_graph_svm(p).W * 20
+    np.save(tmp_path / "W.npy", W)
+    res = run("solve", path, "--select", f"argmax:{tmp_path / 'W.npy'}", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    sel, _ = p.selected_tokens(W)
+    assert out["value"] == pytest.approx(solve_graph_svm(p.with_labels(sel)).value, rel=1e-9)
+    # every top-SCC token selected: the extra constraints are implied by the equalities, same W^dir
+    assert all(set(sel[i]) == set(p.tokens[i, p.top_scc_mask[i]].tolist()) for i in range(p.n))
+    np.testing.assert_allclose(out["solution"], solve_graph_svm(p).W, atol=1e-9)
+    assert out["problem"]["n"] == sum(len(s) for s in sel)
+    res = run("solve", path, "--select", "0,1,2")
+    assert res.exit_code == 2 and "--select" in res.output

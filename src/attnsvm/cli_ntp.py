@@ -66,12 +66,33 @@ def _print(console: Console, problem: NTPProblem, r: GraphSVMResult, fin: Finite
         _matrix(console, "W^fin", fin.W)
 
 
-def solve_ntp(path: Path, norm: str | None, tol: float, as_json: bool) -> None:
-    """Load, solve and print (raises ValueError on bad input; the caller turns it into exit code 2)."""
+def local_problem(problem: NTPProblem, spec: str) -> NTPProblem:
+    """``argmax:W.npy``: the problem relabelled by the tokens W selects (attention mass > 1e−2 per sequence),
+    whose graph Att-SVM is the local direction at W."""
+    path = Path(spec[len("argmax:"):])
+    if not path.exists():
+        raise ValueError(f"--select: weight file not found: {path}")
+    try:
+        W = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--select: cannot read {path} as a .npy array ({exc})") from exc
+    if W.shape != (problem.d, problem.d) or not np.all(np.isfinite(W)):
+        raise ValueError(f"--select: {path} must hold a finite ({problem.d}, {problem.d}) matrix W, got shape "
+                         f"{W.shape}")
+    selected, _ = problem.selected_tokens(W)
+    return problem.with_labels(selected)
+
+
+def solve_ntp(path: Path, norm: str | None, tol: float, as_json: bool, select: str = "opt") -> None:
+    """Load, solve and print (raises ValueError on bad input; the caller turns it into exit code 2).
+
+    select: ``opt`` (the labels) or ``argmax:W.npy`` (the tokens W selects: the local graph Att-SVM)."""
     nm = "fro" if norm is None else norm
     if nm not in GRAPH_NORMS:
         raise ValueError(f"--norm: a next-token problem's graph Att-SVM takes {' | '.join(GRAPH_NORMS)}, got {nm!r}")
     problem = load_ntp(path)
+    if select != "opt":
+        problem = local_problem(problem, select)
     result = solve_graph_svm(problem, nm, tol=tol)
     fin = finite_component(problem)
     if as_json:

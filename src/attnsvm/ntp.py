@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -462,17 +463,19 @@ def _sample_sequences(rng: np.random.Generator, n: int, T: int, K: int) -> np.nd
     return np.concatenate([head, rng.integers(0, K, size=(n, T - K))], axis=1)
 
 
-def generate_ntp(n: int = 6, T: int = 4, K: int = 6, d: int = 8, *, embedding: str = "random",
-                 graphs: str = "cyclic", min_length: int | None = None, seed: int = 0,
+def generate_ntp(n: int = 6, T: int = 4, K: int = 6, d: int = 8, *,
+                 embedding: Literal["random", "ortho"] = "random",
+                 graphs: Literal["cyclic", "acyclic", "any"] = "cyclic", min_length: int = 0, seed: int = 0,
                  max_tries: int = 10_000) -> NTPProblem:
     """A random next-token problem following the public code of Li et al. (2024).
 
     Embeddings: ``random`` — rows i.i.d. Gaussian normalized to unit norm; ``ortho`` — K orthonormal rows
     (needs K ≤ d). Sequences: T ≤ K distinct ids each (else a permutation of all K ids then T − K drawn with
-    replacement); with ``min_length`` each sequence is cut to a length uniform in [min_length, T] (padding
-    −1). Labels: uniform in [0, K), replaced by a uniformly chosen token of the sequence when it does not
-    occur there. ``graphs``: ``cyclic`` — redraw until some G_k has an SCC of ≥ 2 tokens (the authors'
-    global-convergence setting), ``acyclic`` — until every G_k is acyclic, ``any`` — no condition.
+    replacement); with ``min_length`` ≥ 1 each sequence is cut to a length uniform in [min_length, T] (padding
+    −1; 0 keeps every sequence at length T). Labels: uniform in [0, K), replaced by a uniformly chosen token
+    of the sequence when it does not occur there. ``graphs``: ``cyclic`` — redraw until some G_k has an SCC
+    of ≥ 2 tokens (the authors' global-convergence setting), ``acyclic`` — until every G_k is acyclic,
+    ``any`` — no condition.
     """
     if graphs not in ("cyclic", "acyclic", "any"):
         raise ValueError(f"graphs: must be 'cyclic', 'acyclic' or 'any', got {graphs!r}")
@@ -482,8 +485,8 @@ def generate_ntp(n: int = 6, T: int = 4, K: int = 6, d: int = 8, *, embedding: s
         raise ValueError(f"n, T, K, d: must all be ≥ 1, got {n}, {T}, {K}, {d}")
     if embedding == "ortho" and K > d:
         raise ValueError(f"embedding: 'ortho' needs K ≤ d, got K={K}, d={d}")
-    if min_length is not None and not 1 <= min_length <= T:
-        raise ValueError(f"min_length: must be in [1, T={T}], got {min_length}")
+    if not 0 <= min_length <= T:
+        raise ValueError(f"min_length: must be in [0, T={T}] (0: no cut), got {min_length}")
     rng = np.random.default_rng(seed)
     for _ in range(max_tries):
         if embedding == "ortho":
@@ -492,7 +495,7 @@ def generate_ntp(n: int = 6, T: int = 4, K: int = 6, d: int = 8, *, embedding: s
             E = rng.standard_normal((K, d))
             E /= np.linalg.norm(E, axis=1, keepdims=True)
         tok = _sample_sequences(rng, n, T, K)
-        if min_length is not None:
+        if min_length:
             L = rng.integers(min_length, T + 1, size=n)
             tok = np.where(np.arange(T)[None, :] < L[:, None], tok, PAD)
         else:

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ..cluster import map_ordered, task_client
 from ..dynamics import Optimizer, train
 from ..models import Model
 from ..problem import AttentionProblem, unit_gaussian
@@ -362,7 +363,7 @@ def _published_rank(W: np.ndarray | None, tol: float) -> int:
 
 def _rank_nuclear_one(args: tuple) -> dict[str, float]:
     """Nuclear SVM of one feasible instance (run in a worker process): certified rank and gap, and the
-    published-style rank when asked. Top-level so that a process pool can pickle it."""
+    published-style rank when asked. Top-level so that Dask can pickle it."""
     n, T, d, seed, rtol, pub, pub_tol, pub_eps = args
     pr = unit_gaussian(n, T, d, seed=seed)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -374,13 +375,14 @@ def _rank_nuclear_one(args: tuple) -> dict[str, float]:
         out["rank_nuc"] = _rank(nuc.W, rtol)
         out["gap_nuc"] = nuc.certificate.gap
     if pub:
-        # the notebook's solver: a first-order SCS solve at cvxpy's default accuracy, rank at absolute 1e−7
-        pub_nuc = solve_svm(pr, "opt", "nuclear", solver_options={"eps": pub_eps})
+        # the notebook's solver: a first-order SCS solve at cvxpy's default accuracy on the data as given
+        # (no rescaling), rank at absolute 1e−7
+        pub_nuc = solve_svm(pr, "opt", "nuclear", solver_options={"eps": pub_eps}, unit_scale=False)
         out["pub_rank_nuc"] = _published_rank(pub_nuc.W if pub_nuc.status != INFEASIBLE else None, pub_tol)
     return out
 
 
-def _rank_trials(cfg: P3RankConfig, n: int, T: int, d: int, idx: np.ndarray, pool=None
+def _rank_trials(cfg: P3RankConfig, n: int, T: int, d: int, idx: np.ndarray, client=None
                  ) -> dict[str, np.ndarray]:
     from ..svm import solve_svm_batch
 
@@ -391,8 +393,7 @@ def _rank_trials(cfg: P3RankConfig, n: int, T: int, d: int, idx: np.ndarray, poo
     tasks = [(n, T, d, cfg.seed + int(j), cfg.rank_rtol, bool(p), cfg.published_tol, cfg.published_scs_eps)
              for j, f, p in zip(idx, feas, pub, strict=True) if f]
     # feasibility does not depend on the norm: infeasible instances need no SDP
-    solved = list(pool.map(_rank_nuclear_one, tasks, chunksize=4) if pool is not None else
-                  map(_rank_nuclear_one, tasks))
+    solved = map_ordered(client, _rank_nuclear_one, tasks, batch=4)
     B = len(problems)
     out = {k: np.full(B, np.nan) for k in ("rank_nuc", "gap_nuc", "pub_rank_nuc", "nuc_seconds", "nuc_cpu",
                                            "nuc_certified")}
@@ -454,24 +455,15 @@ def run_p3_rank(cfg: P3RankConfig, ctx: Context) -> Outcome:
     rows = []
     results: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
     t_all = time.perf_counter()
-    pool = None
-    if cfg.workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
+    with task_client(cfg.workers) as client:
         for n, T in configs:
             for d in cfg.ds:
                 t0 = time.perf_counter()
                 a = ctx.trials(f"n{n}-T{T}-d{d}", cfg.trials, cfg.trials,
-                               lambda idx, n=n, T=T, d=d: _rank_trials(cfg, n, T, d, idx, pool),
+                               lambda idx, n=n, T=T, d=d: _rank_trials(cfg, n, T, d, idx, client),
                                description=f"p3-rank n={n} T={T} d={d}")
                 results[(n, T, d)] = a
                 rows.append(_rank_row(n, T, d, a, time.perf_counter() - t0))
-    finally:
-        if pool is not None:
-            pool.shutdown()
     table = pd.DataFrame(rows)
     sweeps = []
     for sweep, key, vals, fixed in (("n", "n", cfg.ns, ("T", cfg.base_T)), ("T", "T", cfg.Ts, ("n", cfg.base_n))):
@@ -792,16 +784,16 @@ def _mt_round(cfg: P3MultitokenConfig, d: int, idx: np.ndarray) -> dict[str, np.
 
 
 def _mt_round_part(args: tuple) -> dict[str, np.ndarray]:
-    """One part of a round in a worker process (top-level so that a process pool can pickle it)."""
+    """One part of a round in a worker process (top-level so that Dask can pickle it)."""
     cfg, d, idx = args
     return _mt_round(cfg, d, idx)
 
 
-def _mt_round_parallel(cfg: P3MultitokenConfig, d: int, idx: np.ndarray, pool) -> dict[str, np.ndarray]:
+def _mt_round_parallel(cfg: P3MultitokenConfig, d: int, idx: np.ndarray, client) -> dict[str, np.ndarray]:
     """A round split in ``cfg.workers`` fixed parts (XLA runs each program on one core), results in index order."""
-    if pool is None:
+    if client is None:
         return _mt_round(cfg, d, idx)
-    parts = list(pool.map(_mt_round_part, [(cfg, d, p) for p in np.array_split(idx, cfg.workers)]))
+    parts = map_ordered(client, _mt_round_part, [(cfg, d, p) for p in np.array_split(idx, cfg.workers)])
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -827,29 +819,20 @@ def run_p3_multitoken(cfg: P3MultitokenConfig, ctx: Context) -> Outcome:
     t_all = time.perf_counter()
     per_d: dict[int, dict[str, np.ndarray]] = {}
     stats = []
-    pool = None
-    if cfg.workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        stats = _mt_all_d(cfg, ctx, per_d, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    with task_client(cfg.workers) as client:
+        stats = _mt_all_d(cfg, ctx, per_d, client)
     table = pd.DataFrame(stats)
     return _mt_outcome(cfg, ctx, per_d, table, t_all)
 
 
-def _mt_all_d(cfg: P3MultitokenConfig, ctx: Context, per_d: dict, pool) -> list[dict]:
+def _mt_all_d(cfg: P3MultitokenConfig, ctx: Context, per_d: dict, client) -> list[dict]:
     stats = []
     for d in cfg.ds:
         t0, parts, acc, r = time.perf_counter(), [], 0, 0
         while acc < cfg.accepted and r < cfg.max_rounds:
             start = r * cfg.round_size
             a = ctx.trials(f"d{d}-round{r:03d}", cfg.round_size, cfg.round_size,
-                           lambda idx, d=d, start=start: _mt_round_parallel(cfg, d, start + idx, pool),
+                           lambda idx, d=d, start=start: _mt_round_parallel(cfg, d, start + idx, client),
                            description=f"p3-multitoken d={d} round {r}")
             parts.append(a)
             acc += int(np.sum(a["reason"] == MT_ACCEPTED))
@@ -883,7 +866,8 @@ def _mt_outcome(cfg: P3MultitokenConfig, ctx: Context, per_d: dict, table: pd.Da
     curves = {d: {"svmeq": a["corr_svmeq"], "dir": a["corr_dir"], "single": a["corr_single"]}
               for d, a in per_d.items()}
     figs = [ctx.figure(multitoken_figure(steps, curves, {d: a["masked_max"] for d, a in per_d.items()},
-                                         {d: 1 - a["corr_svmeq"][:, -1] for d, a in per_d.items()}),
+                                         {d: 1 - a["corr_svmeq"][:, -1] for d, a in per_d.items()},
+                                         split=cfg.deep_mask),
                        "p3_multitoken")]
     claims = _mt_claims(cfg, table, per_d)
     notes = [

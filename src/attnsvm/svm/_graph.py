@@ -13,8 +13,9 @@ the squared problem min ½‖W‖² read G := Σ_in λ_c A_c + Σ_eq μ_e A_e �
 for every (λ ≥ 0, μ) weak duality gives ‖W^dir‖ ≥ Σλ / ‖G‖_dual (the equality terms vanish on feasible W).
 
 Solvers. Frobenius exactly: W lives in U(·)Vᵀ (U spanning the differences, V the queries); there the
-equality rows are eliminated by an orthonormal basis of their null space (which keeps the Frobenius norm) and
-the remaining least-distance problem is solved by NNLS (Lawson–Hanson). The equalities then hold to rounding.
+inequality rows are projected on the null space of the equality rows and the least-distance problem of the
+projected rows is solved by NNLS (Lawson–Hanson): its solution lies in their span, inside that null space, so
+the equalities hold to rounding.
 Nuclear: the SDP min ½(tr P + tr Q), [[P, M], [Mᵀ, Q]] ⪰ 0 handed to SCS with M = reshape(N c) written in the
 same null-space coordinates c, so the equalities hold exactly by construction and only the inequalities
 carry the SCS tolerance. Infeasible problems (e.g. two tokens with one embedding, ordered by the graph) get a
@@ -152,13 +153,22 @@ class GraphSVMResult:
         return out
 
 
-def _range_and_null(rows: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Orthonormal bases (p×r, p×(p−r)) of the row space of ``rows`` (m, p) and of its null space."""
+def _range(rows: np.ndarray, p: int) -> np.ndarray:
+    """Orthonormal basis (p×r) of the row space of ``rows`` (m, p) (economy SVD; relative rank tolerance)."""
     if rows.shape[0] == 0:
-        return np.zeros((p, 0)), np.eye(p)
+        return np.zeros((p, 0))
+    _, s, Vt = np.linalg.svd(rows, full_matrices=False)
+    r = int(np.sum(s > RANK_TOL * max(s[0], 1e-300))) if s.size else 0
+    return Vt[:r].T
+
+
+def _null(rows: np.ndarray, p: int) -> np.ndarray:
+    """Orthonormal basis (p×(p−r)) of the null space of ``rows`` (m, p)."""
+    if rows.shape[0] == 0:
+        return np.eye(p)
     _, s, Vt = np.linalg.svd(rows, full_matrices=True)
     r = int(np.sum(s > RANK_TOL * max(s[0], 1e-300))) if s.size else 0
-    return Vt[:r].T, Vt[r:].T
+    return Vt[r:].T
 
 
 def _dual_norm(G: np.ndarray, norm: str) -> float:
@@ -200,8 +210,8 @@ def graph_certificate(cons: GraphConstraints, W: np.ndarray, duals: np.ndarray, 
 def _reduced_frame(cons: GraphConstraints, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """U (d×r1) spanning the differences, V (d×r2) the queries, and the rows in the coordinates of
     M with W = U M Vᵀ (m, r1 r2): ⟨(a)bᵀ, U M Vᵀ⟩ = ⟨(Uᵀa)(Vᵀb)ᵀ, M⟩ and ‖U M Vᵀ‖ = ‖M‖ for both norms."""
-    U, _ = _range_and_null(cons.diffs, d)
-    V, _ = _range_and_null(cons.queries, d)
+    U = _range(cons.diffs, d)
+    V = _range(cons.queries, d)
     Dr, Zr = cons.diffs @ U, cons.queries @ V
     rows = (Dr[:, :, None] * Zr[:, None, :]).reshape(cons.m, U.shape[1] * V.shape[1])
     return U, V, rows
@@ -265,16 +275,20 @@ def solve_graph_svm(problem: NTPProblem, norm: str = "fro", tol: float = 1e-6, e
     U, V, rows = _reduced_frame(cons, d)
     r1, r2 = U.shape[1], V.shape[1]
     Beq, Ain = rows[eq], rows[ineq]
-    _, N = _range_and_null(Beq, r1 * r2)
     duals = np.zeros(m)
     if norm == "fro":
-        r = least_distance(Ain @ N, np.ones(Ain.shape[0]))
+        # Rows projected on the null space of the equalities: the least-norm solution of Ã w ≥ 1 lies in the
+        # row space of Ã, inside that null space, and min ‖w‖ over {Bw = 0, Ã w ≥ 1} equals the original problem.
+        QB = _range(Beq, r1 * r2)
+        At = Ain - (Ain @ QB) @ QB.T
+        r = least_distance(At, np.ones(Ain.shape[0]))
         if r.status == INFEASIBLE:
-            return _infeasible(problem, cons, Ain @ N, Ain, Beq, norm, graphs, "nnls+highs")
-        mvec = N @ r.theta
+            return _infeasible(problem, cons, At, Ain, Beq, norm, graphs, "nnls+highs")
+        mvec = r.theta
         duals[ineq] = r.lam
         solver, status, message, limit = "nnls", OPTIMAL, "", CERT_TOL_EXACT
     else:
+        N = _null(Beq, r1 * r2)
         c, y, G, info = _nuclear_sdp(Ain, N, r1, r2, eps, max_iters)
         st = str(info["status"])
         if "infeasible" in st:
@@ -310,7 +324,8 @@ def solve_graph_svm(problem: NTPProblem, norm: str = "fro", tol: float = 1e-6, e
 
 def _infeasible(problem: NTPProblem, cons: GraphConstraints, AinN: np.ndarray, Ain: np.ndarray,
                 Beq: np.ndarray, norm: str, graphs: dict, solver: str, message: str = "") -> GraphSVMResult:
-    """Farkas certificate: λ ≥ 0 (Σλ = 1) with (Ain N)ᵀλ = 0, i.e. Ainᵀλ in the span of the equality rows,
+    """Farkas certificate: λ ≥ 0 (Σλ = 1) with λᵀ(Ain restricted to the null space of the equalities) = 0
+    (``AinN``: Ain N or Ain projected on that null space), i.e. Ainᵀλ in the span of the equality rows,
     completed by μ = −lstsq(Beqᵀ, Ainᵀλ) so that Σλ A + Σμ A_e = 0."""
     d, m = problem.d, cons.m
     lam = farkas_lp(AinN, np.ones(AinN.shape[0]))
