@@ -384,7 +384,7 @@ class P2FullConfig(ExperimentConfig):
 
 # aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program
 P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 4, "stop_radius": 300.0, "generic_trials": 4,
-                 "kkt_radii": [300.0, 1000.0], "kkt_max_steps": None}
+                 "kkt_radii": [300.0, 600.0], "kkt_max_steps": None}
 
 
 def aligned_problem(n0: int, T: int, d: int, seed: int) -> AttentionProblem:
