@@ -356,7 +356,7 @@ class _ReducedTest:
 
 
 def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
-    """min ½λᵀKλ − 1ᵀλ over λ ≥ 0 for a batch of positive definite K (B, m, m), by the primal–dual active-set
+    """min ½λᵀKλ − 1ᵀλ over λ ≥ 0 for a batch of Gram matrices K (B, m, m), by the primal–dual active-set
     method: free set F, solve K_FF λ_F = 1, then F ← {λ_k > 0 in F} ∪ {(Kλ)_k < 1 outside F}. A fixed point
     satisfies the KKT conditions exactly (λ ≥ 0, Kλ ≥ 1, complementarity). Returns (λ, converged)."""
     B, m, _ = K.shape
@@ -370,10 +370,13 @@ def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
             break
         Kt, Ft = K[todo], free[todo]
         M = np.where(Ft[:, :, None] & Ft[:, None, :], Kt, 0.0) + eye * (~Ft)[:, :, None]
+        rhs = Ft.astype(float)[..., None]
         try:
-            lt = np.linalg.solve(M, Ft.astype(float)[..., None])[..., 0]
+            lt = np.linalg.solve(M, rhs)[..., 0]
         except np.linalg.LinAlgError:
-            break  # a singular Gram matrix in the batch: leave the rest undecided
+            # a singular K_FF (more free rows than the dimension of θ, e.g. a short prompt vector): the
+            # minimum-norm solution; the residual test below rejects an inconsistent one
+            lt = (np.linalg.pinv(M, rcond=1e-12, hermitian=True) @ rhs)[..., 0]
         mu = np.einsum("bkl,bl->bk", Kt, lt) - 1.0
         new = np.where(Ft, lt > 0, mu < 0)
         conv = np.all(new == Ft, axis=1)
@@ -382,6 +385,9 @@ def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
         conv_all[todo[conv]] = True
         todo = todo[~conv]
     ok = conv_all & np.all(np.isfinite(lam), axis=1) & (np.abs(lam).max(axis=1, initial=0.0) < 1e8)
+    # KKT: the free rows hold with equality (not only in the least-squares sense of a singular solve)
+    eq = np.abs(np.einsum("bkl,bl->bk", K, lam) - 1.0)
+    ok &= np.where(free, eq, 0.0).max(axis=1, initial=0.0) <= 1e-9 * (1.0 + np.abs(lam).max(axis=1, initial=0.0))
     return lam, ok
 
 
