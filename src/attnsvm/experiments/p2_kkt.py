@@ -44,17 +44,25 @@ def advance(problems: AttentionProblem | list[AttentionProblem], model: Model, p
     max_steps: the solver's step budget (None: the engine's default); n_records: states recorded (only the
     last is used; give the experiment's own number so that its flows and these share one compiled program).
     Returns (params at the stop, ‖W‖_F at the stop (B,), stop reason (B,))."""
-    from ..flow import gradient_flow
-
     many = isinstance(problems, list) and len(problems) > 1
     B = next(iter(params.values())).shape[0]
     target = problems if many else (problems[0] if isinstance(problems, list) else problems)
-    kw = {} if max_steps is None else {"max_steps": max_steps}
-    res = gradient_flow(target, model, trials=None if many else B, init=params, stop_saturation=None,
-                        stop_radius=radius, rtol=rtol, atol=atol, n_records=n_records, error_estimate=False,
-                        keep_path=True, **kw)
-    return ({k: np.asarray(v) for k, v in res.params.items()}, np.asarray(res.metrics["W_fro"][:, -1]),
-            np.asarray(res.info["stop_reason"]).astype(str))
+    steps = {} if max_steps is None else {"max_steps": max_steps}
+    try:  # the train() entry point (issue 8), when present
+        from ..training import Flow, Init, Radius, Save, train
+    except ImportError:
+        from ..flow import gradient_flow
+
+        res = gradient_flow(target, model, trials=None if many else B, init=params, stop_saturation=None,
+                            stop_radius=radius, rtol=rtol, atol=atol, n_records=n_records, error_estimate=False,
+                            keep_path=True, **steps)
+        return ({k: np.asarray(v) for k, v in res.params.items()}, np.asarray(res.metrics["W_fro"][:, -1]),
+                np.asarray(res.info["stop_reason"]).astype(str))
+    run = train(target, model, Flow(rtol=rtol, atol=atol, error_estimate=False, **steps),
+                trials=None if many else B, init=Init(given=params), save=Save(records=n_records, path=True),
+                stop=Radius(radius))
+    return ({k: np.asarray(v) for k, v in run.params.items()}, np.asarray(run.metrics["W_fro"][:, -1]),
+            np.asarray(run.stop_reason).astype(str))
 
 
 def _factored_g_off(problem: AttentionProblem, W: np.ndarray, pc, rank: int) -> float:
