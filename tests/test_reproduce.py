@@ -186,6 +186,14 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
     for i in IDS:
         assert (out / i / "report.md").exists() and f"[{i}]({i}/report.md)" in summary
         assert list((out / i / "figures").glob("*.png")), i
+        assert "Where the time went: compile" in (out / i / "report.md").read_text()
+    # where the time goes: one row per experiment and a total, the categories adding up to each wall time
+    table = summary.split("## Where the time goes (s)")[1].split("##")[0].strip().splitlines()
+    assert table[0] == "| experiment | total | compile | run | solvers | figures | io | workers |"
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert [r[0] for r in rows] == [*IDS, "all"]
+    for r in rows:
+        assert abs(sum(float(x) for x in r[2:]) - float(r[1])) <= 0.05 * len(r), r  # rounding of the cells
     # the style is applied inside the plotting functions only
     assert {k: v for k, v in mpl.rcParams.items() if rc_before.get(k) != v} == {}
     pngs = sorted(out.glob("*/figures/*.png"))

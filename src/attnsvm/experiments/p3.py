@@ -375,8 +375,9 @@ def _rank_nuclear_one(args: tuple) -> dict[str, float]:
         out["rank_nuc"] = _rank(nuc.W, rtol)
         out["gap_nuc"] = nuc.certificate.gap
     if pub:
-        # the notebook's solver: a first-order SCS solve at cvxpy's default accuracy, rank at absolute 1e−7
-        pub_nuc = solve_svm(pr, "opt", "nuclear", solver_options={"eps": pub_eps})
+        # the notebook's solver: a first-order SCS solve at cvxpy's default accuracy on the data as given
+        # (no rescaling), rank at absolute 1e−7
+        pub_nuc = solve_svm(pr, "opt", "nuclear", solver_options={"eps": pub_eps}, unit_scale=False)
         out["pub_rank_nuc"] = _published_rank(pub_nuc.W if pub_nuc.status != INFEASIBLE else None, pub_tol)
     return out
 
