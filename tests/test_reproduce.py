@@ -428,3 +428,12 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
     assert "interrupted" in text and f"attnsvm reproduce p1-loss --quick --out {out}` resumes" in text
     assert json.loads((out / "run.json").read_text())["status"] == "running"  # resumable, not failed
     assert len(list((out / "trials" / "x").glob("*.json"))) == 2
+
+
+def test_misspelled_experiment_key_suggests_the_right_one(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("trails = 3\n")
+    res = runner.invoke(app, ["reproduce", "p3-local", "--config", str(bad), "--no-progress", "--out",
+                              str(tmp_path / "x")])
+    assert res.exit_code == 2 and "trails: unknown key (did you mean 'trials'?)" in " ".join(res.output.split())
+    assert not (tmp_path / "x").exists()

@@ -93,8 +93,9 @@ def reproduce(
     from contextlib import nullcontext
 
     from .experiments import all_experiments, get
-    from .experiments.runner import RUN_MARKER, check_writable_dir, run_experiment, write_summary
+    from .experiments.runner import RUN_MARKER, run_experiment, write_summary
     from .report import rich_table, summary_markdown, time_split_rich
+    from .rundir import check_writable_dir
 
     if all_ == (exp_id is not None):
         fail("give one experiment ID or --all (see `attnsvm list`)")

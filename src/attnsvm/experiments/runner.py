@@ -20,6 +20,7 @@ import numpy as np
 
 from ..config import read_toml, to_toml
 from ..report import ExperimentReport, experiment_markdown
+from ..rundir import check_writable_dir
 from ..timing import TimeSplit
 from . import get
 from .base import Context, config_hash
@@ -77,22 +78,6 @@ def read_run_state(out: Path) -> dict | None:
     if stamp.is_file():
         return {"experiment": None, "config_hash": stamp.read_text().strip(), "status": "running"}
     return None
-
-
-def check_writable_dir(out: Path, what: str = "--out") -> None:
-    """Refuse (ValueError) an output path that is a file or a folder we cannot write, before any work."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{what} {out} is a file; give a folder (it is created if missing)")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ValueError(f"{what} {out}: {probe} is a file, not a folder")
-    import os
-
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {out}: {probe} is not writable; give a folder you can write to")
 
 
 def _clear(out: Path) -> None:
