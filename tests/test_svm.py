@@ -415,15 +415,125 @@ def test_batch_accepts_stacked_arrays():
 
 def test_optimal_is_claimed_only_with_a_certificate(monkeypatch):
     """A solver answer that fails its own certificate is reported as inaccurate, not optimal."""
-    import attnsvm.svm as svm_mod
+    import attnsvm.svm._ldp as ldp_mod
 
-    real = svm_mod.nnls
+    real = ldp_mod.nnls
 
     def sloppy(E, e, maxiter=None):
         u, res = real(E, e, maxiter=maxiter)
         return 0.9 * u, res  # 10% off: violates the margins
 
-    monkeypatch.setattr(svm_mod, "nnls", sloppy)
+    monkeypatch.setattr(ldp_mod, "nnls", sloppy)
     r = solve_svm(unit_gaussian(4, 5, 6, seed=0), "opt", "fro")
     assert r.status == "inaccurate"
     assert r.certificate.primal > 1e-3 and "certificate above" in r.message
+
+
+# ---- package structure: statuses, one correlation / logits, the norm registry ------------------------------
+
+
+def test_no_bare_status_strings_in_the_package():
+    """Statuses are compared through the named constants of attnsvm.svm, never typed strings."""
+    import re
+    from pathlib import Path
+
+    import attnsvm
+
+    pat = re.compile(r"""status\w*\s*(==|!=)\s*["'](optimal|infeasible|inaccurate|solver_error)["']""")
+    root = Path(attnsvm.__file__).parent
+    hits = [f"{p.relative_to(root)}:{k + 1}" for p in root.rglob("*.py")
+            for k, line in enumerate(p.read_text().splitlines()) if pat.search(line)]
+    assert not hits, hits
+
+
+def test_status_constants():
+    from attnsvm import svm
+
+    assert svm.SOLUTION_PRESENT == {svm.OPTIMAL, svm.INACCURATE}
+    assert svm.INFEASIBLE not in svm.SOLUTION_PRESENT and svm.SOLVER_ERROR not in svm.SOLUTION_PRESENT
+    assert svm.SOLUTION_PRESENT <= svm.STATUSES
+
+
+def test_correlation_shapes_zero_and_scale():
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    ref = float(np.sum(A * B) / np.sqrt(np.sum(A * A) * np.sum(B * B)))
+    assert correlation(A, B) == pytest.approx(ref, abs=1e-15)
+    path = np.stack([A, 2 * B, np.zeros_like(A)])
+    c = correlation(path, B)
+    np.testing.assert_allclose(c[:2], [ref, 1.0], atol=1e-15)
+    assert np.isnan(c[2]) and correlation(path, B, zero=0.0)[2] == 0.0
+    # per-row cosines with a broadcast reference (last axis only)
+    rows = correlation(path[:2], B, ndim=1)
+    assert rows.shape == (2, 4)
+    np.testing.assert_allclose(rows[1], 1.0, atol=1e-15)
+    # scale-free where the naive norms over- or underflow
+    for s in (1e-200, 1e200, 1e300):
+        assert correlation(s * A, B) == pytest.approx(ref, rel=1e-13)
+        np.testing.assert_allclose(correlation(s * path[:2], B), [ref, 1.0], rtol=1e-13)
+    assert np.isnan(correlation(np.full((4, 3), np.nan), B))
+    with pytest.raises(ValueError, match="A, B"):
+        correlation(A, np.ones(5))
+
+
+def test_logits_batched_equal_single():
+    from attnsvm.svm import logits
+
+    rng = np.random.default_rng(1)
+    for pr in (random_problem(rng, 3, 4, 5, "cross", pad=True), random_problem(rng, 3, 4, 5, "prompt")):
+        shape = (pr.keys.shape[1],) if pr.kind == "prompt" else (pr.d, pr.d)
+        th = rng.standard_normal((2, 3, *shape))
+        batch = logits(pr, th)
+        assert batch.shape == (2, 3, pr.n, pr.T)
+        for a in range(2):
+            for b in range(3):
+                np.testing.assert_allclose(batch[a, b], logits(pr, th[a, b]), atol=1e-13)
+        one = logits(pr, th[0, 0])
+        if pr.kind == "prompt":
+            ref = np.einsum("ntk,kj,j->nt", pr.X, pr.keys, th[0, 0])
+        else:
+            ref = np.einsum("ntd,de,ne->nt", pr.X, th[0, 0], pr.queries)
+        np.testing.assert_allclose(one[pr.mask], ref[pr.mask], atol=1e-12)
+        assert np.all(np.isneginf(one[~pr.mask]))
+
+
+def test_a_norm_registered_outside_the_package():
+    """A new norm is one spec: ℓ∞ of the diagonal w (an LP), defined here, solved and certified through
+    solve_svm, checked against cvxpy."""
+    from scipy.optimize import linprog
+
+    from attnsvm.svm import OPTIMAL, NormSpec, RawSolution, register_norm
+    from attnsvm.svm._registry import _REGISTRY
+
+    def solve_linf(cons, options):
+        A, c = cons.rows, cons.rhs
+        m, p = A.shape
+        # variables (w, t): min t s.t. A w ≥ c, −t ≤ w_j ≤ t
+        A_ub = np.vstack([np.hstack([-A, np.zeros((m, 1))]),
+                          np.hstack([np.eye(p), -np.ones((p, 1))]), np.hstack([-np.eye(p), -np.ones((p, 1))])])
+        cost = np.zeros(p + 1)
+        cost[p] = 1.0
+        res = linprog(cost, A_ub=A_ub, b_ub=np.concatenate([-c, np.zeros(2 * p)]),
+                      bounds=[(None, None)] * p + [(0, None)], method="highs")
+        w = res.x[:p]
+        y = -np.asarray(res.ineqlin.marginals)[:m]
+        return RawSolution(OPTIMAL, w, y * float(np.abs(w).max()), "highs-test")
+
+    spec = NormSpec(name="linf-diag-test", variable="diagonal", value=lambda w: float(np.abs(w).max()),
+                    dual=lambda g: float(np.abs(g).sum()), solve=solve_linf, tolerance=1e-8)
+    register_norm(spec)
+    try:
+        pr = unit_gaussian(3, 4, 8, seed=3)
+        r = solve_svm(pr, "opt", "linf-diag-test")
+        assert r.status == OPTIMAL, r.message
+        assert r.certificate.gap <= 1e-8 and r.certificate.primal <= 1e-9
+        w = cp.Variable(pr.d)
+        sel = pr.optimal_tokens().opt
+        cons = [cp.sum(cp.multiply((pr.X[i, sel[i]] - pr.X[i, t]) * pr.queries[i], w)) >= 1
+                for i in range(pr.n) for t in range(pr.T) if t != sel[i]]
+        prob = cp.Problem(cp.Minimize(cp.norm_inf(w)), cons)
+        prob.solve(solver="CLARABEL")
+        assert r.value == pytest.approx(prob.value, rel=1e-6)
+        assert norm_value(r.solution, "linf-diag-test") == pytest.approx(r.value, rel=1e-14)
+    finally:
+        _REGISTRY.pop("linf-diag-test")

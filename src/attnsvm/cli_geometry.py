@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .problem import AttentionProblem, load_problem
-from .svm import NORMS, SUPPORT_TOL, SVMResult, relaxed_margins_from_v, solve_svm
+from .svm import INFEASIBLE, NORMS, SUPPORT_TOL, SVMResult, relaxed_margins_from_v, solve_svm
 from .tokens import MAX_SELECTIONS, default_norm, enumerate_locally_optimal, is_locally_optimal, selection_from_W
 
 
@@ -74,7 +74,7 @@ def _print_solve(console: Console, problem: AttentionProblem, r: SVMResult, loca
     head.add_row("certificate", f"primal {_fmt(c.primal)}  dual {_fmt(c.dual)}  compl. {_fmt(c.complementarity)}"
                                 f"  gap {_fmt(c.gap)}")
     head.add_row("solver", f"{r.solver}  {r.message}".strip())
-    if r.status == "infeasible":
+    if r.status == INFEASIBLE:
         head.add_row("infeasible alone", ", ".join(map(str, r.infeasible_samples)) or "none (jointly infeasible)")
         head.add_row("certificate uses", ", ".join(map(str, r.farkas_samples)))
     console.print(head)

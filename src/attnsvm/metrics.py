@@ -19,8 +19,8 @@ import numpy as np
 
 from .dynamics import TrainResult
 from .problem import AttentionProblem
-from .svm import correlation, solve_svm
-from .tokens import is_locally_optimal, logits
+from .svm import correlation, logits, solve_svm
+from .tokens import is_locally_optimal
 
 #: the norm each parameterization's direction is predicted to minimise (P1, P2, P3)
 PREDICTED_NORM = {"prompt": "l2", "combined": "fro", "factored": "nuclear", "diagonal": "l1"}

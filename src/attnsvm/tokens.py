@@ -20,12 +20,14 @@ import numpy as np
 
 from .problem import TIE_TOL, AttentionProblem, OptimalTokens
 from .svm import (
+    INFEASIBLE,
     SUPPORT_TOL,
     SVMResult,
     build_constraints,
     check_norm,
     check_selection,
     correlation,
+    logits,
     solve_svm,
     solve_svm_batch,
 )
@@ -97,7 +99,7 @@ def is_locally_optimal(problem: AttentionProblem, selection, norm: str | None = 
         raise ValueError("result: it was solved for another selection than the one given")
     top = problem.optimal_tokens()
     glob = bool(np.all(top.tied[np.arange(problem.n), sel]))
-    if result.status == "infeasible":
+    if result.status == INFEASIBLE:
         return LocalOptimality(False, False, glob, (), result.support_tokens, result)
     bad = result.active & ~_strictly_better(problem, sel)
     viol = tuple((int(i), int(t)) for i, t in np.argwhere(bad))
@@ -126,9 +128,9 @@ def candidate_tokens(problem: AttentionProblem, norm: str | None = None) -> list
         real = np.flatnonzero(problem.mask[i])
         if norm in ("fro", "l2"):
             batch = solve_svm_batch([sub] * real.size, real[:, None], norm=norm)
-            ok = batch.status != "infeasible"
+            ok = batch.status != INFEASIBLE
         else:
-            ok = np.array([solve_svm(sub, [t], norm).status != "infeasible" for t in real])
+            ok = np.array([solve_svm(sub, [t], norm).status != INFEASIBLE for t in real])
         out.append(real[ok])
     return out
 
@@ -158,7 +160,7 @@ def enumerate_locally_optimal(problem: AttentionProblem, norm: str | None = None
         batch = solve_svm_batch([problem] * total, sels, norm=norm, tol=tol)
         top = problem.optimal_tokens()
         for k in range(total):
-            if batch.status[k] == "infeasible":
+            if batch.status[k] == INFEASIBLE:
                 continue
             bad = batch.active[k] & ~_strictly_better(problem, sels[k])
             if not bad.any():
@@ -170,21 +172,6 @@ def enumerate_locally_optimal(problem: AttentionProblem, norm: str | None = None
             if lo.locally_optimal:
                 found.append(LocalSelection(sel, lo.value, lo.margin, lo.globally_optimal))
     return sorted(found, key=lambda s: s.value)
-
-
-def logits(problem: AttentionProblem, theta: np.ndarray) -> np.ndarray:
-    """a_it = x_itᵀ W z_i for W (d×d), or x_itᵀ K p for a prompt vector p; −inf on padding."""
-    theta = np.asarray(theta, dtype=np.float64)
-    if problem.kind == "prompt":
-        if theta.ndim != 1 or theta.shape[0] != problem.keys.shape[1]:
-            raise ValueError(f"W: a prompt problem is parameterized by p of shape ({problem.keys.shape[1]},), "
-                             f"got shape {theta.shape}")
-        a = problem.prompt_tokens() @ theta
-    else:
-        if theta.shape != (problem.d, problem.d):
-            raise ValueError(f"W: expected shape ({problem.d}, {problem.d}), got {theta.shape}")
-        a = np.einsum("itd,de,ie->it", problem.X, theta, problem.queries)
-    return np.where(problem.mask, a, -np.inf)
 
 
 def selection_from_W(problem: AttentionProblem, W: np.ndarray) -> np.ndarray:

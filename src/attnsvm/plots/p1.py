@@ -16,12 +16,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..svm import correlation
 from .common import COLORS, column_figure, hyperplane, ray
-
-
-def _cos(P: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    den = np.linalg.norm(P, axis=-1) * np.linalg.norm(ref)
-    return np.divide(P @ ref, den, out=np.zeros(P.shape[:-1]), where=den > 0)
 
 
 def _fit(ax: Any, *points: np.ndarray, pad: float = 0.08) -> float:
@@ -102,11 +98,11 @@ def plot_single(cfg: Any, problems: dict, refs: dict, arrays: dict) -> Figure:
         cands = {t: ref["p"] for t, ref in refs[case].items() if ref["p"] is not None and ref["local"]}
         for j in range(P64.shape[0]):
             # the reference of each path: p^mm of the locally optimal token its float64 run ends at
-            t = max(cands, key=lambda u: float(_cos(P64[j, -1], cands[u])))
-            ax.plot(steps[1:], _cos(P64[j, 1:], cands[t]), color=COLORS[j % 10], lw=1.0,
+            t = max(cands, key=lambda u: float(correlation(P64[j, -1], cands[u], zero=0.0)))
+            ax.plot(steps[1:], correlation(P64[j, 1:], cands[t], zero=0.0), color=COLORS[j % 10], lw=1.0,
                     label="float64" if j == 0 else None)
             if P32 is not None:
-                ax.plot(steps[1:], _cos(P32[j, 1:], cands[t]), ":", color=COLORS[j % 10], lw=0.9,
+                ax.plot(steps[1:], correlation(P32[j, 1:], cands[t], zero=0.0), ":", color=COLORS[j % 10], lw=0.9,
                         label="float32 (authors' arithmetic)" if j == 0 else None)
         ax.axvline(cfg.plotted_step, color="0.6", lw=0.6)
         ax.set_xscale("log")
