@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .problem import AttentionProblem, load_problem
-from .svm import INFEASIBLE, NORMS, SUPPORT_TOL, SVMResult, relaxed_margins_from_v, solve_svm
+from .svm import INFEASIBLE, NORMS, SUPPORT_TOL, SVMResult, get_norm, lp_norm_name, relaxed_margins_from_v, solve_svm
 from .tokens import MAX_SELECTIONS, default_norm, enumerate_locally_optimal, is_locally_optimal, selection_from_W
 
 
@@ -101,11 +101,21 @@ def _print_solve(console: Console, problem: AttentionProblem, r: SVMResult, loca
     console.print(per)
 
 
-def _norm_for(problem: AttentionProblem, norm: str | None) -> str:
-    """--norm, or the problem's default (l2 for prompt problems, fro otherwise), validated."""
+def _norm_for(problem: AttentionProblem, norm: str | None, p: float | None = None) -> str:
+    """--norm, or the problem's default (l2 for prompt problems, fro otherwise), validated; ``lp`` (with
+    --p P) and ``linf`` are the entrywise ℓp norms, on W or on the prompt vector p by the problem's kind."""
     nm = default_norm(problem) if norm is None else norm
+    if nm in ("lp", "linf"):
+        if nm == "lp" and p is None:
+            raise ValueError("--p: --norm lp needs the exponent, e.g. --norm lp --p 1.75 (1 ≤ P ≤ inf)")
+        return lp_norm_name(float("inf") if nm == "linf" else p, prompt=problem.kind == "prompt")
+    if p is not None:
+        raise ValueError(f"--p: only used with --norm lp, not with --norm {nm}")
     if nm not in NORMS:
-        raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, got {nm!r}")
+        if ":" in nm:
+            get_norm(nm)  # a parametric family name such as lp:3 (ValueError if unknown)
+            return nm
+        raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, lp (with --p) or linf, got {nm!r}")
     return nm
 
 
@@ -116,8 +126,11 @@ def register(app: typer.Typer) -> None:
     def solve_cmd(
         problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM.npz", help="Problem file (.npz).")],
         norm: Annotated[str | None, typer.Option(
-            "--norm", help="l2 (prompt p) | fro | nuclear | l1 (diagonal W). Default: l2 for prompt "
-                           "problems, fro otherwise.")] = None,
+            "--norm", help="l2 (prompt p) | fro | nuclear | l1 (diagonal W) | lp (entrywise ℓp, with --p) | "
+                           "linf. Default: l2 for prompt problems, fro otherwise.")] = None,
+        p_exp: Annotated[float | None, typer.Option(
+            "--p", help="Exponent P of --norm lp (1 ≤ P ≤ inf): min ‖W‖_P entrywise, or ‖p‖_P for prompt "
+                        "problems.")] = None,
         select: Annotated[str, typer.Option(
             "--select", help="opt | argmax:W.npy | comma-separated token indices (one per sequence).")] = "opt",
         relax_from_v: Annotated[bool, typer.Option(
@@ -130,7 +143,7 @@ def register(app: typer.Typer) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
             problem = load_problem(problem_path)
-            nm = _norm_for(problem, norm)
+            nm = _norm_for(problem, norm, p_exp)
             sel = parse_selection(problem, select)
             margins = relaxed_margins_from_v(problem, sel) if relax_from_v else None
             result = solve_svm(problem, sel, nm, margins=margins, tol=tol)

@@ -39,7 +39,8 @@ Layout (private modules; this namespace is the public API):
 * ``_constraints``: :class:`Constraints`, ``build_constraints`` and the validation of selections/margins;
 * ``_certificate``: ``certificate_rows``, ``norm_value`` (any registered norm);
 * ``_ldp``: exact least-distance NNLS and Farkas LPs; ``_euclidean``: the solver of the Euclidean norms;
-* one module per norm: ``_l2`` (prompt p), ``_fro``, ``_nuclear``, ``_l1``;
+* one module per norm: ``_l2`` (prompt p), ``_fro``, ``_nuclear``, ``_l1``, and ``_lp``: the parametric
+  entrywise ℓp families ``lp:P`` (W) and ``lp-prompt:P`` (p), 1 ≤ p ≤ ∞ (``lp_norm_name(p)``);
 * ``_solve``: ``solve_svm`` (constraints → the norm's solver → certified result);
 * ``_batch``: ``solve_svm_batch``/``solve_fro_stacked``; ``_vsvm``: v-SVM and relaxed margins;
 * ``_multitoken``: the multi-token SVM-equivalence; ``_measures``: ``correlation`` and ``logits`` (NumPy).
@@ -66,13 +67,22 @@ with their own result type, built from ``build_constraints``, ``certificate_rows
 from __future__ import annotations
 
 # norms, in the order they are listed to users
-from . import _l2, _fro, _nuclear, _l1  # noqa: F401  (each registers its norm)  # isort: skip
+from . import _l2, _fro, _nuclear, _l1, _lp  # noqa: F401  (each registers its norm)  # isort: skip
 from ._batch import SVMBatch, solve_fro_stacked, solve_svm_batch
 from ._certificate import certificate_rows, dual_norm_value, norm_value
 from ._constraints import Constraints, build_constraints, check_margins, check_selection
+from ._lp import lp_norm, lp_norm_name, margin_ratio
 from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
-from ._registry import NormSpec, RawSolution, available_norms, check_norm, get_norm, register_norm
+from ._registry import (
+    NormSpec,
+    RawSolution,
+    available_norms,
+    check_norm,
+    get_norm,
+    register_family,
+    register_norm,
+)
 from ._results import Certificate, SVMResult
 from ._solve import SUPPORT_TOL, solve_svm
 from ._status import INACCURATE, INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, SOLVER_ERROR, STATUSES
@@ -89,7 +99,7 @@ __all__ = [
     "Certificate", "Constraints", "MultiTokenSVM", "NormSpec", "RawSolution", "SVMBatch", "SVMResult",
     "VSVMResult",
     "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
-    "check_selection", "correlation", "dual_norm_value", "get_norm", "logits", "multitoken_svm",
-    "norm_value", "register_norm", "relaxed_margins_from_v", "solve_fro_stacked", "solve_svm",
-    "solve_svm_batch", "solve_v_svm",
+    "check_selection", "correlation", "dual_norm_value", "get_norm", "logits", "lp_norm", "lp_norm_name",
+    "margin_ratio", "multitoken_svm", "norm_value", "register_family", "register_norm", "relaxed_margins_from_v",
+    "solve_fro_stacked", "solve_svm", "solve_svm_batch", "solve_v_svm",
 ]

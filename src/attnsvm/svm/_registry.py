@@ -60,6 +60,9 @@ class NormSpec:
 
 
 _REGISTRY: dict[str, NormSpec] = {}
+#: parametric families: a name "FAMILY:ARG" (e.g. "lp:1.75") is built by the family's factory on first use
+_FAMILIES: dict[str, Callable[[str], NormSpec]] = {}
+_FAMILY_CACHE: dict[str, NormSpec] = {}
 
 
 def register_norm(spec: NormSpec) -> NormSpec:
@@ -70,6 +73,12 @@ def register_norm(spec: NormSpec) -> NormSpec:
     return spec
 
 
+def register_family(prefix: str, factory: Callable[[str], NormSpec]) -> None:
+    """Add a parametric family: ``get_norm(f"{prefix}:{arg}")`` returns ``factory(arg)`` (built once; the
+    factory raises ValueError for a bad ``arg``)."""
+    _FAMILIES[prefix] = factory
+
+
 def available_norms() -> tuple[str, ...]:
     """Names of the registered norms, in registration order."""
     return tuple(_REGISTRY)
@@ -77,10 +86,17 @@ def available_norms() -> tuple[str, ...]:
 
 def get_norm(name: str) -> NormSpec:
     """The spec of a registered norm; ValueError naming the choices otherwise."""
+    if isinstance(name, str) and name not in _REGISTRY and ":" in name:
+        fam, _, arg = name.partition(":")
+        if fam in _FAMILIES:
+            if name not in _FAMILY_CACHE:
+                _FAMILY_CACHE[name] = _FAMILIES[fam](arg)
+            return _FAMILY_CACHE[name]
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"norm: must be one of {available_norms()}, got {name!r}") from None
+        fams = "".join(f", or {f}:P" for f in _FAMILIES)
+        raise ValueError(f"norm: must be one of {available_norms()}{fams} (e.g. 'lp:1.75'), got {name!r}") from None
 
 
 def check_norm(norm: str) -> str:

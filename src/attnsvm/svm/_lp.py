@@ -28,11 +28,20 @@ Solvers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
+
+from ._constraints import Constraints
+from ._euclidean import CERT_TOL_EXACT, solve_least_distance
+from ._ldp import least_distance
+from ._nuclear import CERT_TOL_SCS
+from ._registry import NormSpec, RawSolution, register_family
+from ._status import INACCURATE, INFEASIBLE, OPTIMAL
 
 #: SCS tolerances for the power-cone form (before polishing).
 SCS_EPS_LP = 1e-6
@@ -41,9 +50,11 @@ SCS_MAX_ITERS_LP = 100_000
 #: SCS multiplier above this fraction of the largest one
 _ACTIVE_SLACK = 1e-5
 _ACTIVE_DUAL = 1e-6
+#: relative certificate level at which the least-Euclidean-norm point of an ℓ1/ℓ∞ optimal face is accepted
+_FACE_TOL = 1e-8
 #: relative slack added to the optimal ℓ1/ℓ∞ value when the least-Euclidean-norm point of the optimal face
 #: is sought (HiGHS's value is exact to ~1e−9 relative; the face must not be empty because of rounding)
-_FACE_SLACK = 1e-9
+_FACE_SLACK = 1e-10
 
 
 def check_p(p: float) -> float:
@@ -139,16 +150,6 @@ def lp_certificate(A: np.ndarray, c: np.ndarray, theta: np.ndarray, lam: np.ndar
     comp = float(np.max(lam_pos * np.abs(s - c))) / up**2 if c.size else 0.0
     lower = float(lam_pos @ c / gq) if gq > 0 else 0.0
     return LpCertificate(primal, dual, comp, (up - lower) / up, lower, up)
-
-
-@dataclass(frozen=True)
-class LpSolve:
-    status: str  # "optimal" | "inaccurate" | "infeasible"
-    theta: np.ndarray
-    lam: np.ndarray  # multipliers of ½‖θ‖_p²
-    solver: str
-    message: str
-    certificate: LpCertificate | None
 
 
 # ---- 1 < p < ∞: SCS power cones + Newton polish ----------------------------------------------------------
@@ -294,27 +295,23 @@ def _polish(A: np.ndarray, c: np.ndarray, p: float, theta0: np.ndarray, lam0: np
     return theta, np.maximum(lam_full, 0.0)
 
 
-def _solve_power(A: np.ndarray, c: np.ndarray, p: float, tol: float) -> LpSolve:
-    theta, y, info = _scs_power(A, c, p, SCS_EPS_LP)
+def _solve_power(A: np.ndarray, c: np.ndarray, p: float, eps: float) -> RawSolution:
+    m, P = A.shape
+    theta, y, info = _scs_power(A, c, p, eps)
     st = str(info["status"])
     if "infeasible" in st:
-        return LpSolve("infeasible", np.full(A.shape[1], np.nan), np.zeros(A.shape[0]), "scs", f"SCS: {st}", None)
-    msg = f"SCS: {st}, {int(info['iter'])} iterations"
+        return RawSolution(INFEASIBLE, None, None, "scs", f"SCS: {st}")
+    msg = f"SCS: {st}, {int(info['iter'])} iterations, eps {eps:g}"
     if not np.all(np.isfinite(theta)):
-        return LpSolve("inaccurate", np.full(A.shape[1], np.nan), np.zeros(A.shape[0]), "scs", msg, None)
+        return RawSolution(INACCURATE, np.full(P, np.nan), np.zeros(m), "scs", msg)
     lam = np.maximum(y, 0.0) * lp_norm(theta, p)  # multipliers of ½‖θ‖² = ‖θ‖ · those of ‖θ‖
-    cert = lp_certificate(A, c, theta, lam, p)
-    solver = "scs"
+    worst = lp_certificate(A, c, theta, lam, p).worst()
     pol = _polish(A, c, p, theta, lam)
-    if pol is not None:
-        cert2 = lp_certificate(A, c, pol[0], pol[1], p)
-        if cert2.worst() < cert.worst():
-            theta, lam, cert, solver = pol[0], pol[1], cert2, "scs+newton"
-            msg += "; Newton-polished on the active set"
-    status = "optimal" if cert.worst() <= tol else "inaccurate"
-    if status == "inaccurate":
-        msg += f"; certificate above {tol:g}: worst relative residual {cert.worst():.2e}"
-    return LpSolve(status, theta, lam, solver, msg, cert)
+    if pol is not None and lp_certificate(A, c, pol[0], pol[1], p).worst() < worst:
+        return RawSolution(OPTIMAL, pol[0], pol[1], "scs+newton", msg + "; Newton-polished on the active set",
+                           tolerance=CERT_TOL_EXACT)
+    status = OPTIMAL if st == "solved" else INACCURATE
+    return RawSolution(status, theta, lam, "scs", msg + "; not polished", tolerance=CERT_TOL_SCS)
 
 
 # ---- p = 1 and p = ∞: LPs ------------------------------------------------------------------------------------
@@ -323,10 +320,8 @@ def _solve_power(A: np.ndarray, c: np.ndarray, p: float, tol: float) -> LpSolve:
 def _least_distance(A: np.ndarray, c: np.ndarray):
     """min ‖θ‖₂ s.t. Aθ ≥ c by NNLS, then refined on its active rows S = {λ_k > 0}: the minimum-norm solution
     of A_Sθ = c_S (least squares), kept when it is feasible (NNLS alone loses digits when ‖θ‖ is large)."""
-    from .svm import _ldp  # the exact least-distance solver (NNLS), shared with the Frobenius norm
-
-    r = _ldp(A, c)
-    if r.status != "optimal":
+    r = least_distance(A, c)
+    if r.status != OPTIMAL:
         return r
     S = r.lam > 0
     if S.any():
@@ -337,7 +332,7 @@ def _least_distance(A: np.ndarray, c: np.ndarray):
     return r
 
 
-def _solve_linear(A: np.ndarray, c: np.ndarray, p: float, tol: float) -> LpSolve:
+def _solve_linear(A: np.ndarray, c: np.ndarray, p: float) -> RawSolution:
     """ℓ1: min Σu s.t. −u ≤ θ ≤ u, Aθ ≥ c;  ℓ∞: min t s.t. −t ≤ θ_j ≤ t, Aθ ≥ c; both with HiGHS. Then the
     least-Euclidean-norm point of the optimal face (exact, NNLS) as the canonical solution."""
     m, P = A.shape
@@ -358,9 +353,9 @@ def _solve_linear(A: np.ndarray, c: np.ndarray, p: float, tol: float) -> LpSolve
     bub = np.concatenate([-c, np.zeros(2 * P)])
     res = linprog(cost, A_ub=Aub.tocsc(), b_ub=bub, bounds=bounds, method="highs")
     if res.status == 2:
-        return LpSolve("infeasible", np.full(P, np.nan), np.zeros(m), "highs", f"HiGHS: {res.message}", None)
+        return RawSolution(INFEASIBLE, None, None, "highs", f"HiGHS: {res.message}")
     if res.status != 0:
-        return LpSolve("inaccurate", np.full(P, np.nan), np.zeros(m), "highs", f"HiGHS: {res.message}", None)
+        return RawSolution(INACCURATE, np.full(P, np.nan), np.zeros(m), "highs", f"HiGHS: {res.message}")
     theta_lp = np.asarray(res.x[:P])
     val = float(res.fun)
     y = np.maximum(-np.asarray(res.ineqlin.marginals[:m]), 0.0)  # multipliers of min ‖θ‖_p
@@ -375,44 +370,40 @@ def _solve_linear(A: np.ndarray, c: np.ndarray, p: float, tol: float) -> LpSolve
             Af = np.vstack([A, -np.eye(P), np.eye(P)])
             cf = np.concatenate([c, -np.full(2 * P, bound)])
             r = _least_distance(Af, cf)
-            face_ok = r.status == "optimal"
+            face_ok = r.status == OPTIMAL
         else:
             # θ = u − v with u, v ≥ 0 and Σ(u + v) ≤ bound: at the least-norm point u ⊙ v = 0 (shrinking both
             # keeps θ and lowers the norm), so ‖(u, v)‖₂ = ‖θ‖₂ and the face is again a polyhedron for NNLS
             Af = np.vstack([np.hstack([A, -A]), np.eye(2 * P), -np.ones((1, 2 * P))])
             cf = np.concatenate([c, np.zeros(2 * P), [-bound]])
             r = _least_distance(Af, cf)
-            face_ok = r.status == "optimal"
+            face_ok = r.status == OPTIMAL
             if face_ok:
                 r = type(r)(r.status, r.theta[:P] - r.theta[P:], r.lam, r.farkas)
-        if face_ok and lp_certificate(A, c, r.theta, lam, p).worst() <= tol:
+        if face_ok and lp_certificate(A, c, r.theta, lam, p).worst() <= _FACE_TOL:
             theta = r.theta
             solver = "highs+nnls"
             msg += "; least-Euclidean-norm point of the optimal face"
         else:
             msg += "; the least-Euclidean-norm point of the optimal face was not certified: an LP vertex is returned"
-    cert = lp_certificate(A, c, theta, lam, p)
-    status = "optimal" if cert.worst() <= tol else "inaccurate"
-    if status == "inaccurate":
-        msg += f"; certificate above {tol:g}: worst relative residual {cert.worst():.2e}"
-    return LpSolve(status, theta, lam, solver, msg, cert)
+    return RawSolution(OPTIMAL, theta, lam, solver, msg, tolerance=CERT_TOL_EXACT)
 
 
-def solve_lp_rows(A: np.ndarray, c: np.ndarray, p: float, tol: float = 1e-7) -> LpSolve:
+def solve_lp_rows(A: np.ndarray, c: np.ndarray, p: float, eps: float = SCS_EPS_LP) -> RawSolution:
     """min ‖θ‖_p s.t. Aθ ≥ c for rows A (m, P) and c (m,) ≥ 0, 1 ≤ p ≤ ∞ (see the module docstring).
 
-    ``tol`` bounds the worst relative certificate entry for status "optimal" (else "inaccurate")."""
+    Returns θ and the multipliers λ ≥ 0 of ½‖θ‖_p², uncertified (:func:`attnsvm.svm.solve_svm` certifies);
+    ``eps``: SCS tolerance of the power-cone stage (1 < p < ∞) before polishing."""
     p = check_p(p)
     A = np.asarray(A, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
     m, P = A.shape
     if m == 0 or not np.any(c > 0):
-        z = np.zeros(P)
-        return LpSolve("optimal", z, np.zeros(m), "trivial", "θ = 0 is optimal (no positive margin to meet)",
-                       LpCertificate(0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+        return RawSolution(OPTIMAL, np.zeros(P), np.zeros(m), "trivial",
+                           "θ = 0 is optimal (no positive margin to meet)", tolerance=CERT_TOL_EXACT)
     if p == 1.0 or np.isinf(p):
-        return _solve_linear(A, c, p, tol)
-    return _solve_power(A, c, p, tol)
+        return _solve_linear(A, c, p)
+    return _solve_power(A, c, p, eps)
 
 
 def margin_ratio(A: np.ndarray, c: np.ndarray, theta: np.ndarray, p: float, value: float) -> float:
@@ -423,3 +414,40 @@ def margin_ratio(A: np.ndarray, c: np.ndarray, theta: np.ndarray, p: float, valu
     if nrm == 0 or not np.any(pos):
         return float("nan")
     return float(np.min((A[pos] @ theta) / c[pos]) / nrm * value)
+
+
+# ---- registration: the parametric families "lp:P" (entrywise on W) and "lp-prompt:P" (on p) -------------------
+
+
+def lp_norm_name(p: float, prompt: bool = False) -> str:
+    """The registry name of the entrywise ℓp norm: ``lp:1.75``, ``lp:3``, ``lp:inf`` (on W) or
+    ``lp-prompt:P`` (on the prompt vector p)."""
+    pf = check_p(p)
+    arg = "inf" if np.isinf(pf) else f"{pf:g}"
+    return ("lp-prompt:" if prompt else "lp:") + arg
+
+
+def _solver(p: float):
+    def solve(cons: Constraints, options: Mapping[str, Any]) -> RawSolution:
+        if p == 2.0:
+            return solve_least_distance(cons, options)  # exact: ℓ2 entrywise is the Euclidean norm
+        return solve_lp_rows(cons.rows, cons.rhs, p, float(options.get("eps", SCS_EPS_LP)))
+    return solve
+
+
+def _family(prompt: bool):
+    def factory(arg: str) -> NormSpec:
+        p = check_p(arg)
+        q = dual_exponent(p)
+        where = "the prompt vector p" if prompt else "W (entrywise)"
+        how = ("LP by HiGHS, least-Euclidean-norm optimal point" if p == 1.0 or np.isinf(p)
+               else "exact by NNLS" if p == 2.0 else "SCS power cones + Newton polish")
+        return NormSpec(name=lp_norm_name(p, prompt), variable="prompt" if prompt else "matrix",
+                        value=lambda x: lp_norm(x, p), dual=lambda x: lp_norm(x, q), solve=_solver(p),
+                        tolerance=CERT_TOL_EXACT, euclidean=False,
+                        summary=f"ℓ{arg} norm of {where}, {how}", options=("eps",))
+    return factory
+
+
+register_family("lp", _family(False))
+register_family("lp-prompt", _family(True))
