@@ -71,7 +71,7 @@ from . import _l2, _fro, _nuclear, _l1, _lp  # noqa: F401  (each registers its n
 from ._batch import SVMBatch, solve_fro_stacked, solve_svm_batch
 from ._certificate import certificate_rows, dual_norm_value, norm_value
 from ._constraints import Constraints, build_constraints, check_margins, check_selection
-from ._lp import lp_norm, lp_norm_name, margin_ratio
+from ._lp import lp_norm, lp_norm_name, margin_ratio, solve_v_svm_lp
 from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
 from ._registry import (
@@ -101,5 +101,5 @@ __all__ = [
     "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
     "check_selection", "correlation", "dual_norm_value", "get_norm", "logits", "lp_norm", "lp_norm_name",
     "margin_ratio", "multitoken_svm", "norm_value", "register_family", "register_norm", "relaxed_margins_from_v",
-    "solve_fro_stacked", "solve_svm", "solve_svm_batch", "solve_v_svm",
+    "solve_fro_stacked", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",
 ]

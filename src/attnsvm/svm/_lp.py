@@ -406,6 +406,33 @@ def solve_lp_rows(A: np.ndarray, c: np.ndarray, p: float, eps: float = SCS_EPS_L
     return _solve_power(A, c, p, eps)
 
 
+def solve_v_svm_lp(problem, selection, p: float):
+    """ℓp hard-margin SVM of the selected tokens: min ‖v‖_p s.t. Y_i vᵀ x_{iα_i} ≥ 1 (the head's max-margin
+    problem of ℓp-JointGD), as a :class:`~attnsvm.svm.VSVMResult` with its certificate (1 ≤ p ≤ ∞)."""
+    from ._certificate import certificate_rows
+    from ._constraints import check_selection
+    from ._ldp import farkas_lp
+    from ._results import NO_CERTIFICATE
+    from ._vsvm import VSVMResult
+
+    sel = check_selection(problem, selection)
+    A = problem.Y[:, None] * problem.X[np.arange(problem.n), sel]
+    c = np.ones(problem.n)
+    raw = solve_lp_rows(A, c, p)
+    if raw.status == INFEASIBLE or raw.theta is None or not np.all(np.isfinite(raw.theta)):
+        return VSVMResult(INFEASIBLE if raw.status == INFEASIBLE else INACCURATE, np.full(problem.d, np.nan),
+                          float("inf"), np.zeros(problem.n), np.full(problem.n, np.nan), (), NO_CERTIFICATE,
+                          sel, farkas_lp(A, c) if raw.status == INFEASIBLE else None)
+    cert = certificate_rows(A, c, raw.theta, raw.lam, lp_norm_name(p, prompt=True))
+    scale = max(1.0, cert.upper)
+    tol = raw.tolerance or CERT_TOL_EXACT
+    ok = cert.primal <= tol and cert.dual <= tol * scale and abs(cert.gap) <= tol * scale
+    margin = A @ raw.theta
+    support = tuple(int(i) for i in np.flatnonzero(margin - 1.0 <= 1e-6))
+    return VSVMResult(OPTIMAL if ok and raw.status == OPTIMAL else INACCURATE, raw.theta, lp_norm(raw.theta, p),
+                      raw.lam, margin, support, cert, sel)
+
+
 def margin_ratio(A: np.ndarray, c: np.ndarray, theta: np.ndarray, p: float, value: float) -> float:
     """Fraction of the optimal ℓp margin that the direction of θ attains: (min_k A_kθ/c_k)/‖θ‖_p · value,
     over the constraints with c_k > 0; 1 exactly when θ/‖θ‖_p is an optimal direction (tie-break free)."""
