@@ -122,7 +122,8 @@ def mirror_descent(learning_rate: float, p: float, normalize: bool = True, per_b
 
         def one(g, th):
             phi = mirror_map(th, p) - learning_rate * g
-            return inverse_mirror_map(phi, p) - th
+            # an entry without gradient does not move (exactly: no round trip through the mirror map)
+            return jnp.where(g == 0, 0.0, inverse_mirror_map(phi, p) - th)
 
         return jax.tree.map(one, steps, params), state
 
