@@ -81,10 +81,11 @@ def _print_solve(console: Console, problem: AttentionProblem, r: SVMResult, loca
     if np.all(np.isfinite(r.solution)):
         sol = np.atleast_2d(r.solution)
         if max(sol.shape) <= 12:
-            t = Table(title="solution" + (" p" if r.norm == "l2" else " W"), show_header=False)
+            # plain rows, never a table: rich shrinks table cells to the terminal width and cuts the
+            # numbers ("-0.1…"); a row longer than the terminal wraps instead, every digit kept
+            console.print(f"solution {'p' if r.norm == 'l2' else 'W'}:", highlight=False)
             for row in sol:
-                t.add_row(*[f"{x: .6f}" for x in row])
-            console.print(t)
+                console.print("  " + " ".join(f"{x: .6f}" for x in row), highlight=False, soft_wrap=True)
         else:
             s = np.linalg.svd(sol, compute_uv=False)
             console.print(f"solution: shape {sol.shape}, leading singular values "
