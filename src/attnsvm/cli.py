@@ -144,6 +144,10 @@ from . import cli_problem  # noqa: E402  (registers `problem`)
 
 cli_problem.register(app)
 
+from . import cli_kkt  # noqa: E402  (registers `kkt`)
+
+cli_kkt.register(app)
+
 
 def main() -> None:  # pragma: no cover - entry point
     app()
