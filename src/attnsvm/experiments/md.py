@@ -101,14 +101,15 @@ def _md_local_trials(cfg: MDLocalConfig, k: int, idx: np.ndarray) -> dict[str, n
     """Train with p = ps[k] on trials ``idx``; compare with every ℓq-AttSVM (q ∈ ps) at the reached selection."""
     p, steps = cfg.ps[k], cfg.steps[k]
     problems = _local_problems(cfg, idx)
-    path = _train_W(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps), _local_init(cfg, idx, cfg.init_std)["W"], steps,
-                    cfg.records).path
-    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": []}
+    run = _train_W(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps), _local_init(cfg, idx, cfg.init_std)["W"], steps,
+                   cfg.records)
+    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": [], "diverged": []}
     for q in cfg.ps:
         for key in ("corr", "breg", "status", "value"):
             out[f"{key}_{_p_tag(q)}"] = []
     for b, pr in enumerate(problems):
-        W = path[b]
+        W = np.where(run.ok[b], run.path[b], np.nan)  # a diverged trial counts apart, in no statistic
+        out["diverged"].append(not run.ok[b])
         sel = _selection(pr, W[-1])
         out["selection"].append(sel)
         out["max_softmax"].append(_max_softmax(pr, W))
@@ -116,7 +117,7 @@ def _md_local_trials(cfg: MDLocalConfig, k: int, idx: np.ndarray) -> dict[str, n
         for q in cfg.ps:
             r = solve_svm(pr, sel, lp_norm_name(q))
             tag = _p_tag(q)
-            ok = r.status == OPTIMAL
+            ok = r.status == OPTIMAL and run.ok[b]
             out[f"corr_{tag}"].append(correlation(W, r.W) if ok else np.full(W.shape[0], np.nan))
             out[f"breg_{tag}"].append(directional_bregman(r.W, W, p) if ok else np.full(W.shape[0], np.nan))
             out[f"status_{tag}"].append(ok)
@@ -211,8 +212,8 @@ def _md_local_claims(cfg: MDLocalConfig, data: dict) -> list[Claim]:
             + "; ".join(f"ℓ{q:g} corr {np.nanmean(others[q]):.4f}, Bregman {np.nanmean(bothers[q]):.2e}"
                         for q in others),
             "reproduced" if ok else "differs",
-            f"own q best in {wins:.0%} of trials (corr); criterion: mean corr ≥ 0.99 and own q best on average "
-            "in both measures"))
+            f"own q best in {wins:.0%} of trials (corr); diverged trials (left out): {int(a['diverged'].sum())}; "
+            "criterion: mean corr ≥ 0.99 and own q best on average in both measures"))
     return claims
 
 
@@ -368,13 +369,14 @@ def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[
     init = {"W": np.stack([np.random.default_rng([cfg.seed, int(j), 1]).uniform(-b, b, (cfg.d, cfg.d))
                            for j in idx])}
     spec = {"ngd": NGD(lr=cfg.lr_ngd), "sign": Sign(lr=cfg.lr_sign), "adam": Adam(lr=cfg.lr_adam)}[opt]
-    path = _train_W(problems, spec, init["W"], cfg.steps, cfg.records).path
-    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": []}
+    run = _train_W(problems, spec, init["W"], cfg.steps, cfg.records)
+    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": [], "diverged": []}
     for name in SIGN_ADAM_NORMS:
         for k in ("corr", "ratio", "ok"):
             out[f"{k}_{name}"] = []
     for i, pr in enumerate(problems):
-        W = path[i]
+        W = np.where(run.ok[i], run.path[i], np.nan)  # a diverged trial counts apart, in no statistic
+        out["diverged"].append(not run.ok[i])
         sel = _selection(pr, W[-1])
         out["selection"].append(sel)
         out["max_softmax"].append(_max_softmax(pr, W))
@@ -383,7 +385,7 @@ def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[
         m = rows @ W.reshape(len(W), -1).T  # (m, R)
         for name, norm in SIGN_ADAM_NORMS.items():
             r = solve_svm(pr, sel, norm)
-            ok = r.status == OPTIMAL
+            ok = r.status == OPTIMAL and run.ok[i]
             out[f"ok_{name}"].append(ok)
             out[f"corr_{name}"].append(correlation(W, r.W) if ok else np.full(len(W), np.nan))
             # fraction of the norm's optimal margin reached by W's direction (1 iff optimal; tie-break free)
@@ -429,7 +431,8 @@ def run_md_sign_adam(cfg: MDSignAdamConfig, ctx: Context) -> Outcome:
             + "; margin ratio " + ", ".join(f"{n} {np.nanmean(ratio[n]):.3f}" for n in SIGN_ADAM_NORMS),
             "new",
             f"highest mean corr: {best_c}; highest mean margin ratio: {best_r}; per trial the best ratio is "
-            + ", ".join(f"{n} {share[n]:.0%}" for n in SIGN_ADAM_NORMS)))
+            + ", ".join(f"{n} {share[n]:.0%}" for n in SIGN_ADAM_NORMS)
+            + f"; diverged trials (left out): {int(a['diverged'].sum())}"))
     from ..plots.md import sign_adam_figure
 
     with warnings.catch_warnings():
