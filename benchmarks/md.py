@@ -112,13 +112,13 @@ def torch_md_seed(problem: AttentionProblem, W0: np.ndarray, steps: int, p: floa
     return Ws.numpy()
 
 
-def md_local_benchmark(baseline_seeds: int, baseline_steps: int, quick: bool) -> None:
+def md_local_benchmark(baseline_seeds: int, baseline_steps: int, quick: bool, out: Path | None = None) -> None:
     cfg = get("md-local").configure(quick=quick)
     print(f"\n2. md-local ({'quick' if quick else 'full'} settings: {cfg.trials} seeds, p {cfg.ps}, steps {cfg.steps})")
     print(f"   before: {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         c0, t0 = cpu_seconds(), time.perf_counter()
-        run_experiment("md-local", Path(tmp), quick=quick)
+        run_experiment("md-local", out if out is not None else Path(tmp), quick=quick)
         wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     print(f"   attnsvm reproduce md-local: wall {wall:.1f} s, CPU {cpu:.1f} s; after: {load()}")
     total_wall = 0.0
@@ -151,10 +151,11 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=None, help="SVM instances per p (default 20, quick 3)")
     ap.add_argument("--baseline-seeds", type=int, default=None, help="torch seeds timed per p (default 3, quick 1)")
     ap.add_argument("--baseline-steps", type=int, default=1000, help="eager steps timed per seed (default 1000)")
+    ap.add_argument("--out", type=Path, default=None, help="keep the md-local run (report, figures) in this folder")
     args = ap.parse_args()
     print(f"attnsvm benchmark md; {load()}")
     svm_benchmark(args.instances or (3 if args.quick else 20))
-    md_local_benchmark(args.baseline_seeds or (1 if args.quick else 3), args.baseline_steps, args.quick)
+    md_local_benchmark(args.baseline_seeds or (1 if args.quick else 3), args.baseline_steps, args.quick, args.out)
 
 
 if __name__ == "__main__":
