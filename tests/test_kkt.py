@@ -11,8 +11,7 @@ import pytest
 from scipy.optimize import linprog
 
 from attnsvm import AttentionProblem, unit_gaussian
-from attnsvm.kkt import kkt_certificate, parameter_kkt_certificate
-from attnsvm.svm import solve_svm
+from attnsvm.svm import kkt_certificate, lp_norm_name, parameter_kkt_certificate, solve_svm
 
 
 def _problem(seed: int, n: int = 4, T: int = 4, d: int = 6) -> AttentionProblem:
@@ -355,8 +354,9 @@ def test_input_errors() -> None:
         kkt_certificate(pr, W, "l1")  # not diagonal
     with pytest.raises(ValueError, match="theta"):
         kkt_certificate(pr, W[:3], "fro")
-    with pytest.raises(ValueError, match="p"):
-        kkt_certificate(pr, W, "lp", p=1.0)
+    for bad in ("lp:0.5", "lp:inf", "lp:x", "lp"):
+        with pytest.raises(ValueError, match="norm"):
+            kkt_certificate(pr, W, bad)
     with pytest.raises(ValueError, match="selection"):
         kkt_certificate(pr, W, "fro", selection="best")
     with pytest.raises(ValueError, match="params"):
@@ -456,3 +456,48 @@ def test_cli_errors(tmp_path) -> None:
         res = CliRunner().invoke(app, ["kkt", str(out), *args])
         assert res.exit_code == 2 and key in res.output, res.output
         assert "Traceback" not in res.output
+
+
+# ---- entrywise ℓp ("lp:P", "lp-prompt:P") --------------------------------------------------------------------
+
+
+def _cvx_lp_solution(pr: AttentionProblem, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """min ‖W‖_p (entrywise) s.t. ⟨A_it, W⟩ ≥ 1 at opt, by cvxpy (Clarabel)."""
+    sel = pr.optimal_tokens().opt
+    A = _constraint_rows(pr, sel, False).reshape(-1, pr.d * pr.d)
+    w = cp.Variable(pr.d * pr.d)
+    cp.Problem(cp.Minimize(cp.pnorm(w, p)), [A @ w >= 1]).solve(solver="CLARABEL")
+    return w.value.reshape(pr.d, pr.d), sel
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 3.0])
+def test_lp_norms(p: float) -> None:
+    pr = _problem(2, n=3, T=4, d=4)
+    W, sel = _cvx_lp_solution(pr, p)
+    c = kkt_certificate(pr, W, f"lp:{p:g}", selection=sel)
+    assert c.status == "separating" and c.epsilon < 1e-5 and abs(c.gap) < 1e-5
+    # and at the project's own certified ℓp solution
+    own = solve_svm(pr, sel, lp_norm_name(p))
+    assert own.status == "optimal"
+    assert kkt_certificate(pr, own.solution, lp_norm_name(p), selection=sel).epsilon < 1e-6
+    fro = solve_svm(pr, sel, "fro").solution
+    assert kkt_certificate(pr, fro, f"lp:{p:g}", selection=sel).epsilon > 1e-2
+    # invariances (W scale, data scale)
+    c2 = kkt_certificate(_scaled(pr, 2.0), 7.0 * fro, f"lp:{p:g}", selection=sel)
+    c1 = kkt_certificate(pr, fro, f"lp:{p:g}", selection=sel)
+    assert c2.stationarity == pytest.approx(c1.stationarity, rel=1e-7, abs=1e-10)
+    assert c2.complementarity == pytest.approx(c1.complementarity, rel=1e-7, abs=1e-10)
+
+
+def test_lp2_is_frobenius_and_lp_prompt() -> None:
+    pr = _problem(1)
+    rng = np.random.default_rng(0)
+    W = solve_svm(pr, "opt", "fro").solution + 0.05 * rng.standard_normal((pr.d, pr.d))
+    a, b = kkt_certificate(pr, W, "fro"), kkt_certificate(pr, W, "lp:2")
+    assert a.stationarity == pytest.approx(b.stationarity, rel=1e-10)
+    assert a.complementarity == pytest.approx(b.complementarity, rel=1e-10)
+    X = rng.standard_normal((5, 4, 6))
+    pp = AttentionProblem(X=X, Y=np.where(rng.random(5) < 0.5, -1.0, 1.0), v=rng.standard_normal(6))
+    sol = solve_svm(pp, "opt", "l2").solution
+    assert kkt_certificate(pp, sol, "lp-prompt:2").epsilon < 1e-9
+    assert kkt_certificate(pp, sol, "lp-prompt:3").epsilon > 1e-3

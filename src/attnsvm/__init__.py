@@ -21,11 +21,22 @@ from .problem import (
 _enable_x64()
 
 __version__ = "0.1.0"
+
+
+def load_sweep(out, table: str = "trials"):
+    """The results of ``attnsvm sweep ... --out OUT`` as a pandas DataFrame, one row per (point, trial)
+    (``table="records"``: per recorded step). See :func:`attnsvm.sweep.load_sweep`."""
+    from .sweep import load_sweep as _load_sweep
+
+    return _load_sweep(out, table)
+
+
 __all__ = [
     "AttentionProblem",
     "OptimalTokens",
     "generate",
     "load_problem",
+    "load_sweep",
     "p1_joint",
     "p1_loss",
     "p1_multi",

@@ -16,7 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .kkt import DEFAULT_NORM, KKT_NORMS, RANK_TOL, kkt_table
+from .svm import KKT_DEFAULT_NORM as DEFAULT_NORM
+from .svm import KKT_RANK_TOL as RANK_TOL
+from .svm import kkt_norm_variable, kkt_table
 
 
 def _fail(message: str) -> None:
@@ -25,7 +27,7 @@ def _fail(message: str) -> None:
 
 
 def run_kkt(run_dir: Path, norms: list[str] | None = None, selection: str = "reached",
-            rank_tol: float | None = RANK_TOL, p: float | None = None):
+            rank_tol: float | None = RANK_TOL):
     """The certificate table (pandas) of a run directory: one row per (trial, problem).
 
     norms: convex Att-SVMs to certify against; default the config's ``run.references``, else the natural
@@ -56,17 +58,19 @@ def run_kkt(run_dir: Path, norms: list[str] | None = None, selection: str = "rea
     if norms is None:
         norms = list(cfg.run.references) or [DEFAULT_NORM[param]]
     for nm in norms:
-        if nm not in KKT_NORMS:
-            raise ValueError(f"--norm: must be one of {', '.join(KKT_NORMS)}, got {nm!r}")
-        if (nm == "l2") != (param == "prompt"):
-            raise ValueError(f"--norm: {nm!r} does not apply to the {param} model (the prompt model has the l2 "
-                             "SVM of p; W-models have fro, nuclear, l1, lp)")
+        try:
+            variable = kkt_norm_variable(nm)
+        except ValueError as exc:
+            raise ValueError(f"--{exc}") from None
+        if (variable == "prompt") != (param == "prompt"):
+            raise ValueError(f"--norm: {nm!r} does not apply to the {param} model (the prompt model has the l2 / "
+                             "lp-prompt:P SVMs of p; W-models have fro, nuclear, l1 (diagonal), lp:P)")
         if nm == "l1" and param != "diagonal":
             raise ValueError("--norm: l1 is the Att-SVM of diagonal W; this run trains a full W "
                              f"({param}): use fro or nuclear")
     blocks = {"factored": ("K", "Q"), "diagonal": ("k", "q")}.get(param)
     params = {k: arrays[k] for k in blocks} if blocks and all(k in arrays for k in blocks) else None
-    return kkt_table(problems, arrays[key], norms, params=params, selection=selection, rank_tol=rank_tol, p=p)
+    return kkt_table(problems, arrays[key], norms, params=params, selection=selection, rank_tol=rank_tol)
 
 
 def _cell(x) -> str:
@@ -82,9 +86,9 @@ def register(app: typer.Typer) -> None:
     def kkt_cmd(
         run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory of `attnsvm train`.")],
         norm: Annotated[list[str] | None, typer.Option(
-            "--norm", help="Att-SVM norm (repeatable): l2 (prompt) | fro | nuclear | l1 (diagonal) | lp. "
-                           "Default: the config's references, else the parameterization's own.")] = None,
-        p: Annotated[float | None, typer.Option("--p", help="Exponent of the ℓp norm (with --norm lp).")] = None,
+            "--norm", help="Att-SVM norm (repeatable): l2 (prompt) | fro | nuclear | l1 (diagonal) | lp:P | "
+                           "lp-prompt:P (entrywise ℓp, 1 ≤ P < ∞). Default: the config's references, else the "
+                           "parameterization's own.")] = None,
         selection: Annotated[str, typer.Option(
             "--selection", help="reached (argmax attention of each direction) | opt.")] = "reached",
         rank_tol: Annotated[float | None, typer.Option(
@@ -96,7 +100,7 @@ def register(app: typer.Typer) -> None:
         if selection not in ("reached", "opt"):
             _fail(f"--selection: must be 'reached' or 'opt', got {selection!r}")
         try:
-            table = run_kkt(run_dir, norm, selection, rank_tol, p)
+            table = run_kkt(run_dir, norm, selection, rank_tol)
         except ValueError as exc:
             _fail(str(exc))
         if as_json:

@@ -21,9 +21,10 @@ from rich.table import Table
 
 
 def _generators() -> dict[str, Any]:
+    from .ntp import generate_ntp
     from .problem import GENERATORS
 
-    return dict(GENERATORS)
+    return {**GENERATORS, "next-token": generate_ntp}
 
 
 def _params(fn: Any) -> dict[str, inspect.Parameter]:
@@ -146,4 +147,6 @@ def register(app: typer.Typer) -> None:
         args = " ".join(f"{k}={v}" for k, v in kwargs.items())
         console.print(f"{problem!r} from {generator} {args}".rstrip() + f" → {out}", highlight=False,
                       soft_wrap=True)
-        console.print(f"next: attnsvm tokens {out}   |   attnsvm solve {out}", highlight=False, soft_wrap=True)
+        hint = (f"attnsvm solve {out}" if hasattr(problem, "tokens")  # a next-token problem: the graph Att-SVM
+                else f"attnsvm tokens {out}   |   attnsvm solve {out}")
+        console.print(f"next: {hint}", highlight=False, soft_wrap=True)

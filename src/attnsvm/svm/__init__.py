@@ -43,6 +43,7 @@ Layout (private modules; this namespace is the public API):
   entrywise ℓp families ``lp:P`` (W) and ``lp-prompt:P`` (p), 1 ≤ p ≤ ∞ (``lp_norm_name(p)``);
 * ``_solve``: ``solve_svm`` (constraints → the norm's solver → certified result);
 * ``_batch``: ``solve_svm_batch``/``solve_fro_stacked``; ``_vsvm``: v-SVM and relaxed margins;
+* ``_kkt``: ε-KKT certificates of any direction (convex norms and (K, Q) / (k, q) parameter space);
 * ``_multitoken``: the multi-token SVM-equivalence; ``_measures``: ``correlation`` and ``logits`` (NumPy).
 
 Adding a norm (one module + one line here):
@@ -60,7 +61,8 @@ Adding a norm (one module + one line here):
    ``norm_value``, certificates, ``attnsvm solve --norm NAME`` and ``tokens`` then work unchanged;
 4. test it against an independent solver (cvxpy) on random instances, as ``tests/test_svm.py`` does.
 
-Problems that are not a norm over these constraints (a graph SVM, an ε-KKT test) are their own module
+Problems that are not a norm over these constraints (``_graph``: the graph Att-SVM of next-token prediction,
+with equality constraints; an ε-KKT test) are their own module
 with their own result type, built from ``build_constraints``, ``certificate_rows`` and the statuses here.
 """
 
@@ -70,7 +72,11 @@ from __future__ import annotations
 from . import _l2, _fro, _nuclear, _l1, _lp  # noqa: F401  (each registers its norm)  # isort: skip
 from ._batch import SVMBatch, solve_fro_stacked, solve_svm_batch
 from ._certificate import certificate_rows, dual_norm_value, norm_value
-from ._constraints import Constraints, build_constraints, check_margins, check_selection
+from ._constraints import Constraints, build_constraints, check_margins, check_selection, pow2_scale
+from ._graph import GRAPH_NORMS, GraphConstraints, GraphSVMResult, graph_certificate, graph_constraints, solve_graph_svm
+from ._kkt import DEFAULT_NORM as KKT_DEFAULT_NORM
+from ._kkt import RANK_TOL as KKT_RANK_TOL
+from ._kkt import KKTCertificate, kkt_certificate, kkt_norm_variable, kkt_table, parameter_kkt_certificate
 from ._lp import lp_norm, lp_norm_name, margin_ratio, solve_v_svm_lp
 from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
@@ -84,7 +90,7 @@ from ._registry import (
     register_norm,
 )
 from ._results import Certificate, SVMResult
-from ._solve import SUPPORT_TOL, solve_svm
+from ._solve import SUPPORT_TOL, check_tol, constraints_feasible, solve_svm
 from ._status import INACCURATE, INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, SOLVER_ERROR, STATUSES
 from ._vsvm import VSVMResult, relaxed_margins_from_v, solve_v_svm
 
@@ -95,11 +101,16 @@ MATRIX_NORMS: tuple[str, ...] = tuple(n for n in NORMS if get_norm(n).variable !
 
 __all__ = [
     "INACCURATE", "INFEASIBLE", "MATRIX_NORMS", "NORMS", "OPTIMAL", "SOLUTION_PRESENT", "SOLVER_ERROR",
-    "STATUSES", "SUPPORT_TOL",
-    "Certificate", "Constraints", "MultiTokenSVM", "NormSpec", "RawSolution", "SVMBatch", "SVMResult",
+    "STATUSES", "SUPPORT_TOL", "GRAPH_NORMS",
+    "Certificate", "Constraints", "GraphConstraints", "GraphSVMResult", "MultiTokenSVM", "NormSpec",
+    "RawSolution", "SVMBatch", "SVMResult",
     "VSVMResult",
     "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
-    "check_selection", "correlation", "dual_norm_value", "get_norm", "logits", "lp_norm", "lp_norm_name",
-    "margin_ratio", "multitoken_svm", "norm_value", "register_family", "register_norm", "relaxed_margins_from_v",
-    "solve_fro_stacked", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",
+    "check_selection", "check_tol", "constraints_feasible", "correlation", "dual_norm_value", "get_norm",
+    "graph_certificate", "graph_constraints", "logits", "lp_norm", "lp_norm_name", "margin_ratio", "multitoken_svm",
+    "norm_value", "pow2_scale", "register_family", "register_norm", "relaxed_margins_from_v",
+    "solve_fro_stacked", "solve_graph_svm", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",
 ]
+# ε-KKT certificates (own list, so that additions elsewhere do not conflict)
+__all__ += ["KKT_DEFAULT_NORM", "KKT_RANK_TOL", "KKTCertificate", "kkt_certificate", "kkt_norm_variable", "kkt_table",
+            "parameter_kkt_certificate"]

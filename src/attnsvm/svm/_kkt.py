@@ -21,8 +21,9 @@ without solving that problem. Steps, each free of the scale of θ and of the sca
    by NNLS / bounded-variable least squares except for the nuclear norm) picks, among the multipliers that
    represent g, those that are also complementary: with stationarity alone the minimizer is not unique, and
    some minimizers put weight on slack constraints.
-3. **Subdifferentials.** Frobenius / ℓ2: g = θ̃/‖θ̃‖. ℓp (1 < p < ∞, entrywise): g = sign(θ̃)|θ̃|^{p−1} /
-   ‖θ̃‖_p^{p−1}. ℓ1 of the diagonal: g_j = sign(w_j) on the support S, g_j ∈ [−1, 1] off it. Nuclear:
+3. **Subdifferentials.** Frobenius / ℓ2: g = θ̃/‖θ̃‖. Entrywise ℓp, 1 < p < ∞ ("lp:P" on W, "lp-prompt:P"
+   on p): g = sign(θ̃)|θ̃|^{p−1} / ‖θ̃‖_p^{p−1}. ℓ1 of the diagonal (and entrywise ℓ1, "lp:1"):
+   g_j = sign(w_j) on the support S, g_j ∈ [−1, 1] off it. Nuclear:
    ∂‖W‖_* = U Vᵀ + {M : Uᵀ M = 0, M V = 0, ‖M‖₂ ≤ 1} with U, V the singular vectors of the nonzero
    singular values. A trained direction has no exact zeros: its small singular values (ℓ1: entries)
    decay slowly, and which of them count as zero decides the subdifferential. Counting the smallest ones
@@ -55,15 +56,17 @@ import numpy as np
 from scipy.optimize import lsq_linear, minimize, nnls
 from threadpoolctl import ThreadpoolController
 
-from .problem import AttentionProblem
-from .svm import build_constraints, check_selection
+from ..problem import AttentionProblem
+from ._constraints import build_constraints, check_selection
+from ._measures import logits
 
 #: Default rank rule (module docstring, 3): None tries every rank and keeps the smallest ε; a number r_tol
 #: treats singular values (ℓ1: entries) ≤ r_tol × the largest as zero.
 RANK_TOL: float | None = None
 
-#: Norms the certificate knows: the convex Att-SVMs and the two parameter-space problems.
-KKT_NORMS: tuple[str, ...] = ("l2", "fro", "nuclear", "l1", "lp")
+#: Norms the certificate knows, besides the entrywise ℓp families "lp:P" (on W) and "lp-prompt:P" (on p)
+#: for 1 ≤ P < ∞ (the names of attnsvm.svm's ℓp norms); and the two parameter spaces.
+KKT_NORMS: tuple[str, ...] = ("l2", "fro", "nuclear", "l1")
 PARAMETER_SPACES: tuple[str, ...] = ("factored", "diagonal")
 
 
@@ -85,8 +88,8 @@ def _one_blas_thread():
 class KKTCertificate:
     """ε-KKT numbers of one direction against one problem (module docstring: every entry is scale-free).
 
-    problem:          the norm ("fro", "nuclear", "l1", "l2", "lp") or the parameter space ("factored",
-                      "diagonal")
+    problem:          the norm ("fro", "nuclear", "l1", "l2", "lp:P", "lp-prompt:P") or the parameter space
+                      ("factored", "diagonal")
     status:           "separating" | "not_separating"
     stationarity:     ‖Σλ A − g‖_F (convex) / ‖φ̃ − Σλ ∇m‖ / ‖φ̃‖ (parameters)
     complementarity:  Σλ |m − c| / ‖θ̃‖ (convex) / 2 Σλ |m − c| / ‖φ̃‖² (parameters)
@@ -133,19 +136,50 @@ class KKTCertificate:
 # ---- helpers ------------------------------------------------------------------------------------------------
 
 
-def _reached(problem: AttentionProblem, logit_fn) -> np.ndarray:
-    a = np.where(problem.mask, logit_fn, -np.inf)
-    return np.argmax(a, axis=1).astype(np.int64)
+@dataclass(frozen=True)
+class _NormKind:
+    """How the certificate treats one norm: ``variable`` (the constraint vectors: "matrix" D z ᵀ, "diagonal"
+    D ⊙ z, "prompt" Kᵀ D), ``sub`` (the subdifferential: "euclidean" θ/‖θ‖, "smooth" ℓp gradient, "l1" sign
+    on the support and [−1, 1] off it, "nuclear"), ``p`` (the exponent of ℓp), and the name of the
+    constraint family in the norm registry."""
+
+    name: str
+    variable: str
+    sub: str
+    p: float
+    constraints: str
 
 
-def _selection(problem: AttentionProblem, selection, W: np.ndarray, norm: str) -> np.ndarray:
+def _norm_kind(norm: str) -> _NormKind:
+    fixed = {"fro": ("matrix", "euclidean", 2.0, "fro"), "l2": ("prompt", "euclidean", 2.0, "l2"),
+             "nuclear": ("matrix", "nuclear", 1.0, "nuclear"), "l1": ("diagonal", "l1", 1.0, "l1")}
+    if norm in fixed:
+        return _NormKind(norm, *fixed[norm])
+    prefix = next((pre for pre in ("lp:", "lp-prompt:") if isinstance(norm, str) and norm.startswith(pre)), None)
+    if prefix is None:
+        raise ValueError(f"norm: must be one of {KKT_NORMS} or 'lp:P' / 'lp-prompt:P' (entrywise ℓp, 1 ≤ P < ∞), "
+                         f"got {norm!r}")
+    try:
+        pv = float(norm[len(prefix):])
+    except ValueError:
+        raise ValueError(f"norm: cannot read the exponent of {norm!r} (write e.g. 'lp:3' or 'lp:1.5')") from None
+    if not (1.0 <= pv < np.inf):
+        raise ValueError(f"norm: {norm!r} needs 1 ≤ P < ∞ (the ε-KKT certificate of ℓ∞ is not implemented)")
+    prompt = prefix == "lp-prompt:"
+    sub = "l1" if pv == 1.0 else ("euclidean" if pv == 2.0 else "smooth")
+    return _NormKind(norm, "prompt" if prompt else "matrix", sub, pv, "l2" if prompt else "fro")
+
+
+def kkt_norm_variable(norm: str) -> str:
+    """What a norm known to the certificate is posed on: "matrix" (W), "diagonal" (diag(w)) or "prompt" (p);
+    ValueError naming the choices for an unknown norm."""
+    return _norm_kind(norm).variable
+
+
+def _selection(problem: AttentionProblem, selection, W: np.ndarray) -> np.ndarray:
     """"reached" (argmax of the logits of W / p), "opt", or n token indices."""
     if isinstance(selection, str) and selection == "reached":
-        if norm == "l2":
-            logit = problem.prompt_tokens() @ W
-        else:
-            logit = np.einsum("itd,de,ie->it", problem.X, W, problem.queries)
-        return _reached(problem, logit)
+        return np.argmax(logits(problem, W), axis=1).astype(np.int64)
     if isinstance(selection, str) and selection not in ("opt",):
         raise ValueError(f"selection: must be 'reached', 'opt' or {problem.n} token indices, got {selection!r}")
     return check_selection(problem, selection)
@@ -158,21 +192,23 @@ def _finite(name: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _direction(problem: AttentionProblem, theta, norm: str) -> np.ndarray:
-    """θ as the matrix W (d×d) for matrix norms (ℓ1: diag(w), from w or a diagonal W), p for ℓ2."""
+def _direction(problem: AttentionProblem, theta, kind: _NormKind) -> np.ndarray:
+    """θ as the matrix W (d×d) for matrix and diagonal norms (diagonal: diag(w), from w or a diagonal W),
+    p for prompt norms."""
     d = problem.d
     theta = _finite("theta", theta)
-    if norm == "l2":
+    if kind.variable == "prompt":
         dk = problem.keys.shape[1]
         if theta.shape != (dk,):
             raise ValueError(f"theta: the prompt vector p of this problem has shape ({dk},), got {theta.shape}")
         return theta
-    if norm == "l1" and theta.shape == (d,):
+    diag = kind.variable == "diagonal"
+    if diag and theta.shape == (d,):
         return np.diag(theta)
     if theta.shape != (d, d):
-        raise ValueError(f"theta: expected W of shape ({d}, {d})"
-                         + (f" or w of shape ({d},)" if norm == "l1" else "") + f", got {theta.shape}")
-    if norm == "l1":
+        raise ValueError(f"theta: expected W of shape ({d}, {d})" + (f" or w of shape ({d},)" if diag else "")
+                         + f", got {theta.shape}")
+    if diag:
         off = np.abs(theta - np.diag(np.diag(theta))).max()
         if off > 1e-12 * max(np.abs(theta).max(), 1e-300):
             raise ValueError("theta: the ℓ1 Att-SVM is posed on diagonal W = diag(w); W has off-diagonal "
@@ -274,60 +310,54 @@ def _rank_candidates(mags: np.ndarray, rank_tol: float | None) -> list[int]:
 # ---- convex certificate -------------------------------------------------------------------------------------
 
 
-def _norm(theta: np.ndarray, norm: str, p: float | None) -> float:
-    if norm in ("fro", "l2"):
-        return float(np.linalg.norm(theta))
-    if norm == "nuclear":
+def _norm(theta: np.ndarray, kind: _NormKind) -> float:
+    """‖θ‖ of the vector θ (vec W, w or p), or of the matrix W for the nuclear norm."""
+    if kind.sub == "nuclear":
         return float(np.linalg.svd(theta, compute_uv=False).sum())
-    if norm == "l1":
-        return float(np.abs(np.diag(theta)).sum())
-    return float(np.sum(np.abs(theta) ** p) ** (1.0 / p))
+    a = np.abs(theta).ravel()
+    top = float(a.max())
+    return top * float(np.sum((a / top) ** kind.p) ** (1.0 / kind.p)) if top > 0 else 0.0
 
 
-def _dual_norm(G: np.ndarray, norm: str, p: float | None) -> float:
-    if norm in ("fro", "l2"):
-        return float(np.linalg.norm(G))
-    if norm == "nuclear":
+def _dual_norm(G: np.ndarray, kind: _NormKind) -> float:
+    """The dual norm: spectral for nuclear, ℓq (1/p + 1/q = 1) entrywise otherwise."""
+    if kind.sub == "nuclear":
         return float(np.linalg.norm(G, 2))
-    if norm == "l1":
-        return float(np.abs(G).max())
-    q = p / (p - 1.0)
-    return float(np.sum(np.abs(G) ** q) ** (1.0 / q))
+    a = np.abs(G).ravel()
+    top = float(a.max())
+    if kind.p == 1.0 or top == 0.0:
+        return top
+    q = kind.p / (kind.p - 1.0)
+    return top * float(np.sum((a / top) ** q) ** (1.0 / q))
 
 
 def kkt_certificate(problem: AttentionProblem, theta, norm: str = "fro", selection="reached", margins=None,
-                    rank_tol: float | None = RANK_TOL, p: float | None = None) -> KKTCertificate:
+                    rank_tol: float | None = RANK_TOL) -> KKTCertificate:
     """ε-KKT certificate of the direction ``theta`` for the Att-SVM min ‖θ‖ s.t. ⟨A_k, θ⟩ ≥ c_k.
 
-    theta: W (d×d) for "fro" / "nuclear" / "lp", w (d,) or diag(w) for "l1", the prompt vector p for "l2".
+    norm: "fro", "nuclear", "l1" (diagonal W), "l2" (prompt p), or the entrywise ℓp norms "lp:P" (on W) /
+    "lp-prompt:P" (on p), 1 ≤ P < ∞.
+    theta: W (d×d) for the norms on W, w (d,) or diag(w) for "l1", the prompt vector p for prompt norms.
     selection: "reached" (argmax of the logits of θ; default), "opt", or n token indices.
     margins: c (n,), default 1. rank_tol: None (default) tries every rank of the nuclear subdifferential
     (ℓ1: every support size, largest entries first) and reports the one with the smallest ε; a number
-    treats singular values (ℓ1: entries) ≤ rank_tol × the largest as zero. p: the exponent of the
-    entrywise ℓp norm (norm="lp", 1 < p < ∞).
+    treats singular values (ℓ1: entries) ≤ rank_tol × the largest as zero.
     Every reported number is invariant to rescaling θ and to rescaling the data (module docstring).
     """
     with _one_blas_thread():
-        return _kkt_certificate(problem, theta, norm, selection, margins, rank_tol, p)
+        return _kkt_certificate(problem, theta, _norm_kind(norm), selection, margins, rank_tol)
 
 
-def _kkt_certificate(problem, theta, norm, selection, margins, rank_tol, p) -> KKTCertificate:
-    if norm not in KKT_NORMS:
-        raise ValueError(f"norm: must be one of {KKT_NORMS}, got {norm!r}")
-    if norm == "lp":
-        if p is None or not np.isfinite(p) or p <= 1.0:
-            raise ValueError(f"p: the ℓp norm needs a finite exponent p > 1, got {p!r}")
-        p = float(p)
+def _kkt_certificate(problem, theta, kind: _NormKind, selection, margins, rank_tol) -> KKTCertificate:
     if rank_tol is not None and not 0.0 <= rank_tol < 1.0:
         raise ValueError(f"rank_tol: must be None (choose the rank) or in [0, 1), got {rank_tol}")
-    W = _direction(problem, theta, norm)
+    W = _direction(problem, theta, kind)
     if not np.any(W):
         raise ValueError("theta: the zero direction has no margin to scale")
-    sel = _selection(problem, selection, W, norm)
-    cons_norm = "fro" if norm == "lp" else norm
-    cons = build_constraints(problem, sel, cons_norm, margins)
+    sel = _selection(problem, selection, W)
+    cons = build_constraints(problem, sel, kind.constraints, margins)
     n, T = cons.valid.shape
-    name = norm
+    name = kind.name
     if cons.rows.shape[0] == 0:
         raise ValueError("selection: there are no constraints (every sequence has a single real token)")
     vec = cons.solution_to_vector(W)
@@ -339,15 +369,13 @@ def _kkt_certificate(problem, theta, norm, selection, margins, rank_tol, p) -> K
     Wt = W / s
     vt = vec / s
     mt = m / s
-    val = _norm(Wt, norm, p)
+    val = _norm(Wt if kind.sub == "nuclear" else vt, kind)
     margin = 1.0 / val  # = min_k (m_k / c_k) / ‖θ‖
     w_row = np.abs(mt - c) / val  # complementarity row: Σλ|m − c|/‖θ̃‖
     rank, discarded = -1, 0.0
-    if norm in ("fro", "l2", "lp"):
-        if norm == "lp":
-            g = np.sign(vt) * np.abs(vt) ** (p - 1.0) / val ** (p - 1.0)
-        else:
-            g = vt / val
+    if kind.sub in ("euclidean", "smooth"):
+        # the norm is differentiable at θ̃ ≠ 0: g = ∇‖θ̃‖ = sign(θ̃)|θ̃/‖θ̃‖|^{p−1} (θ̃/‖θ̃‖ for p = 2)
+        g = np.sign(vt) * (np.abs(vt) / val) ** (kind.p - 1.0)
         a = float(np.linalg.norm(A, axis=1).max()) or 1.0
         u = _nnls_rows(np.vstack([A.T / a, w_row[None, :] / a]), np.append(g, 0.0))
         lam = u / a
@@ -357,7 +385,7 @@ def _kkt_certificate(problem, theta, norm, selection, margins, rank_tol, p) -> K
         # every rank r is tried and the smallest ε kept (ε includes 2·discarded, the ε-subgradient slack)
         a = float(np.linalg.norm(A, axis=1).max()) or 1.0
         As, ws = A / a, w_row / a
-        if norm == "l1":
+        if kind.sub == "l1":
             order = np.argsort(-np.abs(vt), kind="stable")
             mags = np.abs(vt)[order]
         else:
@@ -368,7 +396,7 @@ def _kkt_certificate(problem, theta, norm, selection, margins, rank_tol, p) -> K
             disc = float(mags[r:].sum() / total)
             if best is not None and 2.0 * disc >= best[0]:
                 break  # fewer kept directions only add slack
-            if norm == "l1":
+            if kind.sub == "l1":
                 big = np.zeros(vt.size, bool)
                 big[order[:r]] = True
                 lam_r, g_r = _l1_fit(As, ws, vt, big)
@@ -383,7 +411,7 @@ def _kkt_certificate(problem, theta, norm, selection, margins, rank_tol, p) -> K
         G = A.T @ lam
     stat = float(np.linalg.norm(G - g))
     comp = float(w_row @ lam)
-    dual = _dual_norm(G.reshape(Wt.shape) if norm == "nuclear" else G, norm, p)
+    dual = _dual_norm(G.reshape(Wt.shape) if kind.sub == "nuclear" else G, kind)
     lower = float(c @ lam) / dual if dual > 0 else 0.0
     gap = 1.0 - lower / val
     return KKTCertificate(problem=name, status="separating", stationarity=stat, complementarity=comp,
@@ -423,7 +451,7 @@ def _parameter_kkt(problem, params, selection, margins) -> KKTCertificate:
         raise ValueError(f"params: give factored {{'K', 'Q'}} or diagonal {{'k', 'q'}} blocks, got {sorted(params)}")
     if not np.any(W):
         raise ValueError("params: W(φ) = 0 has no margin to scale")
-    sel = _selection(problem, selection, W, "fro")
+    sel = _selection(problem, selection, W)
     cons = build_constraints(problem, sel, "fro" if space == "factored" else "l1", margins)
     n, T = cons.valid.shape
     A, c = cons.rows, cons.rhs
@@ -470,8 +498,7 @@ PARAMETER_SPACE = {"factored": "factored", "diagonal": "diagonal"}
 
 
 def kkt_table(problems: list[AttentionProblem], directions: np.ndarray, norms: list[str],
-              params: dict[str, np.ndarray] | None = None, selection="reached", rank_tol: float | None = RANK_TOL,
-              p: float | None = None):
+              params: dict[str, np.ndarray] | None = None, selection="reached", rank_tol: float | None = RANK_TOL):
     """One row per (trial, problem) with the certificate numbers (a pandas DataFrame).
 
     problems: one per trial, or a single shared one. directions: (B, d, d) W (or (B, d') prompt vectors p).
@@ -493,7 +520,7 @@ def kkt_table(problems: list[AttentionProblem], directions: np.ndarray, norms: l
             theta = directions[b]
             if norm == "l1" and theta.ndim == 2:
                 theta = np.diag(theta)
-            certs.append(kkt_certificate(pr, theta, norm, sel, rank_tol=rank_tol, p=p))
+            certs.append(kkt_certificate(pr, theta, norm, sel, rank_tol=rank_tol))
         if params:
             certs.append(parameter_kkt_certificate(pr, {k: np.asarray(v)[b] for k, v in params.items()}, sel))
         for c in certs:
@@ -502,4 +529,4 @@ def kkt_table(problems: list[AttentionProblem], directions: np.ndarray, norms: l
 
 
 __all__ = ["DEFAULT_NORM", "KKTCertificate", "KKT_NORMS", "PARAMETER_SPACES", "RANK_TOL", "kkt_certificate",
-           "kkt_table", "parameter_kkt_certificate"]
+           "kkt_norm_variable", "kkt_table", "parameter_kkt_certificate"]
