@@ -9,7 +9,7 @@ import numpy as np
 
 from ..problem import AttentionProblem
 from ._certificate import certificate_rows
-from ._constraints import Constraints, build_constraints
+from ._constraints import Constraints, build_constraints, pow2_scale
 from ._ldp import farkas_lp, least_distance, zero_row_farkas
 from ._registry import RawSolution, get_norm
 from ._results import NO_CERTIFICATE, Certificate, SVMResult
@@ -119,13 +119,19 @@ def _solution_result(cons: Constraints, raw: RawSolution, tol: float, sigma: flo
 def constraints_feasible(cons: Constraints) -> bool | None:
     """Whether ⟨A_k, θ⟩ ≥ c_k has a solution (the answer is the same for every norm): True (the exact
     least-distance solver found one), False (verified Farkas certificate), None (undecided)."""
-    ucons, _ = cons.unit_scaled()
-    if ucons.rows.shape[0] and zero_row_farkas(ucons.rows, ucons.rhs) is not None:
+    return rows_feasible(cons.rows, cons.rhs)
+
+
+def rows_feasible(A: np.ndarray, c: np.ndarray) -> bool | None:
+    """Whether Aθ ≥ c has a solution, decided at unit scale: True, False (verified Farkas certificate) or
+    None (undecided)."""
+    A = A / pow2_scale(A)
+    if A.shape[0] and zero_row_farkas(A, c) is not None:
         return False
-    r = least_distance(ucons.rows, ucons.rhs)
+    r = least_distance(A, c)
     if r.status != INFEASIBLE:
         return True
-    if farkas_lp(ucons.rows, ucons.rhs) is not None:
+    if farkas_lp(A, c) is not None:
         return False
     return True if r.den > 0 else None
 
