@@ -115,10 +115,70 @@ def test_list_shows_every_id():
         assert i in res.output
 
 
-def test_reproduce_all_quick(tmp_path):
-    """`attnsvm reproduce --all --quick`, as CI runs it: every experiment, a summary report, no failure.
+def _label_texts(fig) -> list[str]:
+    """Every title, axis label and legend entry of a figure."""
+    out = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else []
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+    return [t for t in out if t]
+
+
+def _check_figure_style(name: str, fig) -> None:
+    """The package's figure rules, checked on the Figure objects the run saved."""
+    import re
+
+    from matplotlib.colors import to_hex
+
+    from attnsvm.plots.common import PALETTE
+
+    allowed = {to_hex(c) for c in PALETTE} | {"#000000"}
+    for ax in fig.axes:
+        # no empty panel, no legend inside a panel
+        assert ax.get_visible() and (ax.lines or ax.collections), f"{name}: empty panel {ax.get_title()!r}"
+        assert ax.get_legend() is None, f"{name}: legend inside panel {ax.get_title()!r}"
+        for line in ax.lines:
+            c = line.get_color()
+            # palette colours, greys, or a sequential colour map (ordered quantities such as C)
+            r, g, b = (int(to_hex(c)[i:i + 2], 16) for i in (1, 3, 5))
+            assert to_hex(c) in allowed or max(r, g, b) - min(r, g, b) < 8 or name == "p1_loss_paths", \
+                f"{name}: colour {to_hex(c)} outside the palette"
+        # integer axes get integer ticks
+        for axis, label in ((ax.xaxis, ax.get_xlabel()), (ax.yaxis, ax.get_ylabel())):
+            if axis.get_scale() == "linear" and (label in ("step", "NGD step", "$d$") or "rank" in label):
+                ticks = [t for t in axis.get_majorticklocs() if np.isfinite(t)]
+                assert np.allclose(ticks, np.round(ticks)), f"{name}: non-integer ticks {ticks} on {label!r}"
+        # convergence (1 − corr / 1 − cos) is drawn on a log axis
+        if re.search(r"1\s*[−-]\s*\\?(mathrm\{corr|cos)|1-\\(mathrm\{corr\}|cos)", ax.get_ylabel()):
+            assert ax.get_yscale() == "log", f"{name}: {ax.get_ylabel()!r} not on a log axis"
+        # bands of a correlation never rise above 1
+        if "corr" in ax.get_ylabel() and ax.get_yscale() == "linear":
+            for coll in ax.collections:
+                for path in coll.get_paths():
+                    assert path.vertices[:, 1].max() <= 1 + 1e-12, f"{name}: band above 1"
+    for text in _label_texts(fig):
+        plain = re.sub(r"\$[^$]*\$", "", text)  # outside mathtext: no TeX-like sub/superscripts
+        assert not re.search(r"[A-Za-z)]_[A-Za-z0-9{]|\^[A-Za-z{]", plain), f"{name}: plain-text maths {text!r}"
+
+
+def test_reproduce_all_quick(tmp_path, monkeypatch):
+    """`attnsvm reproduce --all --quick`, as CI runs it: every experiment, a summary report, no failure; every
+    figure rendered (PNG and PDF) and following the package's figure rules.
 
     The per-experiment tests assert the quick numbers; this checks the command that runs them all."""
+    import matplotlib as mpl
+    import matplotlib.image
+
+    import attnsvm.plots.common as common
+
+    saved: dict[str, object] = {}
+    real_save = common.save_figure
+
+    def recording_save(fig, folder, name):
+        saved[name] = fig
+        return real_save(fig, folder, name)
+
+    monkeypatch.setattr(common, "save_figure", recording_save)
+    rc_before = dict(mpl.rcParams)
     out = tmp_path / "all"
     res = runner.invoke(app, ["reproduce", "--all", "--quick", "--no-progress", "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -126,6 +186,34 @@ def test_reproduce_all_quick(tmp_path):
     for i in IDS:
         assert (out / i / "report.md").exists() and f"[{i}]({i}/report.md)" in summary
         assert list((out / i / "figures").glob("*.png")), i
+        assert "Where the time went: compile" in (out / i / "report.md").read_text()
+    # where the time goes: one row per experiment and a total, the categories adding up to each wall time
+    table = summary.split("## Where the time goes (s)")[1].split("##")[0].strip().splitlines()
+    assert table[0] == "| experiment | total | compile | run | solvers | figures | io | workers |"
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert [r[0] for r in rows] == [*IDS, "all"]
+    for r in rows:
+        assert abs(sum(float(x) for x in r[2:]) - float(r[1])) <= 0.05 * len(r), r  # rounding of the cells
+    # the style is applied inside the plotting functions only
+    assert {k: v for k, v in mpl.rcParams.items() if rc_before.get(k) != v} == {}
+    pngs = sorted(out.glob("*/figures/*.png"))
+    assert {p.stem for p in pngs} == set(saved) and len(saved) >= len(IDS)
+    for png in pngs:
+        assert png.with_suffix(".pdf").stat().st_size > 1000
+        img = matplotlib.image.imread(png)
+        assert img.shape[0] > 300 and img.shape[1] > 500, png.name
+        assert float(img[..., :3].std()) > 0.05, f"{png.name} is blank"
+        _check_figure_style(png.stem, saved[png.stem])
+
+
+def test_importing_plots_changes_no_global_state():
+    # copies, not dict(rcParams): reading rcParams["backend"] would itself resolve the backend
+    code = ("import matplotlib as mpl; b = mpl.rcParams._get_backend_or_none(); rc = mpl.rcParams.copy(); "
+            "import attnsvm, attnsvm.plots.p1, attnsvm.plots.p2, attnsvm.plots.p3; "
+            "assert mpl.rcParams._get_backend_or_none() == b, 'backend changed'; "
+            "assert dict(mpl.rcParams.copy()) == dict(rc), 'rcParams changed'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
 
 
 # ---- integrity of the trial store -------------------------------------------------------------------------
@@ -340,3 +428,12 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
     assert "interrupted" in text and f"attnsvm reproduce p1-loss --quick --out {out}` resumes" in text
     assert json.loads((out / "run.json").read_text())["status"] == "running"  # resumable, not failed
     assert len(list((out / "trials" / "x").glob("*.json"))) == 2
+
+
+def test_misspelled_experiment_key_suggests_the_right_one(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("trails = 3\n")
+    res = runner.invoke(app, ["reproduce", "p3-local", "--config", str(bad), "--no-progress", "--out",
+                              str(tmp_path / "x")])
+    assert res.exit_code == 2 and "trails: unknown key (did you mean 'trials'?)" in " ".join(res.output.split())
+    assert not (tmp_path / "x").exists()

@@ -19,8 +19,15 @@ from rich.table import Table
 from .cli_ntp import solve_ntp
 from .ntp import is_ntp_file
 from .problem import AttentionProblem, load_problem
+from .progress import make_progress
 from .svm import INFEASIBLE, NORMS, SUPPORT_TOL, SVMResult, get_norm, lp_norm_name, relaxed_margins_from_v, solve_svm
-from .tokens import MAX_SELECTIONS, default_norm, enumerate_locally_optimal, is_locally_optimal, selection_from_W
+from .tokens import (
+    default_max_selections,
+    default_norm,
+    is_locally_optimal,
+    search_locally_optimal,
+    selection_from_W,
+)
 
 
 def parse_selection(problem: AttentionProblem, spec: str) -> str | np.ndarray:
@@ -56,7 +63,8 @@ def solve_payload(problem: AttentionProblem, result: SVMResult, locally_optimal:
     """The JSON object of ``attnsvm solve --json``."""
     out = result.to_dict()
     out["certificate"] = {k: _json_number(getattr(result.certificate, k))
-                          for k in ("primal", "dual", "complementarity", "gap", "lower", "upper")}
+                          for k in ("primal", "dual", "complementarity", "gap", "lower", "upper", "scale",
+                                    "relative_gap")}
     out["locally_optimal"] = bool(locally_optimal)
     out["scores"] = [[_json_number(g) for g in row] for row in problem.scores()]
     return out
@@ -122,6 +130,20 @@ def _norm_for(problem: AttentionProblem, norm: str | None, p: float | None = Non
     return nm
 
 
+def check_tol_option(tol: float) -> float:
+    """--tol: a finite number ≥ 0 (the support-token tolerance on ⟨A_it, θ⟩ − c_i, margins being 1)."""
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"--tol: must be a finite number ≥ 0 (tolerance on ⟨A_it,θ⟩ − c_i), got {tol}; "
+                         f"the default is {SUPPORT_TOL:g}")
+    return float(tol)
+
+
+def check_positive_int(value: int, name: str) -> int:
+    if value < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {value}")
+    return int(value)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``solve`` and ``tokens`` commands to ``app``."""
 
@@ -148,6 +170,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
+            tol = check_tol_option(tol)
             if is_ntp_file(problem_path):
                 if (select != "opt" and not select.startswith("argmax:")) or relax_from_v or p_exp is not None:
                     raise ValueError("--select/--relax-from-v/--p: a next-token problem takes --select opt (its "
@@ -174,23 +197,42 @@ def register(app: typer.Typer) -> None:
         norm: Annotated[str | None, typer.Option(
             "--norm", help="SVM norm of the local-optimality test (default l2 for prompt, fro otherwise).")
         ] = None,
-        max_selections: Annotated[int, typer.Option(
-            "--max-selections", help="Enumerate locally-optimal selections only up to this many candidates."
-        )] = MAX_SELECTIONS,
+        max_selections: Annotated[int | None, typer.Option(
+            "--max-selections", help="Search only when at most this many candidate selections remain after "
+                                     "pruning (default 2000000 for fro/l2, 20000 for nuclear/l1).")] = None,
+        tol: Annotated[float, typer.Option("--tol", help="Support-token tolerance on ⟨A_it,θ⟩ − c_i.")
+                       ] = SUPPORT_TOL,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                               help="Progress of the search on stderr.")] = True,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Scores γ_it, optimal tokens (ties reported) and every locally-optimal selection with its margin."""
         try:
+            tol = check_tol_option(tol)
+            if max_selections is not None:
+                max_selections = check_positive_int(max_selections, "--max-selections")
             problem = load_problem(problem_path)
             nm = _norm_for(problem, norm)
             top = problem.optimal_tokens()
+            cap = default_max_selections(nm) if max_selections is None else max_selections
+            bar = make_progress(Console(stderr=True), enabled=progress, unit="selections")
+            stats = None
             try:
-                local = enumerate_locally_optimal(problem, nm, max_selections=max_selections)
+                if bar is None:
+                    local, stats = search_locally_optimal(problem, nm, tol, cap)
+                else:
+                    with bar:
+                        task = bar.add_task("locally-optimal search", total=None)
+
+                        def tick(done: int, total: int) -> None:
+                            bar.update(task, total=total, completed=done)
+
+                        local, stats = search_locally_optimal(problem, nm, tol, cap, progress=tick)
                 skipped = ""
             except ValueError as exc:
-                if "max_selections" not in str(exc):
+                if not str(exc).startswith("max_selections"):
                     raise
-                local, skipped = None, str(exc)
+                local, skipped = None, str(exc).replace("max_selections", "--max-selections")
         except (ValueError, FileNotFoundError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
@@ -205,6 +247,9 @@ def register(app: typer.Typer) -> None:
                     {"selection": s.selection.tolist(), "value": s.value, "margin": s.margin,
                      "globally_optimal": s.globally_optimal} for s in local],
                 "skipped": skipped or None,
+                "search": None if stats is None else {
+                    "candidates": list(stats.candidates), "total": stats.total, "pruned": stats.pruned,
+                    "screened": stats.screened, "solved": stats.solved, "seconds": stats.seconds},
             }
             typer.echo(json.dumps(payload, allow_nan=False))
             return
@@ -229,3 +274,8 @@ def register(app: typer.Typer) -> None:
             lt.add_row(",".join(map(str, s.selection.tolist())), _fmt(s.value), _fmt(s.margin),
                        "yes" if s.globally_optimal else "")
         console.print(lt)
+        if stats is not None:
+            console.print(f"searched {stats.total} candidate selections (per-sequence candidate tokens "
+                          f"{list(stats.candidates)}; {stats.pruned} pruned as infeasible prefixes, "
+                          f"{stats.screened} decided by the reduced exact test, {stats.solved} full solves) "
+                          f"in {stats.seconds:.1f} s", highlight=False)

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..problem import AttentionProblem
-from ._constraints import check_margins, check_selection
-from ._ldp import least_distance
-from ._solve import SUPPORT_TOL
-from ._status import INFEASIBLE, OPTIMAL
+from ._constraints import check_margins, check_selection, pow2_scale
+from ._euclidean import CERT_TOL_EXACT
+from ._ldp import farkas_lp, least_distance, zero_row_farkas
+from ._solve import SUPPORT_TOL, check_tol
+from ._status import INACCURATE, INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, SOLVER_ERROR
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,12 @@ def solve_fro_stacked(X: np.ndarray, Z: np.ndarray | None, selections: np.ndarra
     as the constraint vectors themselves, i.e. the ℓ2 (prompt) problem with X already multiplied by K.
 
     Constraint rows are built for every (i, t) at once; the non-constraints (t = α_i, masked t) become
-    zero rows with right-hand side 0, which NNLS never activates. Each instance is one NNLS on an m×m
-    factor (m = nT); certificates are computed for the whole batch at once.
+    zero rows with right-hand side 0, which NNLS never activates. Each instance is solved at unit scale
+    (rows divided by a power of two, undone exactly) and certified as in :func:`solve_svm`: statuses OPTIMAL,
+    INACCURATE, INFEASIBLE (verified Farkas certificate in ``farkas``) or SOLVER_ERROR. Each instance is
+    one NNLS on an m×m factor (m = nT); certificates are computed for the whole batch at once.
     """
+    tol = check_tol(tol)
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 4:
         raise ValueError(f"X: expected (B, n, T, d), got shape {X.shape}")
@@ -64,7 +68,7 @@ def solve_fro_stacked(X: np.ndarray, Z: np.ndarray | None, selections: np.ndarra
     if not np.all(mask[bi, ii, sel]):
         raise ValueError("selections: a selected token is masked (padding)")
     c = np.ones((B, n)) if margins is None else np.asarray(margins, dtype=np.float64)
-    if c.shape != (B, n) or np.any(c < 0):
+    if c.shape != (B, n) or not np.all(np.isfinite(c)) or np.any(c < 0):
         raise ValueError(f"margins: expected non-negative array of shape ({B}, {n}), got {c.shape}")
     Xm = np.where(mask[..., None], X, 0.0)
     D = Xm[bi, ii, sel][:, :, None, :] - Xm  # (B, n, T, d)
@@ -83,18 +87,30 @@ def solve_fro_stacked(X: np.ndarray, Z: np.ndarray | None, selections: np.ndarra
         norm = "fro"
     A = A * valid.reshape(B, n * T, 1)
     rhs = (c[:, :, None] * valid).reshape(B, n * T)
+    # every instance at unit scale (a power of two per instance, exact both ways; see Constraints.unit_scaled)
+    sigma = np.array([pow2_scale(D[b][valid[b]]) * (1.0 if Z is None else pow2_scale(Z[b])) for b in range(B)])
+    A = A / sigma[:, None, None]
     p = A.shape[2]
     theta = np.zeros((B, p))
     lam = np.zeros((B, n * T))
     farkas = np.zeros((B, n * T))
-    feasible = np.ones(B, bool)
+    status = np.full(B, OPTIMAL, dtype="<U16")
     for b in range(B):  # one NNLS per instance; everything around it is batched
         r = least_distance(A[b], rhs[b])
-        if r.status == INFEASIBLE:
-            feasible[b] = False
-            farkas[b] = r.farkas
-        else:
+        if r.status != INFEASIBLE:
             theta[b], lam[b] = r.theta, r.lam
+            continue
+        rows = valid[b].reshape(-1)
+        far = zero_row_farkas(A[b][rows], rhs[b][rows])
+        far = farkas_lp(A[b][rows], rhs[b][rows]) if far is None else far
+        if far is not None:
+            status[b] = INFEASIBLE
+            farkas[b, rows] = far
+        elif r.den > 0:  # feasible with a huge solution: the certificate decides below
+            lam[b] = r.u / r.den
+            theta[b] = A[b].T @ lam[b]
+        else:
+            status[b] = SOLVER_ERROR
     s = np.einsum("bmp,bp->bm", A, theta)
     slack = s - rhs
     G = np.einsum("bmp,bm->bp", A, np.maximum(lam, 0))
@@ -106,15 +122,20 @@ def solve_fro_stacked(X: np.ndarray, Z: np.ndarray | None, selections: np.ndarra
     gnorm = np.linalg.norm(G, axis=1)
     lower = np.divide(np.einsum("bm,bm->b", np.maximum(lam, 0), rhs), gnorm, out=np.zeros(B), where=gnorm > 0)
     gap = value - lower
-    status = np.where(feasible, OPTIMAL, INFEASIBLE)
-    nanB = np.where(feasible, 1.0, np.nan)
+    # the certificate test of solve_svm, at unit scale
+    lim, big = CERT_TOL_EXACT, np.maximum(1.0, value)
+    certified = (primal <= lim) & (dual <= lim * big) & (np.abs(gap) <= lim * big)
+    status[(status == OPTIMAL) & ~certified] = INACCURATE
+    has = np.isin(status, list(SOLUTION_PRESENT))
+    nanB = np.where(has, 1.0, np.nan)
     return SVMBatch(
-        status=status, norm=norm, value=np.where(feasible, value, np.inf),
-        solution=(theta * nanB[:, None]).reshape((B, *sol_shape)), duals=lam.reshape(B, n, T),
-        active=(valid & (slack.reshape(B, n, T) <= tol)) & feasible[:, None, None],
+        status=status, norm=norm, value=np.where(has, value / sigma, np.where(status == INFEASIBLE, np.inf, np.nan)),
+        solution=((theta / sigma[:, None]) * nanB[:, None]).reshape((B, *sol_shape)),
+        duals=(lam / sigma[:, None] / sigma[:, None]).reshape(B, n, T),
+        active=(valid & (slack.reshape(B, n, T) <= tol)) & has[:, None, None],
         margin=np.where(valid, s.reshape(B, n, T), np.nan), selection=sel, margins=c,
-        primal=primal * nanB, dual=dual * nanB, complementarity=comp * nanB, gap=gap * nanB,
-        farkas=farkas.reshape(B, n, T))
+        primal=primal * nanB, dual=dual / sigma * nanB, complementarity=comp / sigma / sigma * nanB,
+        gap=gap / sigma * nanB, farkas=farkas.reshape(B, n, T))
 
 
 def solve_svm_batch(problems: Sequence[AttentionProblem] | tuple[np.ndarray, np.ndarray | None],

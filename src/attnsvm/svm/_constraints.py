@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,11 +58,42 @@ class Constraints:
             return np.diag(sol).copy() if sol.ndim == 2 else sol
         return sol
 
+    def unit_scaled(self) -> tuple[Constraints, float]:
+        """The same constraints with every A_k divided by a power of two σ: returns (scaled constraints, σ).
+
+        σ = σ_D·σ_z, with σ_D, σ_z the powers of two that bring the largest entry of the differences D_it
+        (of the constraints) and of the queries z_i into [1/2, 1).
+
+        Solvers see data of unit scale whatever the scale of X and Z, so their tolerances are relative.
+        The solution of the scaled problem θ' gives θ = θ'/σ, and its multipliers λ' give λ = λ'/σ²
+        (G = Σλ_k A_k ∈ ∂½‖θ‖² is homogeneous of degree one). σ is a power of two, so both divisions are
+        exact: the rows of X, Z × 2^k are bit for bit those of X, Z. The differences D and the queries z
+        are scaled separately (by powers of two whose product is σ) for solvers that use them directly.
+        """
+        sd = pow2_scale(self.diffs[self.valid])
+        sz = 1.0 if self.queries is None else pow2_scale(self.queries)
+        sigma = sd * sz
+        if sigma == 1.0:
+            return self, 1.0
+        return replace(self, diffs=self.diffs / sd, queries=None if self.queries is None else self.queries / sz,
+                       rows=self.rows / sigma), sigma
+
     def scatter(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
         """(m,) per-constraint values → (n, T) with ``fill`` where (i, t) is not a constraint."""
         out = np.full(self.valid.shape, fill, dtype=np.result_type(values, type(fill)))
         out[self.valid] = values
         return out
+
+
+def pow2_scale(a: np.ndarray) -> float:
+    """The power of two 2^e with max|a| ∈ [2^(e−1), 2^e) (1 for an empty or all-zero array)."""
+    m = float(np.max(np.abs(a))) if a.size else 0.0
+    if m == 0.0:
+        return 1.0
+    if not np.isfinite(m):
+        raise ValueError("problem: the constraint vectors are not finite (X or Z holds inf or NaN, or "
+                         "their products overflow float64); rescale the data")
+    return float(np.ldexp(1.0, int(np.frexp(m)[1])))
 
 
 def check_selection(problem: AttentionProblem, selection) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 from ._constraints import Constraints
 from ._ldp import farkas_lp, least_distance
 from ._registry import RawSolution
-from ._status import INACCURATE, INFEASIBLE, OPTIMAL
+from ._status import INFEASIBLE, OPTIMAL, SOLVER_ERROR
 
 #: certificate tolerance of the exact solvers
 CERT_TOL_EXACT = 1e-8
@@ -21,11 +21,17 @@ def solve_least_distance(cons: Constraints, options: Mapping[str, Any]) -> RawSo
     r = least_distance(cons.rows, cons.rhs)
     if r.status == INFEASIBLE:
         farkas = farkas_lp(cons.rows, cons.rhs)
-        if farkas is None:
-            # NNLS saw ‖θ‖ > 1e6 but no exact certificate exists: report the huge solution as inaccurate.
-            return RawSolution(INACCURATE, cons.rows.T @ (r.farkas * 1e12), r.farkas * 1e12, "nnls",
-                               "near-infeasible: ‖θ‖ > 1e6 and no Farkas certificate")
-        return RawSolution(INFEASIBLE, None, None, "nnls+highs", "", farkas=farkas)
+        if farkas is not None:
+            return RawSolution(INFEASIBLE, None, None, "nnls+highs", "", farkas=farkas)
+        if r.den > 0:
+            # NNLS sees ‖θ‖ > 1e6 (on data of unit scale) and no Farkas certificate exists: the problem is
+            # feasible with a huge solution θ = Aᵀu/(1 − cᵀu); its certificate says how accurate it is.
+            lam = r.u / r.den
+            return RawSolution(OPTIMAL, cons.rows.T @ lam, lam, "nnls",
+                               f"near-infeasible: ‖θ‖ ≈ {np.sqrt(1 / r.den - 1):.3g} at unit data scale, "
+                               "no Farkas certificate")
+        return RawSolution(SOLVER_ERROR, None, None, "nnls+highs",
+                           "NNLS reached cᵀu ≥ 1 but no Farkas certificate exists: the least-distance solve failed")
     return RawSolution(OPTIMAL, r.theta, r.lam, "nnls")
 
 

@@ -11,7 +11,7 @@ from scipy.optimize import linprog
 from ._constraints import Constraints
 from ._euclidean import CERT_TOL_EXACT
 from ._registry import NormSpec, RawSolution, register_norm
-from ._status import INACCURATE, INFEASIBLE, OPTIMAL
+from ._status import INFEASIBLE, OPTIMAL, SOLVER_ERROR
 
 
 def l1_value(w: np.ndarray) -> float:
@@ -30,7 +30,7 @@ def solve_l1(cons: Constraints, options: Mapping[str, Any]) -> RawSolution:
     if res.status == 2:
         return RawSolution(INFEASIBLE, None, None, "highs", f"HiGHS: {res.message}")
     if res.status != 0:
-        return RawSolution(INACCURATE, np.full(p, np.nan), np.zeros(m), "highs", f"HiGHS: {res.message}")
+        return RawSolution(SOLVER_ERROR, None, None, "highs", f"HiGHS: {res.message}")
     w = res.x[:p] - res.x[p:]
     y = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0)
     return RawSolution(OPTIMAL, w, y * float(np.abs(w).sum()), "highs", f"HiGHS: {res.message}")

@@ -16,12 +16,19 @@ from ._status import INFEASIBLE, OPTIMAL
 INFEASIBLE_DEN = 1e-12
 
 
+#: a Farkas certificate λ is accepted when ‖Σλ_k A_k‖ ≤ FARKAS_RTOL · ‖Σλ_k |A_k|‖ (the terms cancel up to
+#: rounding, not merely because they are small)
+FARKAS_RTOL = 1e-9
+
+
 @dataclass(frozen=True)
 class LDP:
-    status: str  # OPTIMAL | INFEASIBLE
+    status: str  # OPTIMAL | INFEASIBLE (1 − cᵀu ≤ INFEASIBLE_DEN: ‖θ‖ > 1e6 or no solution)
     theta: np.ndarray
     lam: np.ndarray
     farkas: np.ndarray | None
+    den: float = 1.0  # 1 − cᵀu = 1/(1 + ‖θ‖²) at the NNLS optimum
+    u: np.ndarray | None = None
 
 
 def least_distance(A: np.ndarray, c: np.ndarray) -> LDP:
@@ -44,9 +51,9 @@ def least_distance(A: np.ndarray, c: np.ndarray) -> LDP:
     u, _ = nnls(E, e, maxiter=max(50 * m, 1000))
     den = 1.0 - float(c @ u)
     if den <= INFEASIBLE_DEN:
-        return LDP(INFEASIBLE, np.full(p, np.nan), np.zeros(m), u / max(float(c @ u), 1e-300))
+        return LDP(INFEASIBLE, np.full(p, np.nan), np.zeros(m), u / max(float(c @ u), 1e-300), den, u)
     lam = u / den
-    return LDP(OPTIMAL, A.T @ lam, lam, None)
+    return LDP(OPTIMAL, A.T @ lam, lam, None, den, u)
 
 
 def farkas_lp(A: np.ndarray, c: np.ndarray) -> np.ndarray | None:
@@ -58,13 +65,24 @@ def farkas_lp(A: np.ndarray, c: np.ndarray) -> np.ndarray | None:
     res = linprog(np.ones(m), A_eq=A_eq, b_eq=b_eq, bounds=(0, None), method="highs")
     if res.status != 0:
         return None
-    return np.asarray(res.x)
+    lam = np.maximum(np.asarray(res.x), 0.0)
+    return lam if is_farkas(A, c, lam) else None
+
+
+def is_farkas(A: np.ndarray, c: np.ndarray, lam: np.ndarray) -> bool:
+    """λ ≥ 0, cᵀλ > 0 and Σλ_k A_k = 0 up to rounding: ‖Aᵀλ‖ ≤ FARKAS_RTOL ‖|A|ᵀλ‖ (relative to the size
+    of the terms that cancel, so the test does not depend on the scale of A)."""
+    if lam.size == 0 or np.any(lam < 0) or not float(c @ lam) > 0:
+        return False
+    return bool(np.linalg.norm(A.T @ lam) <= FARKAS_RTOL * np.linalg.norm(np.abs(A).T @ lam))
 
 
 def zero_row_farkas(A: np.ndarray, c: np.ndarray) -> np.ndarray | None:
-    """A constraint 0 ≥ c_k > 0 (e.g. a selected token duplicated in its sequence) is its own certificate."""
-    scale = max(1.0, float(np.abs(A).max())) if A.size else 1.0
-    zero = (np.abs(A).max(axis=1) <= 1e-14 * scale) & (c > 0) if A.size else np.zeros(0, bool)
+    """A constraint 0 ≥ c_k > 0 (e.g. a selected token duplicated in its sequence) is its own certificate.
+
+    Only rows that are exactly zero count: a row that is merely small is a feasible constraint with a
+    large solution, for the solver to decide."""
+    zero = np.all(A == 0, axis=1) & (c > 0) if A.size else np.zeros(0, bool)
     if not zero.any():
         return None
     lam = np.zeros(A.shape[0])

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from ._constraints import Constraints
 from ._registry import NormSpec, RawSolution, register_norm
-from ._status import INACCURATE, INFEASIBLE, OPTIMAL
+from ._status import INACCURATE, INFEASIBLE, OPTIMAL, SOLVER_ERROR
 
 #: certificate tolerance of the first-order SDP solver
 CERT_TOL_SCS = 1e-6
@@ -81,8 +81,13 @@ def solve_nuclear(cons: Constraints, options: Mapping[str, Any]) -> RawSolution:
     there and the SDP shrinks from d×d to r1×r2. options: ``eps`` (SCS eps_abs = eps_rel, default
     ``SCS_EPS``), ``max_iters`` (default ``SCS_MAX_ITERS``).
     """
-    eps = float(options.get("eps", SCS_EPS))
-    max_iters = int(options.get("max_iters", SCS_MAX_ITERS))
+    eps = options.get("eps", SCS_EPS)
+    max_iters = options.get("max_iters", SCS_MAX_ITERS)
+    if not (isinstance(eps, (int, float)) and np.isfinite(eps) and 0 < eps < 1):
+        raise ValueError(f"solver_options: eps must be a number in (0, 1), got {eps!r}")
+    if isinstance(max_iters, bool) or not isinstance(max_iters, (int, np.integer)) or max_iters < 1:
+        raise ValueError(f"solver_options: max_iters must be a positive integer, got {max_iters!r}")
+    eps, max_iters = float(eps), int(max_iters)
     d = cons.diffs.shape[2]
     Dv = cons.diffs[cons.valid]
     m = Dv.shape[0]
@@ -95,8 +100,8 @@ def solve_nuclear(cons: Constraints, options: Mapping[str, Any]) -> RawSolution:
     st = str(info["status"])
     if "infeasible" in st:
         return RawSolution(INFEASIBLE, None, None, "scs+highs", f"SCS: {st}")
-    if not np.all(np.isfinite(M)):
-        return RawSolution(INACCURATE, np.full(d * d, np.nan), np.zeros(m), "scs", f"SCS: {st}")
+    if not (np.all(np.isfinite(M)) and np.all(np.isfinite(y))):
+        return RawSolution(SOLVER_ERROR, None, None, "scs", f"SCS: {st} (no finite solution)")
     W = U @ M @ V.T
     # y are the multipliers of min ‖W‖_*; those of ½‖W‖_*² are ‖W‖_* · y.
     lam = np.maximum(y, 0.0) * nuclear_value(W)

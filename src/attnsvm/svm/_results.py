@@ -20,6 +20,12 @@ class Certificate:
     complementarity: max_k λ_k |⟨A_k, θ⟩ − c_k|
     gap:             upper − lower, with upper = ‖θ‖ and lower = Σλ_k c_k / ‖Σλ_k A_k‖_dual (weak duality,
                      valid for any λ ≥ 0)
+    scale:           the power of two σ the constraint vectors were divided by before solving (data of unit
+                     scale); the numbers above are those of the given problem: the solver's numbers at unit
+                     scale times 1 (primal), 1/σ (dual, gap, lower, upper) and 1/σ² (complementarity), exactly
+
+    Whether a result is optimal is decided at unit scale, so it does not depend on the scale of X and Z:
+    primal ≤ tol, dual·σ ≤ tol·max(1, ‖θ‖σ) and |gap|·σ ≤ tol·max(1, ‖θ‖σ) (``relative_gap`` = gap/upper).
     """
 
     primal: float
@@ -28,10 +34,23 @@ class Certificate:
     gap: float
     lower: float
     upper: float
+    scale: float = 1.0
+
+    @property
+    def relative_gap(self) -> float:
+        """gap / upper (scale-free); NaN without a solution."""
+        return self.gap / self.upper if np.isfinite(self.upper) and self.upper > 0 else float("nan")
+
+    def rescaled(self, sigma: float) -> Certificate:
+        """The certificate of the problem whose constraint vectors are σ times those of this one."""
+        return Certificate(primal=self.primal, dual=self.dual / sigma,
+                           complementarity=self.complementarity / sigma / sigma, gap=self.gap / sigma,
+                           lower=self.lower / sigma, upper=self.upper / sigma, scale=self.scale * sigma)
 
     def to_dict(self) -> dict[str, float]:
         return {"primal": self.primal, "dual": self.dual, "complementarity": self.complementarity,
-                "gap": self.gap, "lower": self.lower, "upper": self.upper}
+                "gap": self.gap, "lower": self.lower, "upper": self.upper, "scale": self.scale,
+                "relative_gap": self.relative_gap}
 
 
 #: the certificate of a result without a solution (infeasible, solver error)
