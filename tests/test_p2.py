@@ -194,7 +194,6 @@ def test_p2_diag_quick(quick_run):
     The fraction reached over all seeds does not survive (seeds 1, 2 are not in the quick run)."""
     rep, a, out = quick_run("p2-diag")
     _files(out, "p2_diag")
-    assert rep.seconds < 180
     assert [c.verdict for c in rep.claims].count("differs") == 0
     bl, cb, un = (a["kind"] == k for k in ("balanced", "combined", "unbalanced"))
     assert bl.sum() == cb.sum() == un.sum() == 6
@@ -249,7 +248,6 @@ def test_p2_full_quick(quick_run):
     The random-init and generic rows are open questions (verdict "new"): only checked to be measured."""
     rep, a, out = quick_run("p2-full")
     _files(out, "p2_full")
-    assert rep.seconds < 180
     assert [c.verdict for c in rep.claims].count("differs") == 0
     assert rep.claims[0].verdict == "reproduced"
     kq, w = a["variant"] == "KQ-aligned", a["variant"] == "W-aligned"
