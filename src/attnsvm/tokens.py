@@ -1,4 +1,5 @@
-"""Token optimality (SPEC §3, P1 Def. 2, P3): scores, optimal tokens, support tokens, local optimality.
+"""Token optimality (docs/concepts/local-optimality.md; P1 Def. 2, P3): scores, optimal tokens, support
+tokens, local optimality.
 
 * scores γ_it = Y_i vᵀx_it and opt_i = argmax_t γ_it with ties reported (``problem.optimal_tokens``);
 * support tokens of a selection α: T_i = {t ≠ α_i : ⟨A_it, θ^mm⟩ − c_i ≤ tol} with θ^mm the Att-SVM(α)
@@ -69,7 +70,7 @@ def support_tokens(result: SVMResult) -> tuple[tuple[int, ...], ...]:
 
 @dataclass(frozen=True)
 class LocalOptimality:
-    """Outcome of the local-optimality test of a selection α (SPEC §3)."""
+    """Outcome of the local-optimality test of a selection α (docs/concepts/local-optimality.md)."""
 
     locally_optimal: bool
     feasible: bool
