@@ -19,7 +19,7 @@ A config has five sections::
                  seed = 0                         # initialization seed
                  record_every = 10
                  references = ["fro", "nuclear"]  # Att-SVMs at opt to correlate with at every record
-                 verdict = true                   # compare the end of the run with the theory (SPEC §5)
+                 verdict = true                   # compare the end of the run with the theory (docs/concepts)
 
 Unknown keys are errors (a typo must not silently fall back to a default), and every error names its key.
 """
