@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .dynamics import TrainResult
 from .problem import AttentionProblem
 from .svm import correlation, solve_svm
 from .tokens import is_locally_optimal, logits
+from .training.run import DIVERGED, Run
 
 #: the norm each parameterization's direction is predicted to minimise (P1, P2, P3)
 PREDICTED_NORM = {"prompt": "l2", "combined": "fro", "factored": "nuclear", "diagonal": "l1"}
@@ -29,7 +29,7 @@ COMPARED_NORMS = {"prompt": ("l2",), "combined": ("fro", "nuclear"), "factored":
                   "diagonal": ("fro", "nuclear", "l1")}
 
 
-def verdicts(problems: AttentionProblem | Sequence[AttentionProblem], result: TrainResult,
+def verdicts(problems: AttentionProblem | Sequence[AttentionProblem], result: Run,
              sat_tol: float = 1e-6, stable_fraction: float = 0.2):
     """One row per trial (a pandas DataFrame) with the columns described in the module docstring."""
     import pandas as pd
@@ -42,11 +42,15 @@ def verdicts(problems: AttentionProblem | Sequence[AttentionProblem], result: Tr
     last = max(1, int(np.ceil(stable_fraction * R)))
     rows = []
     for b in range(B):
+        if result.status[b] == DIVERGED:
+            # a non-finite W has no selection nor direction: counted apart, never averaged
+            rows.append({"trial": b, "status": DIVERGED, "verdict": "diverged (non-finite values)"})
+            continue
         prob = plist[b] if len(plist) > 1 else plist[0]
         W = result.W[b]
         a = logits(prob, W)
         alpha = np.argmax(a, axis=1)
-        row: dict = {"trial": b, "selection": ",".join(map(str, alpha))}
+        row: dict = {"trial": b, "status": result.status[b], "selection": ",".join(map(str, alpha))}
         lo = is_locally_optimal(prob, alpha, norm=predicted)
         row["global_opt"] = lo.globally_optimal
         row["locally_optimal"] = lo.locally_optimal
@@ -86,8 +90,15 @@ def _verdict_text(row: dict, predicted: str) -> str:
 
 
 def verdict_summary(df) -> list[tuple[str, str]]:
-    """(quantity, value) rows summarising a verdict table."""
+    """(quantity, value) rows summarising a verdict table (diverged trials counted, and left out)."""
+    n_div = int((df.status == DIVERGED).sum()) if "status" in df else 0
+    df = df[df.status != DIVERGED] if "status" in df else df
+    if df.empty:
+        return [("diverged trials", str(n_div))]
+    df = df.astype({c: bool for c in ("global_opt", "locally_optimal", "saturated", "selection_stable")
+                    if c in df})
     out = [
+        ("diverged trials", str(n_div)),
         ("reached the global opt", f"{df.global_opt.mean():.3f}"),
         ("reached a certified local optimum (not global)", f"{(df.locally_optimal & ~df.global_opt).mean():.3f}"),
         ("closest SVM (counts)", ", ".join(f"{k}: {v}" for k, v in df.closest_svm.value_counts().items())),

@@ -17,11 +17,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ..dynamics import Optimizer, train
 from ..models import Model
 from ..problem import AttentionProblem, unit_gaussian
 from ..svm import solve_svm
 from ..tokens import is_locally_optimal
+from ..training import NGD, Descent, Flow, Init, Radius, Saturation, Save, train
+from ..training.optim import OptimizerSpec
 from . import Experiment, register
 from .base import Claim, Context, ExperimentConfig, Outcome, spread, verdict_within
 
@@ -97,13 +98,13 @@ def _local_init(cfg: P3LocalConfig, parameterization: str, idx: np.ndarray) -> d
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def _local_variants(cfg: P3LocalConfig) -> dict[str, tuple[str, Optimizer, str]]:
+def _local_variants(cfg: P3LocalConfig) -> dict[str, tuple[str, OptimizerSpec, str]]:
     """variant → (parameterization, optimizer, certification norm)."""
     return {
-        "W": ("combined", Optimizer("ngd", cfg.lr, "global"), "fro"),
-        "KQ": ("factored", Optimizer("ngd", cfg.lr, "block"), "nuclear"),
-        # the authors' loss carries λ(‖K‖² + ‖Q‖²); our Optimizer ridge is λ'‖θ‖²/2, so λ' = 2λ
-        "KQ-ridge": ("factored", Optimizer("ngd", cfg.lr, "block", ridge=2.0 * cfg.ridge_lambda), "nuclear"),
+        "W": ("combined", NGD(lr=cfg.lr, normalize="global"), "fro"),
+        "KQ": ("factored", NGD(lr=cfg.lr, normalize="block"), "nuclear"),
+        # the authors' loss carries λ(‖K‖² + ‖Q‖²); our optimizer's ridge is λ'‖θ‖²/2, so λ' = 2λ
+        "KQ-ridge": ("factored", NGD(lr=cfg.lr, normalize="block", ridge=2.0 * cfg.ridge_lambda), "nuclear"),
     }
 
 
@@ -119,8 +120,8 @@ def _local_trials(cfg: P3LocalConfig, variant: str, idx: np.ndarray) -> dict[str
     par, opt, cert_norm = _local_variants(cfg)[variant]
     problems = [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + int(j)) for j in idx]
     model = Model(parameterization=par)
-    res = train(problems, model, opt, cfg.steps, record_every=cfg.record_every,
-                init=_local_init(cfg, par, idx), keep_path=True)
+    res = train(problems, model, Descent(opt, cfg.steps), init=Init(given=_local_init(cfg, par, idx)),
+                save=Save(every=cfg.record_every, path=True))
     return _local_summaries(problems, res.path, res.selection[:, -1], res.metrics["max_softmax_mean"],
                             res.metrics["W_fro"], cert_norm)
 
@@ -158,13 +159,11 @@ def _flow_available() -> bool:
 
 
 def _local_flow_trials(cfg: P3LocalConfig, parameterization: str, idx: np.ndarray) -> dict[str, np.ndarray]:
-    from ..flow import gradient_flow
-
     problems = [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + int(j)) for j in idx]
     model = Model(parameterization=parameterization)
-    res = gradient_flow(problems, model, rtol=cfg.flow_rtol, atol=cfg.flow_rtol, stop_radius=cfg.flow_radius,
-                        stop_saturation=cfg.flow_saturation, n_records=50,
-                        init=_local_init(cfg, parameterization, idx), keep_path=True, error_estimate=False)
+    res = train(problems, model, Flow(rtol=cfg.flow_rtol, atol=cfg.flow_rtol, error_estimate=False),
+                stop=(Saturation(cfg.flow_saturation), Radius(cfg.flow_radius)),
+                init=Init(given=_local_init(cfg, parameterization, idx)), save=Save(records=50, path=True))
     cert = "fro" if parameterization == "combined" else "nuclear"
     return _local_summaries(problems, res.path, res.selection[:, -1], res.metrics["max_softmax_mean"],
                             res.metrics["W_fro"], cert)
@@ -590,15 +589,15 @@ def _paths_trials(cfg: P3PathsConfig, variant: str, idx: np.ndarray) -> dict[str
     pr = p3_paths(seed=cfg.problem_seed)
     d = pr.d
     if variant == "W":
-        model, opt = Model(parameterization="combined"), Optimizer("ngd", cfg.lr, "global")
+        model, opt = Model(parameterization="combined"), NGD(lr=cfg.lr, normalize="global")
         init = {"W": np.zeros((len(idx), d, d))}
     else:
         ridge = 2.0 * cfg.ridge_lambda if variant == "KQ-ridge" else 0.0
-        model, opt = Model(parameterization="factored"), Optimizer("ngd", cfg.lr, "block", ridge=ridge)
+        model, opt = Model(parameterization="factored"), NGD(lr=cfg.lr, normalize="block", ridge=ridge)
         K = np.stack([0.1 * np.random.default_rng([cfg.seed, int(j), 2]).standard_normal((d, d)) for j in idx])
         init = {"K": K, "Q": np.zeros_like(K)}
-    res = train(pr, model, opt, cfg.steps, trials=len(idx), record_every=cfg.record_every, init=init,
-                keep_path=True)
+    res = train(pr, model, Descent(opt, cfg.steps), trials=len(idx), init=Init(given=init),
+                save=Save(every=cfg.record_every, path=True))
     fro, nuc = solve_svm(pr, "opt", "fro"), solve_svm(pr, "opt", "nuclear")
     Z = pr.queries
     ray = {}
@@ -745,11 +744,11 @@ def _mt_train(cfg: P3MultitokenConfig, c: dict[str, np.ndarray]) -> tuple[np.nda
     import jax
     import jax.numpy as jnp
 
-    from ..dynamics import step
+    from ..dynamics import init_state, step
     from ..models import Data, log_softmax
 
     model = Model(parameterization="combined", head="relu")
-    opt = Optimizer("ngd", cfg.lr, "global")
+    opt = NGD(lr=cfg.lr, normalize="global")
     B, n, T, d = c["X"].shape
     n_rec = (cfg.steps - 1) // cfg.record_every
     data = Data(X=jnp.asarray(c["X"]), Y=jnp.asarray(c["Y"]), Z=jnp.asarray(c["Z"]),
@@ -761,14 +760,14 @@ def _mt_train(cfg: P3MultitokenConfig, c: dict[str, np.ndarray]) -> tuple[np.nda
         every = cfg.record_every
 
         def one(p, dat):
-            p = step(model, opt, p, dat)
+            c = step(model, opt, p, init_state(opt, p), dat)
 
-            def chunk(q, _):
-                q = jax.lax.fori_loop(0, every, lambda _, r: step(model, opt, r, dat), q)
-                return q, q["W"]
+            def chunk(c, _):
+                c = jax.lax.fori_loop(0, every, lambda _, r: step(model, opt, r[0], r[1], dat), c)
+                return c, c[0]["W"]
 
-            q, Ws = jax.lax.scan(chunk, p, None, length=n_rec)
-            return jnp.concatenate([p["W"][None], Ws]), log_softmax(model, q, dat)
+            (q, _), Ws = jax.lax.scan(chunk, c, None, length=n_rec)
+            return jnp.concatenate([c[0]["W"][None], Ws]), log_softmax(model, q, dat)
 
         _MT_COMPILED[key] = jax.jit(jax.vmap(one)).lower(params, data).compile()
     Ws, log_s = _MT_COMPILED[key](params, data)
