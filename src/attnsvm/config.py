@@ -95,7 +95,7 @@ class ProblemConfig(BaseModel):
 
 
 class ModelConfig(_Section):
-    parameterization: Literal["prompt", "combined", "factored", "diagonal"] = "combined"
+    parameterization: Literal["prompt", "combined", "factored", "diagonal", "multihead"] = "combined"
     loss: Literal["logistic", "exponential", "correlation"] = "logistic"
     reduction: Literal["mean", "sum"] = "mean"
     head: Literal["linear", "relu"] = "linear"
@@ -103,6 +103,15 @@ class ModelConfig(_Section):
     hidden: int | None = Field(default=None, ge=1)
     head_width: int = Field(default=8, ge=1, description="m of the ReLU head V (d, m)")
     head_seed: int = 0
+    heads: int = Field(default=1, ge=1, description="multihead: the number of heads H")
+    head_parameterization: Literal["combined", "factored"] = "combined"
+    values_seed: int = Field(default=0, description="multihead: v_h (h ≥ 1) drawn from (values_seed, h)")
+
+    @model_validator(mode="after")
+    def _multihead_keys(self) -> ModelConfig:
+        if self.parameterization != "multihead" and (self.heads != 1 or self.head_parameterization != "combined"):
+            raise ValueError("heads and head_parameterization apply to parameterization = 'multihead'")
+        return self
 
 
 class FlowSection(_Section):
@@ -223,9 +232,11 @@ class _TrainConfigBase(_Section):
             raise ValueError("run.references: the prompt model is compared with the 'l2' SVM only")
         if self.model.parameterization != "prompt" and "l2" in self.run.references:
             raise ValueError("run.references: 'l2' is the prompt-model SVM; use fro, nuclear or l1 for W")
-        from .models import BLOCKS
+        from .models import Model
 
-        blocks = set(BLOCKS[self.model.parameterization]) | ({"v"} if self.model.train_v else set())
+        m = self.model
+        blocks = set(Model(m.parameterization, m.loss, m.reduction, m.head, m.train_v, m.hidden, m.heads,
+                           m.head_parameterization).blocks)
         for what, names in (("init.scale", self.init.scale if isinstance(self.init.scale, dict) else {}),
                             ("optimizer.freeze", getattr(o, "freeze", ()))):
             unknown = set(names) - blocks

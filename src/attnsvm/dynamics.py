@@ -64,11 +64,12 @@ SCALAR_METRICS = (
 
 
 def constraint_margins(model: Model, params: dict, data: Data, alpha: jax.Array) -> jax.Array:
-    """⟨A_it, W⟩ = a_iα − a_it for every real t ≠ α_i (+inf elsewhere), shape (n, T)."""
+    """⟨A_it, W⟩ = a_iα − a_it for every real t ≠ α_i (+inf elsewhere), shape (n, T) ((H, n, T) for heads,
+    α (H, n) or (n,))."""
     a = jnp.where(data.mask, logits(model, params, data), 0.0)
-    a_alpha = jnp.take_along_axis(a, alpha[:, None], axis=1)
-    T = a.shape[1]
-    keep = data.mask & (jnp.arange(T)[None, :] != alpha[:, None])
+    a_alpha = jnp.take_along_axis(a, alpha[..., None], axis=-1)
+    T = a.shape[-1]
+    keep = data.mask & (jnp.arange(T) != alpha[..., None])
     return jnp.where(keep, a_alpha - a, jnp.inf)
 
 
@@ -92,18 +93,29 @@ def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.A
     W = attention_weights(model, params)
     s = jnp.exp(fw.log_s)
     Wm = _max_abs(W)
-    sv = (jnp.linalg.svd(W / Wm, compute_uv=False) if W.ndim == 2 else jnp.linalg.norm(W / Wm)[None]) * Wm
+    sv = (jnp.linalg.svd(W / Wm, compute_uv=False) if W.ndim >= 2 else jnp.linalg.norm(W / Wm)[None]) * Wm
     W_fro = fro_norm(W)
-    mass = jnp.take_along_axis(s, alpha[:, None], axis=1)[:, 0]
-    mx = jnp.max(s, axis=1)
+    mass = jnp.take_along_axis(s, jnp.broadcast_to(alpha[:, None], s.shape[:-1] + (1,)), axis=-1)[..., 0]
+    mx = jnp.max(s, axis=-1)
     tm = jnp.max(jnp.stack([_max_abs(params[b]) for b in model.blocks]))
     theta = tm * jnp.sqrt(sum(jnp.sum((params[b] / tm) ** 2) for b in model.blocks))
-    margin = jnp.min(constraint_margins(model, params, data, alpha)) / jnp.where(W_fro > 0, W_fro, 1.0)
     R = refs.reshape(refs.shape[0], -1)
     R = R / _max_abs(R, axis=1)
-    w = (W / Wm).reshape(-1)
-    den = jnp.sqrt(jnp.sum(R**2, axis=1)) * jnp.sqrt(jnp.sum(w**2))
-    corr = (R @ w) / jnp.where(den > 0, den, 1.0)
+    if model.multihead:
+        # per head: the margin of α over ‖W_h‖_F (the smallest over the heads), corr(W_h, reference) (r, H)
+        Wh = W.reshape(W.shape[0], -1)
+        nh = jnp.sqrt(jnp.sum(Wh**2, axis=1))
+        al = jnp.broadcast_to(alpha, (W.shape[0],) + alpha.shape)
+        margin = jnp.min(jnp.min(constraint_margins(model, params, data, al), axis=(1, 2))
+                         / jnp.where(nh > 0, nh, 1.0))
+        w = Wh / _max_abs(Wh, axis=1)
+        den = jnp.sqrt(jnp.sum(R**2, axis=1))[:, None] * jnp.sqrt(jnp.sum(w**2, axis=1))[None, :]
+        corr = (R @ w.T) / jnp.where(den > 0, den, 1.0)
+    else:
+        margin = jnp.min(constraint_margins(model, params, data, alpha)) / jnp.where(W_fro > 0, W_fro, 1.0)
+        w = (W / Wm).reshape(-1)
+        den = jnp.sqrt(jnp.sum(R**2, axis=1)) * jnp.sqrt(jnp.sum(w**2))
+        corr = (R @ w) / jnp.where(den > 0, den, 1.0)
     out = {
         "loss": fw.loss,
         "excess_loss": excess_loss(model, params, data, fw),
@@ -116,7 +128,7 @@ def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.A
         "max_softmax_min": jnp.min(mx),
         "log_grad_norm": log_grad_norm(stable_grad(model, params, data)),
         "margin": margin,
-        "selection": jnp.argmax(fw.log_s, axis=1),
+        "selection": jnp.argmax(fw.log_s, axis=-1),
         "singular_values": sv,
         "corr": corr,
     }
@@ -227,8 +239,10 @@ class Batch:
 
 def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model: Model, trials: int | None,
                   alpha: np.ndarray | None = None, references: Mapping[str, np.ndarray] | None = None,
-                  head_V: np.ndarray | None = None, head_a: np.ndarray | None = None) -> Batch:
-    """Validate and stack the problems, the reference selection α (default opt) and the references."""
+                  head_V: np.ndarray | None = None, head_a: np.ndarray | None = None,
+                  values: np.ndarray | None = None) -> Batch:
+    """Validate and stack the problems, the reference selection α (default opt) and the references
+    (``values``: the value vectors (H, d) of a multi-head model)."""
     if isinstance(problems, AttentionProblem):
         plist, batch_data = [problems], False
     else:
@@ -240,7 +254,7 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
     if batch_data and B != len(plist):
         raise ValueError(f"trials: {B} given but {len(plist)} problems; give one problem per trial")
     p0 = plist[0]
-    datas = [model_data(p, model, V=head_V, a=head_a) for p in plist]
+    datas = [model_data(p, model, V=head_V, a=head_a, values=values) for p in plist]
     data = stack_data(datas) if batch_data else datas[0]
     if alpha is None:
         alpha_arr = (np.stack([p.optimal_tokens().opt for p in plist]) if batch_data
@@ -251,7 +265,11 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
             alpha_arr = np.broadcast_to(alpha_arr, (B, p0.n)).copy()
         if alpha_arr.shape != (B, p0.n) or alpha_arr.min() < 0 or alpha_arr.max() >= p0.T:
             raise ValueError(f"alpha: expected token indices in [0, {p0.T}) of shape ({p0.n},) or ({B}, {p0.n})")
-    wshape = (p0.keys.shape[1],) if model.parameterization == "prompt" else (p0.d, p0.d)
+    shapes = model.param.shapes(p0.d, p0.keys.shape[1])
+    wshape = jax.eval_shape(model.param.weights, {b: jax.ShapeDtypeStruct(s, jnp.float64)
+                                                  for b, s in shapes.items()}).shape
+    if model.multihead:
+        wshape = wshape[1:]  # one reference per problem, correlated with every head
     ref_names = list(references or {})
     refs = np.zeros((B, max(1, len(ref_names))) + wshape)
     for j, name in enumerate(ref_names):

@@ -59,8 +59,9 @@ import numpy as np
 import optimistix as optx
 
 from .dynamics import SCALAR_METRICS, Batch, record
+from .logspace import masked_lse
 from .losses import jax_log_neg_dloss
-from .models import Data, Model, _masked_lse, attention_weights, forward, stable_grad
+from .models import Data, Model, attention_weights, forward, stable_grad
 from .training.methods import Flow, Save
 from .training.optim import Scaled, add_decayed_weights, freeze, log_global_norm, normalize
 from .training.run import TIME_AXES, Run
@@ -104,11 +105,15 @@ def log_saturation(model: Model, params: dict, data: Data) -> jax.Array:
 
     Every term is positive, so the log-sum-exp over (i, u, v) has no cancellation at any saturation."""
     fw = forward(model, params, data)
-    gt = data.Y[:, None] * jnp.einsum("itd,id->it", data.X, fw.hgrad)
-    diff = jnp.abs(gt[:, :, None] - gt[:, None, :])
+    gt = model.objective.scores(fw, data)  # (n, T), or (H, n, T): summed over the heads too
+    diff = jnp.abs(gt[..., :, None] - gt[..., None, :])
     keep = data.mask[:, :, None] & data.mask[:, None, :] & (diff > 0)
-    terms = fw.log_s[:, :, None] + fw.log_s[:, None, :] + jnp.log(jnp.where(keep, diff, 1.0))
-    per = _masked_lse(terms.reshape(terms.shape[0], -1), keep.reshape(keep.shape[0], -1), axis=1)
+    terms = fw.log_s[..., :, None] + fw.log_s[..., None, :] + jnp.log(jnp.where(keep, diff, 1.0))
+    if terms.ndim == 4:  # heads: (H, n, T, T) → (n, H, T, T)
+        terms, keep = jnp.moveaxis(terms, 0, 1), jnp.broadcast_to(keep, terms.shape)
+        keep = jnp.moveaxis(keep, 0, 1)
+    n = data.Y.shape[0]
+    per = masked_lse(terms.reshape(n, -1), keep.reshape(n, -1), axis=1)
     ldl = jax_log_neg_dloss(model.loss, data.Y * fw.f)
     red = -jnp.log(data.Y.shape[0]) if model.reduction == "mean" else 0.0
     return jax.scipy.special.logsumexp(ldl + per) + red - jnp.log(2.0)
@@ -193,7 +198,7 @@ def conservation_drift(model: Model, params: Mapping[str, np.ndarray], params0: 
 
     params: blocks with leading axes (..., shape); params0: the initial blocks, broadcastable against them.
     """
-    P = model.parameterization
+    P = model.name
     if P == "factored":
         K, Q = np.asarray(params["K"]), np.asarray(params["Q"])
         KK, QQ = np.swapaxes(K, -1, -2) @ K, np.swapaxes(Q, -1, -2) @ Q
@@ -282,7 +287,7 @@ def run_flow(model: Model, flow: Flow, batch: Batch, params0: dict[str, np.ndarr
     else:
         metrics["error_estimate"] = np.full((B, n_records), np.nan)
         metrics["time_error_estimate"] = np.full((B, n_records), np.nan)
-    if model.parameterization in ("factored", "diagonal"):
+    if model.name in ("factored", "diagonal"):
         p0b = {k: v[:, None] for k, v in params0.items()}
         metrics["conservation_drift"] = conservation_drift(model, traj, p0b)
 

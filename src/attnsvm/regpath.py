@@ -44,12 +44,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .dynamics import SCALAR_METRICS, Batch, record
+from .logspace import log_signed_diff, masked_lse
 from .models import (
     NEG_INF,
     Data,
     Model,
-    _log_signed_diff,
-    _masked_lse,
     attention_weights,
     forward,
     stable_grad,
@@ -66,7 +65,7 @@ _MAX_BACKTRACK = 60
 def ball_radius(model: Model, R: float | np.ndarray) -> np.ndarray:
     """ρ, the Euclidean radius in θ-space of the constraint set of radius R (module docstring)."""
     R = np.asarray(R, dtype=np.float64)
-    return np.sqrt(2.0 * R) if model.parameterization in ("factored", "diagonal") else R
+    return np.asarray(model.param.ball_radius(R), dtype=np.float64)
 
 
 # ---- the objective, relative to the current selection ------------------------------------------------------
@@ -85,9 +84,9 @@ def log_excess_terms(model: Model, params: dict, data: Data, alpha: jax.Array) -
     diff = g_a[:, None] - gamma
     absd = jnp.where(diff != 0, jnp.abs(diff), 1.0)
     terms = fw.log_s + jnp.log(absd)
-    lP = _masked_lse(terms, data.mask & (diff > 0), axis=1)
-    lN = _masked_lse(terms, data.mask & (diff < 0), axis=1)
-    sgn, lD = _log_signed_diff(lP, lN)
+    lP = masked_lse(terms, data.mask & (diff > 0), axis=1)
+    lN = masked_lse(terms, data.mask & (diff < 0), axis=1)
+    sgn, lD = log_signed_diff(lP, lN)
     nz = sgn != 0
     D = jnp.where(nz, sgn * jnp.exp(lD), 1.0)
     lexpm1 = lD + jnp.log(jnp.where(nz & (D != 0), jnp.expm1(D) / D, 1.0))  # log|e^D − 1|
@@ -262,9 +261,13 @@ def run_path(model: Model, settings: RegularizationPath, batch: Batch, params0: 
         raise ValueError("model: the regularization path needs the fixed linear head (head='linear', "
                          "train_v=False), whose L*_α is known in closed form")
     batch_data, B, data = batch.batch_data, batch.trials, batch.data
-    if model.parameterization in ("factored", "diagonal") and not all(
+    if model.multihead:
+        raise ValueError("model: the regularization path has one attention head (L*_α of several heads is not "
+                         "one-hot attention on α); use Descent or Flow for multihead")
+    if len(model.attention_blocks) > 1 and not all(
             np.all(np.linalg.norm(params0[b].reshape(B, -1), axis=1) > 0) for b in model.attention_blocks):
-        raise ValueError("init: K and Q (k and q) must both be nonzero; (K, Q) = 0 is a stationary point")
+        raise ValueError(f"init: the blocks {model.attention_blocks} must all be nonzero; a product of blocks "
+                         "with one block 0 is a stationary point")
     alpha_arr, refs, ref_names = batch.alpha, batch.refs, batch.ref_names
     radii_arr = np.asarray(settings.radii)
     rhos = ball_radius(model, radii_arr)

@@ -38,7 +38,7 @@ def build_problems(cfg: TrainConfig, base_dir: Path | None = None) -> list[Atten
 def build_model(cfg: TrainConfig) -> Model:
     m = cfg.model
     return Model(parameterization=m.parameterization, loss=m.loss, reduction=m.reduction, head=m.head,
-                 train_v=m.train_v, hidden=m.hidden)
+                 train_v=m.train_v, hidden=m.hidden, heads=m.heads, head_parameterization=m.head_parameterization)
 
 
 def relu_head(cfg: TrainConfig, d: int) -> np.ndarray | None:
@@ -94,7 +94,7 @@ def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = Non
     (out / "config.toml").write_text(dump_config(cfg))
     result.table().to_parquet(out / "metrics.parquet", index=False)
     arrays: dict[str, np.ndarray] = {
-        ("p" if result.model.parameterization == "prompt" else "W"): result.W,
+        ("p" if result.model.name == "prompt" else "W"): result.W,
         "selection": result.selection[:, -1],
         result.time_axis: result.time,  # step (descent), record (flow) or radius index (path)
         "status": result.status,
@@ -127,7 +127,9 @@ def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
             return f"{x[0]:.6g}"
         return f"{np.nanmean(x):.6g} ± {np.nanstd(x):.2g} (min {np.nanmin(x):.6g}, max {np.nanmax(x):.6g})"
 
-    sel = np.all(result.selection[:, -1] == result.alpha, axis=1)[ok]
+    last = result.selection[:, -1]  # (B, n), or (B, H, n): every head selecting opt
+    alpha = result.alpha.reshape((result.trials,) + (1,) * (last.ndim - 2) + (-1,))
+    sel = np.all((last == alpha).reshape(result.trials, -1), axis=1)[ok]
     sel_opt = np.mean(sel) if sel.size else float("nan")
     rows = [
         ("trials", str(result.trials)),
@@ -171,7 +173,7 @@ def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = F
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"problem: {exc}") from None
     model = build_model(cfg)
-    if model.parameterization != "prompt" and problems[0].kind == "prompt":
+    if model.param.needs_queries and problems[0].kind == "prompt":
         raise ConfigError(f"model.parameterization: {model.parameterization!r} needs queries, but the problem "
                           "has none (give Z or query_index in the problem, or use parameterization = 'prompt')")
     refs, status = reference_solutions(problems, list(cfg.run.references), cfg.run.trials) \

@@ -26,6 +26,7 @@ def train(
     references: dict[str, np.ndarray] | None = None,
     head_V: np.ndarray | None = None,
     head_a: np.ndarray | None = None,
+    values: np.ndarray | None = None,
     progress: bool | Callable[[int, int], None] = False,
 ) -> Run:
     """Train ``trials`` independent runs of ``model`` on ``problems`` with ``method`` and return a :class:`Run`.
@@ -39,6 +40,8 @@ def train(
     references: name → reference attention matrices (W's shape, or with a leading trials axis): every record
         carries corr(W, W_ref).
     head_V, head_a: the ReLU head h(u) = aᵀReLU(Vᵀu) (``model.head = "relu"``).
+    values: the value vectors v_h (H, d) of a multi-head model (default: head 0 the problem's v, the others
+        drawn, :func:`attnsvm.models.head_values`).
     progress: True for a progress bar, or a callable (done, total) (Descent).
 
     Computed in float64 whatever the caller's JAX settings. Trials with a non-finite value are marked
@@ -55,7 +58,7 @@ def train(
     if method.freeze and set(method.freeze) >= set(model.blocks):
         raise ValueError(f"freeze: {sorted(method.freeze)} freezes every block of {model.blocks}")
     with float64():
-        batch = prepare_batch(problems, model, trials, alpha, references, head_V, head_a)
+        batch = prepare_batch(problems, model, trials, alpha, references, head_V, head_a, values)
         params0 = init.params(model, batch.first, batch.trials, method)
         run = method.run(model, batch, params0, save, stops, progress, init)
     return with_status(run)

@@ -182,8 +182,8 @@ class Init:
             return self.scheme
         if self.given is not None and not isinstance(self.scale, Mapping):
             return "given" if set(model.blocks) <= set(self.given) else "zero"
-        if getattr(method, "kind", "descent") == "descent" and model.parameterization in ("prompt", "combined"):
-            return "zero"
+        if getattr(method, "kind", "descent") == "descent":
+            return model.param.default_init[0]  # e.g. zero for W, Gaussian for (K, Q), whose 0 is stationary
         return "gaussian"
 
     def params(self, model, problem, trials: int, method=None) -> dict[str, np.ndarray]:
@@ -193,7 +193,7 @@ class Init:
         if isinstance(self.scale, Mapping):
             unknown = set(self.scale) - set(shapes)
             if unknown:
-                raise ValueError(f"init.scale: unknown block(s) {sorted(unknown)} for {model.parameterization!r}; "
+                raise ValueError(f"init.scale: unknown block(s) {sorted(unknown)} for {model.name!r}; "
                                  f"blocks are {sorted(shapes)}")
         rng = np.random.default_rng(self.seed)
         ids = self.trial_ids
@@ -203,7 +203,7 @@ class Init:
         given = self.given or {}
         unknown = set(given) - set(shapes)
         if unknown:
-            raise ValueError(f"init: unknown block(s) {sorted(unknown)} for {model.parameterization!r}; "
+            raise ValueError(f"init: unknown block(s) {sorted(unknown)} for {model.name!r}; "
                              f"blocks are {sorted(shapes)}")
         out: dict[str, np.ndarray] = {}
         for b, shp in shapes.items():
