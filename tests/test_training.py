@@ -157,3 +157,26 @@ def test_norms_and_correlations_do_not_overflow():
     assert b.metrics["W_fro"][0, 0] == pytest.approx(1e200 * a.metrics["W_fro"][0, 0], rel=1e-14)
     assert b.correlations["eye"][0, 0] == pytest.approx(a.correlations["eye"][0, 0], rel=1e-14)
     assert b.status.tolist() == ["ok"]
+
+
+def test_import_has_no_side_effects_and_train_is_float64():
+    """In a fresh process: importing attnsvm leaves JAX in float32 and matplotlib's backend and style as
+    they were, while train() still computes in float64 (and leaves the setting as it found it)."""
+    import subprocess
+    import sys
+
+    code = """
+import matplotlib, jax
+backend, size = matplotlib.get_backend(), matplotlib.rcParams["font.size"]
+import attnsvm as A
+assert jax.config.jax_enable_x64 is False
+assert matplotlib.get_backend() == backend and matplotlib.rcParams["font.size"] == size
+run = A.train(A.p1_single("global"), A.Model("prompt"), A.Descent(A.NGD(lr=0.1), 10), save=A.Save(every=10))
+assert run.W.dtype.name == "float64" and run.metrics["loss"].dtype.name == "float64"
+assert jax.config.jax_enable_x64 is False
+import jax.numpy as jnp
+assert jnp.ones(1).dtype.name == "float32"
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -17,6 +17,9 @@ err_console = Console(stderr=True)
 @app.callback()
 def _root() -> None:
     """attnsvm: train attention, solve Att-SVMs, certify tokens, reproduce the papers."""
+    from ._jax import enable_x64
+
+    enable_x64()  # the command line is its own process: float64 throughout
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -28,6 +28,7 @@ from .models import (
     excess_loss,
     forward,
     log_grad_norm,
+    log_softmax,
     logits,
     model_data,
     stable_grad,
@@ -138,15 +139,24 @@ def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.A
 # ---- the compiled engine -----------------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnames=("model", "opt", "record_every", "n_records", "batch_data", "use_map",
-                                   "keep_path"))
+def _saved(model: Model, params: dict, data: Data, alpha, refs, keep: tuple[bool, bool, bool]) -> dict:
+    """What one record holds: ``keep`` = (metrics, path, params): the full :func:`record` (else only the
+    selection), W, every block."""
+    metrics, path, blocks = keep
+    rec = record(model, params, data, alpha, refs) if metrics else \
+        {"selection": jnp.argmax(log_softmax(model, params, data), axis=-1)}
+    if path:
+        rec["path"] = attention_weights(model, params)
+    if blocks:
+        rec["params"] = dict(params)
+    return rec
+
+
+@partial(jax.jit, static_argnames=("model", "opt", "record_every", "n_records", "batch_data", "use_map", "keep"))
 def _run_segment(params, state, data, alpha, refs, *, model, opt, record_every, n_records, batch_data, use_map,
-                 keep_path):
+                 keep):
     def rec_at(p, dat, al, rf):
-        rec = record(model, p, dat, al, rf)
-        if keep_path:
-            rec["path"] = attention_weights(model, p)
-        return rec
+        return _saved(model, p, dat, al, rf, keep)
 
     def one(p, st, dat, al, rf):
         def chunk(carry, _):
@@ -167,15 +177,10 @@ def _run_segment(params, state, data, alpha, refs, *, model, opt, record_every, 
     return jax.vmap(one, in_axes=(0, 0, d_axis, 0, 0))(params, state, data, alpha, refs)
 
 
-@partial(jax.jit, static_argnames=("model", "batch_data", "keep_path"))
-def _record0(params, data, alpha, refs, *, model, batch_data, keep_path):
-    def one(p, dat, al, rf):
-        rec = record(model, p, dat, al, rf)
-        if keep_path:
-            rec["path"] = attention_weights(model, p)
-        return rec
-
-    return jax.vmap(one, in_axes=(0, 0 if batch_data else None, 0, 0))(params, data, alpha, refs)
+@partial(jax.jit, static_argnames=("model", "batch_data", "keep"))
+def _record0(params, data, alpha, refs, *, model, batch_data, keep):
+    return jax.vmap(lambda p, dat, al, rf: _saved(model, p, dat, al, rf, keep),
+                    in_axes=(0, 0 if batch_data else None, 0, 0))(params, data, alpha, refs)
 
 
 @partial(jax.jit, static_argnames=("opt",))
@@ -254,7 +259,12 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
     if batch_data and B != len(plist):
         raise ValueError(f"trials: {B} given but {len(plist)} problems; give one problem per trial")
     p0 = plist[0]
-    datas = [model_data(p, model, V=head_V, a=head_a, values=values) for p in plist]
+    per_trial = head_V is not None and np.ndim(head_V) == 3  # one ReLU head per trial's problem
+    if per_trial and len(plist) != len(head_V):
+        raise ValueError(f"head_V: {len(head_V)} matrices for {len(plist)} problems; give one per problem")
+    datas = [model_data(p, model, V=head_V[j] if per_trial else head_V,
+                        a=head_a[j] if per_trial and head_a is not None else head_a, values=values)
+             for j, p in enumerate(plist)]
     data = stack_data(datas) if batch_data else datas[0]
     if alpha is None:
         alpha_arr = (np.stack([p.optimal_tokens().opt for p in plist]) if batch_data
@@ -286,7 +296,8 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
                 progress: bool | Callable[[int, int], None] = False, batching: str = "auto") -> Run:
     """``method.steps`` steps of ``method.optimizer`` for every trial of ``batch``, recorded every
     ``save.every`` steps (the engine of ``Descent``; call it through :func:`attnsvm.train`)."""
-    steps, record_every, keep_path, opt = method.steps, int(save.every), bool(save.path), method.optimizer
+    steps, record_every, opt = method.steps, int(save.every), method.optimizer
+    keep = (bool(save.metrics), bool(save.path), bool(save.params))
     if steps % record_every:
         raise ValueError(f"steps ({steps}) must be a multiple of save.every ({record_every})")
     p0, B, data, batch_data, ref_names = batch.first, batch.trials, batch.data, batch.batch_data, batch.ref_names
@@ -301,7 +312,7 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
     recs = []
     jW = None
     if n_chunks == 0:
-        rec0 = _record0(jparams, data, jalpha, jrefs, model=model, batch_data=batch_data, keep_path=keep_path)
+        rec0 = _record0(jparams, data, jalpha, jrefs, model=model, batch_data=batch_data, keep=keep)
         recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
     compile_s = 0.0
     run_s = 0.0
@@ -310,7 +321,7 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
         done = 0
         while done < n_chunks:
             kw = dict(model=model, opt=opt, record_every=record_every, n_records=seg,
-                      batch_data=batch_data, use_map=use_map, keep_path=keep_path)
+                      batch_data=batch_data, use_map=use_map, keep=keep)
             if done == 0:
                 tc = time.perf_counter()
                 compiled = _compiled_segment((jparams, state, data, jalpha, jrefs), kw)
@@ -332,7 +343,8 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
     merged = {k: np.concatenate([r[k] for r in recs], axis=1) for k in recs[0]}
     params_np = {k: np.asarray(v) for k, v in jparams.items()}
     W = np.asarray(jW if jW is not None else jax.vmap(lambda p: attention_weights(model, p))(jparams))
-    corr = merged.pop("corr")
+    B_, R_ = len(batch.alpha), n_chunks + 1
+    corr = merged.pop("corr") if keep[0] else np.zeros((B_, R_, 0))
     return Run(
         model=model,
         method=method,
@@ -340,14 +352,15 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
         W=W,
         time=np.arange(n_chunks + 1) * record_every,
         time_axis=TIME_AXES["descent"],
-        metrics={k: merged[k] for k in SCALAR_METRICS},
+        metrics={k: merged[k] for k in SCALAR_METRICS} if keep[0] else {},
         selection=merged["selection"],
-        singular_values=merged["singular_values"],
+        singular_values=merged["singular_values"] if keep[0] else np.zeros((B_, R_, 0)),
         correlations={name: corr[:, :, j] for j, name in enumerate(ref_names)},
         alpha=np.asarray(batch.alpha),
         status=np.full(B, "ok"),
         stop_reason=np.full(B, "steps"),
         path=merged.get("path"),
+        params_path=merged.get("params"),
         compile_seconds=compile_s,
         run_seconds=run_s,
         info={"batching": "map" if use_map else "vmap", "total_seconds": total},

@@ -66,6 +66,8 @@ class Model:
     head: linear | relu;  train_v: train the linear head v jointly (P1 joint (v, p)).
     hidden: m, the width of K and Q for the factored model (default d).
     heads, head_parameterization: for ``"multihead"``: H heads, each ``combined`` or ``factored``.
+    objective: an objective object (:mod:`attnsvm.objectives`); default the margin loss
+        ``MarginObjective(loss, reduction, head, train_v)``.
     """
 
     parameterization: Any = "combined"
@@ -76,6 +78,7 @@ class Model:
     hidden: int | None = None
     heads: int = 1
     head_parameterization: str = "combined"
+    objective: Any = None
 
     def __post_init__(self) -> None:
         P = self.parameterization
@@ -103,17 +106,13 @@ class Model:
             if self.head != "linear" or self.train_v:
                 raise ValueError("multihead: each head has its own fixed value vector v_h (linear head, not trained)")
         object.__setattr__(self, "_param", param)
-        object.__setattr__(self, "_objective", MarginObjective(self.loss, self.reduction, self.head, self.train_v))
+        if self.objective is None:
+            object.__setattr__(self, "objective", MarginObjective(self.loss, self.reduction, self.head, self.train_v))
 
     @property
     def param(self) -> Parameterization:
         """The parameterization object (θ → W(θ) → logits)."""
         return self._param  # type: ignore[attr-defined]
-
-    @property
-    def objective(self) -> MarginObjective:
-        """The objective (logits → risk and its log-space cotangent)."""
-        return self._objective  # type: ignore[attr-defined]
 
     @property
     def name(self) -> str:
@@ -286,7 +285,8 @@ def excess_loss(model: Model, params: dict, data: Data, fw: Forward | None = Non
     Per sample: Y f_i = γ_top − G_i with G_i = Σ_u s_iu (γ_top − γ_iu) ≥ 0 formed in log space, and
     ℓ(γ_top − G) − ℓ(γ_top) by ``losses.jax_excess``. L* uses the current head v.
     """
-    if model.head != "linear" or (model.multihead and model.param.heads > 1):
+    if model.head != "linear" or (model.multihead and model.param.heads > 1) or \
+            not isinstance(model.objective, MarginObjective):
         return jnp.nan  # L* of several heads is not ℓ(γ_top)
     fw = forward(model, params, data) if fw is None else fw
     v = model.objective._v(params, data)

@@ -143,13 +143,10 @@ class Context:
 
     # ---- figures ------------------------------------------------------------------------------------------
     def figure(self, fig, name: str) -> str:
-        """Save a matplotlib figure as figures/<name>.png and .pdf and close it."""
-        import matplotlib.pyplot as plt
-
+        """Save a matplotlib figure as figures/<name>.png and .pdf."""
         folder = self.out / "figures"
         folder.mkdir(exist_ok=True)
         fig.savefig(folder / f"{name}.png", dpi=200, bbox_inches="tight")
         fig.savefig(folder / f"{name}.pdf", bbox_inches="tight")
-        plt.close(fig)
         self.figures.append(name)
         return name

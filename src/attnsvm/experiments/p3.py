@@ -734,44 +734,34 @@ def _mt_candidates(cfg: P3MultitokenConfig, d: int, idx: np.ndarray) -> dict[str
     return {k: np.stack(v) for k, v in out.items()}
 
 
-_MT_COMPILED: dict = {}
-
-
 def _mt_train(cfg: P3MultitokenConfig, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """NGD (global normalization, lr) on W with the ReLU head for every candidate at once, one compiled
-    program (vmap over candidates; each candidate has its own V). Records W after steps 1, 1 + k·every, …
-    (the notebook's ``it % feq == 0`` after the update) and returns (W records (B, R, d, d), final log s)."""
-    import jax
-    import jax.numpy as jnp
-
-    from ..dynamics import init_state, step
-    from ..models import Data, log_softmax
-
-    model = Model(parameterization="combined", head="relu")
-    opt = NGD(lr=cfg.lr, normalize="global")
+    """NGD (global normalization, lr) on W with the ReLU head for every candidate at once (each candidate
+    its own problem and V). Records W after steps 1, 1 + k·every, … (the notebook's ``it % feq == 0`` after
+    the update): one step, then the rest recorded every ``every`` steps. Returns (W records (B, R, d, d),
+    final log s (B, n, T))."""
     B, n, T, d = c["X"].shape
     n_rec = (cfg.steps - 1) // cfg.record_every
-    data = Data(X=jnp.asarray(c["X"]), Y=jnp.asarray(c["Y"]), Z=jnp.asarray(c["Z"]),
-                K=jnp.zeros((B, d, 1)), mask=jnp.ones((B, n, T), bool), v=jnp.zeros((B, d)),
-                V=jnp.asarray(c["V"]), a=jnp.ones((B, d)))
-    params = {"W": jnp.asarray(c["W0"])}
-    key = (B, n, T, d, n_rec, cfg.record_every, cfg.lr)
-    if key not in _MT_COMPILED:
-        every = cfg.record_every
+    model = Model(parameterization="combined", head="relu")
+    problems = [AttentionProblem(X=c["X"][b], Y=c["Y"][b], v=np.ones(d) / np.sqrt(d), Z=c["Z"][b])
+                for b in range(B)]
+    kw = dict(head_V=c["V"], alpha=np.zeros((B, n), np.int64))
+    opt = NGD(lr=cfg.lr, normalize="global")
+    first = train(problems, model, Descent(opt, 1), init=Init(given={"W": c["W0"]}),
+                  save=Save(every=1, metrics=False), **kw)
+    rest = train(problems, model, Descent(opt, n_rec * cfg.record_every), init=Init(given=first.params),
+                 save=Save(every=cfg.record_every, path=True, metrics=False), **kw)
+    return rest.path, _final_log_softmax(model, problems, c["V"], rest.params)
 
-        def one(p, dat):
-            c = step(model, opt, p, init_state(opt, p), dat)
 
-            def chunk(c, _):
-                c = jax.lax.fori_loop(0, every, lambda _, r: step(model, opt, r[0], r[1], dat), c)
-                return c, c[0]["W"]
+def _final_log_softmax(model: Model, problems: list[AttentionProblem], V: np.ndarray, params: dict) -> np.ndarray:
+    """log s of every trial at its final parameters (B, n, T)."""
+    import jax
 
-            (q, _), Ws = jax.lax.scan(chunk, c, None, length=n_rec)
-            return jnp.concatenate([c[0]["W"][None], Ws]), log_softmax(model, q, dat)
+    from ..dynamics import prepare_batch
+    from ..models import log_softmax
 
-        _MT_COMPILED[key] = jax.jit(jax.vmap(one)).lower(params, data).compile()
-    Ws, log_s = _MT_COMPILED[key](params, data)
-    return np.asarray(Ws), np.asarray(log_s)
+    batch = prepare_batch(problems, model, None, np.zeros((len(problems), problems[0].n), np.int64), head_V=V)
+    return np.asarray(jax.jit(jax.vmap(lambda p, dat: log_softmax(model, p, dat)))(params, batch.data))
 
 
 def _mt_round(cfg: P3MultitokenConfig, d: int, idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -51,7 +51,11 @@ def run_experiment(exp_id: str, out: Path, config_file: Path | None = None, tria
     (out / "config.toml").write_text(config_text)
     ctx = Context(out, progress=progress, quick=quick)
     t0 = time.perf_counter()
-    outcome = exp.run(cfg, ctx)
+    from .._jax import float64
+    from ..plots.common import paper_style
+
+    with float64(), paper_style():  # the caller's JAX precision and matplotlib style are left as they were
+        outcome = exp.run(cfg, ctx)
     seconds = time.perf_counter() - t0
     for name, df in outcome.tables.items():
         df.to_parquet(out / f"{name}.parquet", index=False)

@@ -1,31 +1,37 @@
-"""Shared figure pieces: a paper-column style, mean ± std bands, 2-D rays and hyperplanes."""
+"""Shared figure pieces: a paper-column style, mean ± std bands, 2-D rays and hyperplanes.
+
+Figures are ``matplotlib.figure.Figure`` objects saved to files (no pyplot, no backend switch, no global
+style change: the style applies inside :func:`paper_style`, which the experiment runner enters)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import matplotlib
-
-matplotlib.use("Agg")  # files only: runs on machines with no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
-COLORS = plt.get_cmap("tab10").colors
+COLORS = matplotlib.colormaps["tab10"].colors
+STYLE = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "figure.dpi": 150,
+    "axes.grid": True, "grid.alpha": 0.3, "savefig.bbox": "tight",
+}
 
 
-def setup_style() -> None:
-    plt.rcParams.update({
-        "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
-        "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "figure.dpi": 150,
-        "axes.grid": True, "grid.alpha": 0.3, "savefig.bbox": "tight",
-    })
+@contextmanager
+def paper_style():
+    """The paper-column style for the figures made (and saved) inside; the caller's settings are restored."""
+    with matplotlib.rc_context(STYLE):
+        yield
 
 
 def column_figure(ncols: int = 1, nrows: int = 1, height: float = 2.4, width: float | None = None):
     """A figure one paper column wide (or ``ncols`` columns wide for multi-panel figures)."""
-    setup_style()
     w = width if width is not None else COLUMN_WIDTH * (1 if ncols == 1 else min(2.1, 0.7 * ncols + 0.5))
-    return plt.subplots(nrows, ncols, figsize=(w, height * nrows), squeeze=False)
+    fig = Figure(figsize=(w, height * nrows))
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
 def band(ax, x: np.ndarray, y: np.ndarray, label: str | None = None, color=None, log_y: bool = False) -> None:

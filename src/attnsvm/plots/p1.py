@@ -217,9 +217,9 @@ def plot_loss(cfg: Any, arrays: dict) -> Figure:
     fig, axes = column_figure(ncols=len(losses) + 1, nrows=1, height=2.6)
     steps = arrays["steps"]
     k_end = int(np.searchsorted(steps, cfg.steps))
-    import matplotlib.pyplot as plt
+    import matplotlib
 
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for li, loss in enumerate(losses):
         ax = axes[0, li]
         P = arrays[f"path_{loss}"]

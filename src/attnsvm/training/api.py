@@ -39,7 +39,8 @@ def train(
     alpha: the reference selection (n,) or (B, n) for "mass on α" and the margin; default opt.
     references: name → reference attention matrices (W's shape, or with a leading trials axis): every record
         carries corr(W, W_ref).
-    head_V, head_a: the ReLU head h(u) = aᵀReLU(Vᵀu) (``model.head = "relu"``).
+    head_V, head_a: the ReLU head h(u) = aᵀReLU(Vᵀu) (``model.head = "relu"``): V (d, m), or (B, d, m) with
+        one problem per trial.
     values: the value vectors v_h (H, d) of a multi-head model (default: head 0 the problem's v, the others
         drawn, :func:`attnsvm.models.head_values`).
     progress: True for a progress bar, or a callable (done, total) (Descent).

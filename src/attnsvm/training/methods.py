@@ -136,11 +136,15 @@ class RegularizationPath:
 @dataclass(frozen=True)
 class Save:
     """What a run records. every: steps between records (Descent; ``steps`` must be a multiple);
-    records: records per trial, equally spaced in arc length (Flow); path: keep W at every record."""
+    records: records per trial, equally spaced in arc length (Flow); path: keep W at every record;
+    params: keep every block at every record (Descent); metrics: the per-record measures (Descent; False
+    keeps only the selection, path and params: the cheapest program, for long paths of tiny problems)."""
 
     every: int = 10
     records: int = 50
     path: bool = False
+    params: bool = False
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         if int(self.every) < 1:

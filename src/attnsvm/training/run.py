@@ -29,10 +29,12 @@ class Run:
         (RegularizationPath: index into the radii; the radius is ``metrics["radius"]``).
     params: final parameters, block → (B, ...);  W: (B, d, d) final attention matrix (p (B, d') for the
         prompt model).
-    metrics: name → (B, R) scalar per record (``dynamics.SCALAR_METRICS`` and the method's own);
+    metrics: name → (B, R) scalar per record (``dynamics.SCALAR_METRICS`` and the method's own; empty with
+        ``Save(metrics=False)``);
     selection: (B, R, n) argmax attention per record;  singular_values: (B, R, k) of W per record;
     correlations: reference name → (B, R) ⟨W, W_ref⟩/(‖W‖_F ‖W_ref‖_F);  alpha: (B, n) reference selection;
-    path: (B, R, ...) W at every record when kept (``Save(path=True)``, always for the path method).
+    path: (B, R, ...) W at every record when kept (``Save(path=True)``, always for the path method);
+    params_path: block → (B, R, ...) every block at every record (``Save(params=True)``, Descent).
     status: (B,) per trial, ``"ok"`` or ``"diverged"`` (a non-finite value appeared; such trials are left
         out of every statistic and counted apart);  stop_reason: (B,) why the trial ended (``"steps"``,
         a flow stop such as ``"saturation"``, ``"radii"``);
@@ -53,6 +55,7 @@ class Run:
     status: np.ndarray
     stop_reason: np.ndarray
     path: np.ndarray | None = None
+    params_path: dict[str, np.ndarray] | None = None
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
     info: dict = field(default_factory=dict)
