@@ -80,12 +80,50 @@ def test_solve_infeasible_reports_sample(tmp_path):
     (["--select", "0,1"], "--select"),
     (["--select", "a,b,c"], "--select"),
     (["--select", "0,1,9"], "selection"),
+    (["--tol", "nan"], "--tol"),
+    (["--tol", "-1e-3"], "--tol"),
+    (["--tol", "inf"], "--tol"),
 ])
 def test_solve_errors_go_to_stderr(tmp_path, args, fragment):
     path = unit_gaussian(3, 4, 5, seed=0).save(tmp_path / "p.npz")
     res = _run("solve", path, *args)
     assert res.exit_code == 2
     assert fragment in res.stderr and "error" in res.stderr and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_tokens_rejects_bad_max_selections(tmp_path):
+    path = unit_gaussian(3, 4, 5, seed=0).save(tmp_path / "p.npz")
+    for bad in ("0", "-5"):
+        res = _run("tokens", path, "--max-selections", bad)
+        assert res.exit_code == 2 and "--max-selections" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_solve_inaccurate_is_never_locally_optimal(tmp_path, monkeypatch):
+    """A solution that fails its certificate certifies nothing: status inaccurate, locally_optimal false."""
+    import attnsvm.svm._ldp as ldp_mod
+
+    real = ldp_mod.nnls
+    monkeypatch.setattr(ldp_mod, "nnls", lambda E, e, maxiter=None: (0.9 * real(E, e, maxiter=maxiter)[0], 0.0))
+    path = p1_single("global").save(tmp_path / "p.npz")
+    out = json.loads(_run("solve", path, "--json").stdout)
+    assert out["status"] == "inaccurate" and out["locally_optimal"] is False
+
+
+@pytest.mark.parametrize("k", [-8, -3, 0, 4, 8])
+def test_solve_scaled_problem_same_answer(tmp_path, k):
+    """X, Z × 10^k: same status and support, solution × 10^(−2k), relative certificate unchanged."""
+    pr = unit_gaussian(4, 5, 6, seed=2)
+    s = 10.0 ** k
+    base = json.loads(_run("solve", pr.save(tmp_path / "a.npz"), "--json").stdout)
+    scaled = AttentionProblem(X=s * pr.X, Y=pr.Y, v=pr.v, Z=s * pr.queries)
+    out = json.loads(_run("solve", scaled.save(tmp_path / "b.npz"), "--json").stdout)
+    assert out["status"] == base["status"] == "optimal"
+    assert out["locally_optimal"] == base["locally_optimal"]
+    assert out["support_tokens"] == base["support_tokens"]
+    np.testing.assert_allclose(np.array(out["solution"]) * s**2, base["solution"], rtol=1e-7, atol=1e-9)
+    assert abs(out["certificate"]["relative_gap"]) <= 1e-8
 
 
 def test_solve_matrix_norm_on_prompt_problem_fails(tmp_path):

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from attnsvm.experiments import get
-from attnsvm.experiments.p1 import cosine, naive_float32_ngd
+from attnsvm.experiments.p1 import naive_float32_ngd
 from attnsvm.experiments.runner import run_experiment
 from attnsvm.problem import p1_joint, p1_single
+from attnsvm.svm import correlation as cosine
 
 P1_IDS = ("p1-single", "p1-multi", "p1-joint", "p1-loss")
 

@@ -9,6 +9,9 @@ import pytest
 
 from attnsvm.problem import AttentionProblem, p1_joint, p1_loss, p1_single, unit_gaussian
 from attnsvm.svm import (
+    INFEASIBLE,
+    OPTIMAL,
+    SOLVER_ERROR,
     build_constraints,
     correlation,
     multitoken_svm,
@@ -415,15 +418,260 @@ def test_batch_accepts_stacked_arrays():
 
 def test_optimal_is_claimed_only_with_a_certificate(monkeypatch):
     """A solver answer that fails its own certificate is reported as inaccurate, not optimal."""
-    import attnsvm.svm as svm_mod
+    import attnsvm.svm._ldp as ldp_mod
 
-    real = svm_mod.nnls
+    real = ldp_mod.nnls
 
     def sloppy(E, e, maxiter=None):
         u, res = real(E, e, maxiter=maxiter)
         return 0.9 * u, res  # 10% off: violates the margins
 
-    monkeypatch.setattr(svm_mod, "nnls", sloppy)
+    monkeypatch.setattr(ldp_mod, "nnls", sloppy)
     r = solve_svm(unit_gaussian(4, 5, 6, seed=0), "opt", "fro")
     assert r.status == "inaccurate"
     assert r.certificate.primal > 1e-3 and "certificate above" in r.message
+
+
+# ---- package structure: statuses, one correlation / logits, the norm registry ------------------------------
+
+
+def test_no_bare_status_strings_in_the_package():
+    """Statuses are compared through the named constants of attnsvm.svm, never typed strings."""
+    import re
+    from pathlib import Path
+
+    import attnsvm
+
+    pat = re.compile(r"""status\w*\s*(==|!=)\s*["'](optimal|infeasible|inaccurate|solver_error)["']""")
+    root = Path(attnsvm.__file__).parent
+    hits = [f"{p.relative_to(root)}:{k + 1}" for p in root.rglob("*.py")
+            for k, line in enumerate(p.read_text().splitlines()) if pat.search(line)]
+    assert not hits, hits
+
+
+def test_status_constants():
+    from attnsvm import svm
+
+    assert svm.SOLUTION_PRESENT == {svm.OPTIMAL, svm.INACCURATE}
+    assert svm.INFEASIBLE not in svm.SOLUTION_PRESENT and svm.SOLVER_ERROR not in svm.SOLUTION_PRESENT
+    assert svm.SOLUTION_PRESENT <= svm.STATUSES
+
+
+def test_correlation_shapes_zero_and_scale():
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    ref = float(np.sum(A * B) / np.sqrt(np.sum(A * A) * np.sum(B * B)))
+    assert correlation(A, B) == pytest.approx(ref, abs=1e-15)
+    path = np.stack([A, 2 * B, np.zeros_like(A)])
+    c = correlation(path, B)
+    np.testing.assert_allclose(c[:2], [ref, 1.0], atol=1e-15)
+    assert np.isnan(c[2]) and correlation(path, B, zero=0.0)[2] == 0.0
+    # per-row cosines with a broadcast reference (last axis only)
+    rows = correlation(path[:2], B, ndim=1)
+    assert rows.shape == (2, 4)
+    np.testing.assert_allclose(rows[1], 1.0, atol=1e-15)
+    # scale-free where the naive norms over- or underflow
+    for s in (1e-200, 1e200, 1e300):
+        assert correlation(s * A, B) == pytest.approx(ref, rel=1e-13)
+        np.testing.assert_allclose(correlation(s * path[:2], B), [ref, 1.0], rtol=1e-13)
+    assert np.isnan(correlation(np.full((4, 3), np.nan), B))
+    with pytest.raises(ValueError, match="A, B"):
+        correlation(A, np.ones(5))
+
+
+def test_logits_batched_equal_single():
+    from attnsvm.svm import logits
+
+    rng = np.random.default_rng(1)
+    for pr in (random_problem(rng, 3, 4, 5, "cross", pad=True), random_problem(rng, 3, 4, 5, "prompt")):
+        shape = (pr.keys.shape[1],) if pr.kind == "prompt" else (pr.d, pr.d)
+        th = rng.standard_normal((2, 3, *shape))
+        batch = logits(pr, th)
+        assert batch.shape == (2, 3, pr.n, pr.T)
+        for a in range(2):
+            for b in range(3):
+                np.testing.assert_allclose(batch[a, b], logits(pr, th[a, b]), atol=1e-13)
+        one = logits(pr, th[0, 0])
+        if pr.kind == "prompt":
+            ref = np.einsum("ntk,kj,j->nt", pr.X, pr.keys, th[0, 0])
+        else:
+            ref = np.einsum("ntd,de,ne->nt", pr.X, th[0, 0], pr.queries)
+        np.testing.assert_allclose(one[pr.mask], ref[pr.mask], atol=1e-12)
+        assert np.all(np.isneginf(one[~pr.mask]))
+
+
+def test_a_norm_registered_outside_the_package():
+    """A new norm is one spec: ℓ∞ of the diagonal w (an LP), defined here, solved and certified through
+    solve_svm, checked against cvxpy."""
+    from scipy.optimize import linprog
+
+    from attnsvm.svm import OPTIMAL, NormSpec, RawSolution, register_norm
+    from attnsvm.svm._registry import _REGISTRY
+
+    def solve_linf(cons, options):
+        A, c = cons.rows, cons.rhs
+        m, p = A.shape
+        # variables (w, t): min t s.t. A w ≥ c, −t ≤ w_j ≤ t
+        A_ub = np.vstack([np.hstack([-A, np.zeros((m, 1))]),
+                          np.hstack([np.eye(p), -np.ones((p, 1))]), np.hstack([-np.eye(p), -np.ones((p, 1))])])
+        cost = np.zeros(p + 1)
+        cost[p] = 1.0
+        res = linprog(cost, A_ub=A_ub, b_ub=np.concatenate([-c, np.zeros(2 * p)]),
+                      bounds=[(None, None)] * p + [(0, None)], method="highs")
+        w = res.x[:p]
+        y = -np.asarray(res.ineqlin.marginals)[:m]
+        return RawSolution(OPTIMAL, w, y * float(np.abs(w).max()), "highs-test")
+
+    spec = NormSpec(name="linf-diag-test", variable="diagonal", value=lambda w: float(np.abs(w).max()),
+                    dual=lambda g: float(np.abs(g).sum()), solve=solve_linf, tolerance=1e-8)
+    register_norm(spec)
+    try:
+        pr = unit_gaussian(3, 4, 8, seed=3)
+        r = solve_svm(pr, "opt", "linf-diag-test")
+        assert r.status == OPTIMAL, r.message
+        assert r.certificate.gap <= 1e-8 and r.certificate.primal <= 1e-9
+        w = cp.Variable(pr.d)
+        sel = pr.optimal_tokens().opt
+        cons = [cp.sum(cp.multiply((pr.X[i, sel[i]] - pr.X[i, t]) * pr.queries[i], w)) >= 1
+                for i in range(pr.n) for t in range(pr.T) if t != sel[i]]
+        prob = cp.Problem(cp.Minimize(cp.norm_inf(w)), cons)
+        prob.solve(solver="CLARABEL")
+        assert r.value == pytest.approx(prob.value, rel=1e-6)
+        assert norm_value(r.solution, "linf-diag-test") == pytest.approx(r.value, rel=1e-14)
+    finally:
+        _REGISTRY.pop("linf-diag-test")
+
+
+# ---- scale invariance and honest statuses --------------------------------------------------------------------
+
+
+def _scaled(pr: AttentionProblem, s: float) -> AttentionProblem:
+    """X (and Z) × s; a prompt problem keeps its key matrix (its rows Kᵀ D scale by s, p by 1/s)."""
+    if pr.kind == "prompt":
+        return AttentionProblem(X=s * pr.X, Y=pr.Y, v=pr.v, key_matrix=pr.key_matrix, mask=pr.mask)
+    return AttentionProblem(X=s * pr.X, Y=pr.Y, v=pr.v, Z=s * pr.queries, mask=pr.mask)
+
+
+@pytest.mark.parametrize("norm", ["l2", "fro", "nuclear", "l1"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scale_invariance(norm, seed):
+    """X, Z × 10^k, k = −8 … 8: same status and support tokens, solution × s^(−2) (s^(−1) for the prompt
+    vector p) to solver accuracy, same relative certificate; the unit problem checked against cvxpy."""
+    rng = np.random.default_rng(100 + seed)
+    pr = random_problem(rng, 3, 4, 8 if norm == "l1" else 5, "prompt" if norm == "l2" else "cross")
+    sel = pr.optimal_tokens().opt
+    base = solve_svm(pr, sel, norm)
+    rtol = 1e-6 if norm == "nuclear" else 1e-8
+    if base.status != OPTIMAL:
+        assert base.status == INFEASIBLE, base.message
+    else:
+        assert base.value == pytest.approx(reference(pr, sel, norm)[1], rel=1e-6)
+    power = 1 if norm == "l2" else 2
+    for k in range(-8, 9):
+        s = 10.0**k
+        r = solve_svm(_scaled(pr, s), sel, norm)
+        assert r.status == base.status, (k, r.message)
+        if base.status != OPTIMAL:
+            assert np.all(np.isnan(r.solution)) and r.farkas is not None
+            continue
+        assert r.support_tokens == base.support_tokens, k
+        np.testing.assert_allclose(r.solution * s**power, base.solution, rtol=rtol,
+                                   atol=rtol * np.abs(base.solution).max(), err_msg=f"k = {k}")
+        assert r.value * s**power == pytest.approx(base.value, rel=rtol)
+        assert r.certificate.primal <= 1e-8 and abs(r.certificate.relative_gap) <= 1e-6
+        np.testing.assert_allclose(r.duals * s ** (2 * power), base.duals, rtol=10 * rtol,
+                                   atol=10 * rtol * base.duals.max())
+        np.testing.assert_allclose(r.margin, base.margin, rtol=1e-6, atol=1e-7)
+
+
+def test_scale_by_powers_of_two_is_exact():
+    """X, Z × 2^k only shifts exponents: the solver sees the same unit-scale data, so the answer is the same
+    bit for bit, scaled back exactly."""
+    pr = unit_gaussian(4, 5, 6, seed=4)
+    base = {nm: solve_svm(pr, "opt", nm) for nm in ("fro", "l1", "nuclear")}
+    for k in (-30, -7, 5, 40):
+        s = 2.0**k
+        for nm, b in base.items():
+            r = solve_svm(_scaled(pr, s), b.selection, nm)
+            assert r.status == b.status and r.message == b.message
+            np.testing.assert_array_equal(r.solution * s**2, b.solution)
+            assert r.certificate.relative_gap == b.certificate.relative_gap
+
+
+@pytest.mark.parametrize("norm", ["fro", "l1", "nuclear"])
+def test_near_duplicate_tokens_same_as_rescaled_copy(norm):
+    """Tokens 1e−12 apart (x̄ + δN, δ = 2^−40 ≈ 9e−13) give the answer of their rescaled copy (X − x̄)/δ:
+    same status (optimal, not infeasible), solution scaled by δ exactly."""
+    rng = np.random.default_rng(7)
+    n, T, d = 3, 4, 6 if norm != "l1" else 8
+    delta = 2.0**-40
+    xbar = 1.0 + rng.uniform(size=d)  # one binade: X − x̄ and the differences are exact
+    X = xbar + delta * rng.standard_normal((n, T, d))
+    Z = rng.standard_normal((n, d))
+    near = AttentionProblem(X=X, Y=np.ones(n), v=rng.standard_normal(d), Z=Z)
+    copy = AttentionProblem(X=(X - xbar) / delta, Y=near.Y, v=near.v, Z=Z)
+    sel = np.zeros(n, dtype=int)
+    a, b = solve_svm(near, sel, norm), solve_svm(copy, sel, norm)
+    assert a.status == b.status
+    assert b.status in (OPTIMAL, INFEASIBLE)
+    if b.status == OPTIMAL:
+        np.testing.assert_allclose(a.solution * delta, b.solution, rtol=1e-12, atol=1e-12 * np.abs(b.solution).max())
+        assert a.support_tokens == b.support_tokens
+
+
+def test_l1_huge_scale_is_solved_not_infeasible():
+    """With X × 1e100 the LP sees unit-scale data: the same optimal answer, not a solver error."""
+    pr = unit_gaussian(3, 4, 8, seed=5)
+    b = solve_svm(pr, "opt", "l1")
+    r = solve_svm(_scaled(pr, 1e100), b.selection, "l1")
+    assert r.status == b.status == OPTIMAL
+    np.testing.assert_allclose(r.solution * 1e200, b.solution, rtol=1e-8, atol=1e-12)
+
+
+def test_solver_failure_is_its_own_status(monkeypatch):
+    """A failing LP is SOLVER_ERROR; an 'infeasible' claim without a Farkas certificate is SOLVER_ERROR too,
+    never INFEASIBLE; neither is locally optimal."""
+    import attnsvm.svm._l1 as l1_mod
+    from attnsvm.tokens import is_locally_optimal
+
+    pr = unit_gaussian(3, 4, 8, seed=5)
+    real = l1_mod.linprog
+
+    class Fake:
+        def __init__(self, status):
+            self.status, self.message = status, "fake"
+
+    for st in (4, 2):  # numerical difficulties; a false infeasibility claim on a feasible problem
+        monkeypatch.setattr(l1_mod, "linprog", lambda *a, st=st, **k: Fake(st))
+        r = solve_svm(pr, "opt", "l1")
+        assert r.status == SOLVER_ERROR, r.message
+        assert r.farkas is None and np.all(np.isnan(r.solution)) and not r.has_solution
+        assert not is_locally_optimal(pr, "opt", "l1", result=r).locally_optimal
+    monkeypatch.setattr(l1_mod, "linprog", real)
+    assert solve_svm(pr, "opt", "l1").status == OPTIMAL
+
+
+@pytest.mark.parametrize("tol", [float("nan"), -1e-6, float("inf")])
+def test_bad_tol_is_rejected(tol):
+    pr = unit_gaussian(3, 4, 5, seed=0)
+    with pytest.raises(ValueError, match="tol"):
+        solve_svm(pr, "opt", "fro", tol=tol)
+    with pytest.raises(ValueError, match="tol"):
+        solve_svm_batch([pr], "opt", "fro", tol=tol)
+
+
+def test_batch_scale_invariance_and_certificate():
+    """The batch solver rescales per instance and certifies like solve_svm."""
+    prs = [unit_gaussian(4, 5, 6, seed=s) for s in range(3)]
+    sel = np.stack([p.optimal_tokens().opt for p in prs])
+    base = solve_svm_batch(prs, sel, "fro")
+    for k in (-8, 8):
+        s = 10.0**k
+        r = solve_svm_batch([_scaled(p, s) for p in prs], sel, "fro")
+        np.testing.assert_array_equal(r.status, base.status)
+        ok = base.status == OPTIMAL
+        np.testing.assert_allclose(r.solution[ok] * s**2, base.solution[ok], rtol=1e-8, atol=1e-10)
+        np.testing.assert_array_equal(r.active, base.active)
+    for b, p in enumerate(prs):
+        single = solve_svm(p, sel[b], "fro")
+        assert single.status == base.status[b]

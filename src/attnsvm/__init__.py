@@ -51,10 +51,20 @@ from .training import (
 )
 
 __version__ = "0.1.0"
+
+
+def load_sweep(out, table: str = "trials"):
+    """The results of ``attnsvm sweep ... --out OUT`` as a pandas DataFrame, one row per (point, trial)
+    (``table="records"``: per recorded step). See :func:`attnsvm.sweep.load_sweep`."""
+    from .sweep import load_sweep as _load_sweep
+
+    return _load_sweep(out, table)
+
+
 __all__ = [
     "GD", "NGD", "OPTIMIZERS", "AttentionProblem", "Descent", "Flow", "Init", "Model", "OptimalTokens",
     "OptimizerSpec", "Parameterization", "Radius", "RegularizationPath", "Run", "Saturation", "Save", "Stop",
-    "Time", "enable_x64", "float64", "generate", "is_locally_optimal", "load_problem", "optimizer", "p1_joint",
-    "p1_loss", "p1_multi", "p1_single", "p3_paths", "register_optimizer", "register_parameterization",
+    "Time", "enable_x64", "float64", "generate", "is_locally_optimal", "load_problem", "load_sweep", "optimizer",
+    "p1_joint", "p1_loss", "p1_multi", "p1_single", "p3_paths", "register_optimizer", "register_parameterization",
     "solve_svm", "train", "unit_gaussian", "verdicts",
 ]

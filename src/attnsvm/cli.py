@@ -29,7 +29,7 @@ def fail(message: str, code: int = 2) -> None:
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="TOML config ([problem], [model], [optimizer], [init], [run])."),
+    config: Path = typer.Argument(..., help="TOML config with the tables problem, model, optimizer, init, run."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/<config name>)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -74,20 +74,24 @@ def reproduce(
     config: Path = typer.Option(None, "--config", help="TOML file overriding the paper's settings."),
     trials: int = typer.Option(None, "--trials", min=1, help="Number of trials (where the experiment has them)."),
     steps: int = typer.Option(None, "--steps", min=1, help="Number of steps (where the experiment has them)."),
-    out: Path = typer.Option(Path("runs/reproduce"), "--out", "-o", help="Run directory (one folder per id)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="With ID: that experiment's folder. With --all: the folder of the summary, "
+        "one subfolder per id. Default runs/reproduce[-quick]/ID (and runs/reproduce[-quick] for --all)."),
     quick: bool = typer.Option(False, "--quick", help="Small settings: every experiment in seconds."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace a run of another configuration in the output folder."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Reproduce an experiment of the papers (or --all): figures, tables, arrays and report.md in --out.
 
-    Finished trials are kept on disk: rerunning into the same --out resumes an interrupted run.
+    Finished trials are kept on disk: rerunning the same command resumes an interrupted run. A --quick run
+    is a different configuration, so by default it goes to runs/reproduce-quick, never into a full run.
     """
     import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from contextlib import nullcontext
 
     from .experiments import all_experiments, get
-    from .experiments.runner import run_experiment
+    from .experiments.runner import RUN_MARKER, check_writable_dir, run_experiment, write_summary
     from .report import rich_table, summary_markdown
 
     if all_ == (exp_id is not None):
@@ -98,29 +102,58 @@ def reproduce(
         fail(str(exc))
     if all_ and config is not None:
         fail("--config applies to one experiment; run `attnsvm reproduce ID --config FILE`")
+    base = out if out is not None else Path("runs/reproduce-quick" if quick else "runs/reproduce")
+    if all_:
+        try:
+            check_writable_dir(base)
+        except ValueError as exc:
+            fail(str(exc))
+        if (base / RUN_MARKER).exists():
+            fail(f"--out {base} is the folder of one experiment's run; give another folder for --all")
     reports = []
     t0 = time.perf_counter()
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err_console, disable=not progress)
-    with bar:
+    from .progress import make_progress
+
+    bar = make_progress(console=err_console, enabled=progress)
+    with bar if bar is not None else nullcontext():
         for exp in exps:
-            target = out / exp.id if (all_ or out == Path("runs/reproduce")) else out
+            target = base / exp.id if (all_ or out is None) else out
+            again = ["attnsvm", "reproduce", "--all" if all_ else exp.id, *(["--quick"] if quick else []),
+                     *([f"--config {config}"] if config else []), *([f"--trials {trials}"] if trials else []),
+                     *([f"--steps {steps}"] if steps else []), "--out", str(base if all_ else target)]
             try:
                 rep = run_experiment(exp.id, target, config_file=config, trials=trials, steps=steps,
-                                     quick=quick, progress=bar)
-            except ValueError as exc:
+                                     quick=quick, progress=bar, overwrite=overwrite)
+            except KeyboardInterrupt:
+                if bar is not None:
+                    bar.stop()
+                fail(f"{exp.id}: interrupted; finished trials are kept in {target / 'trials'}: "
+                     f"`{' '.join(again)}` resumes", code=130)
+            except (ValueError, OSError) as exc:
                 fail(f"{exp.id}: {exc}")
             reports.append(rep)
             console.print(rich_table(rep))
             console.print(f"→ {target / 'report.md'}")
     if all_:
-        (out / "report.md").write_text(summary_markdown(reports))
-        console.print(f"all experiments: {time.perf_counter() - t0:.1f} s → {out / 'report.md'}")
+        write_summary(base, reports, quick, summary_markdown(reports))
+        console.print(f"all experiments: {time.perf_counter() - t0:.1f} s → {base / 'report.md'}")
 
 
 from . import cli_geometry  # noqa: E402  (registers `solve` and `tokens`)
 
 cli_geometry.register(app)
+
+from . import cli_problem  # noqa: E402  (registers `problem`)
+
+cli_problem.register(app)
+
+from . import cli_kkt  # noqa: E402  (registers `kkt`)
+
+cli_kkt.register(app)
+
+from . import cli_sweep  # noqa: E402  (registers `sweep`)
+
+cli_sweep.register(app)
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -16,9 +16,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_ntp import solve_ntp
+from .ntp import is_ntp_file
 from .problem import AttentionProblem, load_problem
-from .svm import NORMS, SUPPORT_TOL, SVMResult, relaxed_margins_from_v, solve_svm
-from .tokens import MAX_SELECTIONS, default_norm, enumerate_locally_optimal, is_locally_optimal, selection_from_W
+from .progress import make_progress
+from .svm import INFEASIBLE, NORMS, SUPPORT_TOL, SVMResult, get_norm, lp_norm_name, relaxed_margins_from_v, solve_svm
+from .tokens import (
+    default_max_selections,
+    default_norm,
+    is_locally_optimal,
+    search_locally_optimal,
+    selection_from_W,
+)
 
 
 def parse_selection(problem: AttentionProblem, spec: str) -> str | np.ndarray:
@@ -54,7 +63,8 @@ def solve_payload(problem: AttentionProblem, result: SVMResult, locally_optimal:
     """The JSON object of ``attnsvm solve --json``."""
     out = result.to_dict()
     out["certificate"] = {k: _json_number(getattr(result.certificate, k))
-                          for k in ("primal", "dual", "complementarity", "gap", "lower", "upper")}
+                          for k in ("primal", "dual", "complementarity", "gap", "lower", "upper", "scale",
+                                    "relative_gap")}
     out["locally_optimal"] = bool(locally_optimal)
     out["scores"] = [[_json_number(g) for g in row] for row in problem.scores()]
     return out
@@ -74,17 +84,18 @@ def _print_solve(console: Console, problem: AttentionProblem, r: SVMResult, loca
     head.add_row("certificate", f"primal {_fmt(c.primal)}  dual {_fmt(c.dual)}  compl. {_fmt(c.complementarity)}"
                                 f"  gap {_fmt(c.gap)}")
     head.add_row("solver", f"{r.solver}  {r.message}".strip())
-    if r.status == "infeasible":
+    if r.status == INFEASIBLE:
         head.add_row("infeasible alone", ", ".join(map(str, r.infeasible_samples)) or "none (jointly infeasible)")
         head.add_row("certificate uses", ", ".join(map(str, r.farkas_samples)))
     console.print(head)
     if np.all(np.isfinite(r.solution)):
         sol = np.atleast_2d(r.solution)
         if max(sol.shape) <= 12:
-            t = Table(title="solution" + (" p" if r.norm == "l2" else " W"), show_header=False)
+            # plain rows, never a table: rich shrinks table cells to the terminal width and cuts the
+            # numbers ("-0.1…"); a row longer than the terminal wraps instead, every digit kept
+            console.print(f"solution {'p' if r.norm == 'l2' else 'W'}:", highlight=False)
             for row in sol:
-                t.add_row(*[f"{x: .6f}" for x in row])
-            console.print(t)
+                console.print("  " + " ".join(f"{x: .6f}" for x in row), highlight=False, soft_wrap=True)
         else:
             s = np.linalg.svd(sol, compute_uv=False)
             console.print(f"solution: shape {sol.shape}, leading singular values "
@@ -101,12 +112,36 @@ def _print_solve(console: Console, problem: AttentionProblem, r: SVMResult, loca
     console.print(per)
 
 
-def _norm_for(problem: AttentionProblem, norm: str | None) -> str:
-    """--norm, or the problem's default (l2 for prompt problems, fro otherwise), validated."""
+def _norm_for(problem: AttentionProblem, norm: str | None, p: float | None = None) -> str:
+    """--norm, or the problem's default (l2 for prompt problems, fro otherwise), validated; ``lp`` (with
+    --p P) and ``linf`` are the entrywise ℓp norms, on W or on the prompt vector p by the problem's kind."""
     nm = default_norm(problem) if norm is None else norm
+    if nm in ("lp", "linf"):
+        if nm == "lp" and p is None:
+            raise ValueError("--p: --norm lp needs the exponent, e.g. --norm lp --p 1.75 (1 ≤ P ≤ inf)")
+        return lp_norm_name(float("inf") if nm == "linf" else p, prompt=problem.kind == "prompt")
+    if p is not None:
+        raise ValueError(f"--p: only used with --norm lp, not with --norm {nm}")
     if nm not in NORMS:
-        raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, got {nm!r}")
+        if ":" in nm:
+            get_norm(nm)  # a parametric family name such as lp:3 (ValueError if unknown)
+            return nm
+        raise ValueError(f"--norm: must be one of {', '.join(NORMS)}, lp (with --p) or linf, got {nm!r}")
     return nm
+
+
+def check_tol_option(tol: float) -> float:
+    """--tol: a finite number ≥ 0 (the support-token tolerance on ⟨A_it, θ⟩ − c_i, margins being 1)."""
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"--tol: must be a finite number ≥ 0 (tolerance on ⟨A_it,θ⟩ − c_i), got {tol}; "
+                         f"the default is {SUPPORT_TOL:g}")
+    return float(tol)
+
+
+def check_positive_int(value: int, name: str) -> int:
+    if value < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {value}")
+    return int(value)
 
 
 def register(app: typer.Typer) -> None:
@@ -114,10 +149,16 @@ def register(app: typer.Typer) -> None:
 
     @app.command("solve")
     def solve_cmd(
-        problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM.npz", help="Problem file (.npz).")],
+        problem_path: Annotated[Path, typer.Argument(
+            metavar="PROBLEM.npz", help="Problem file (.npz): an attention problem (X, Y, v, ...) or a "
+                                        "next-token problem (E, tokens, next).")],
         norm: Annotated[str | None, typer.Option(
-            "--norm", help="l2 (prompt p) | fro | nuclear | l1 (diagonal W). Default: l2 for prompt "
-                           "problems, fro otherwise.")] = None,
+            "--norm", help="l2 (prompt p) | fro | nuclear | l1 (diagonal W) | lp (entrywise ℓp, with --p) | "
+                           "linf. Default: l2 for prompt problems, fro otherwise; fro | nuclear for next-token "
+                           "problems.")] = None,
+        p_exp: Annotated[float | None, typer.Option(
+            "--p", help="Exponent P of --norm lp (1 ≤ P ≤ inf): min ‖W‖_P entrywise, or ‖p‖_P for prompt "
+                        "problems.")] = None,
         select: Annotated[str, typer.Option(
             "--select", help="opt | argmax:W.npy | comma-separated token indices (one per sequence).")] = "opt",
         relax_from_v: Annotated[bool, typer.Option(
@@ -129,8 +170,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Solve the Att-SVM of a selection and print the solution with its certificate."""
         try:
+            tol = check_tol_option(tol)
+            if is_ntp_file(problem_path):
+                if (select != "opt" and not select.startswith("argmax:")) or relax_from_v or p_exp is not None:
+                    raise ValueError("--select/--relax-from-v/--p: a next-token problem takes --select opt (its "
+                                     "labels) or argmax:W.npy (the tokens W selects), and --norm fro | nuclear")
+                solve_ntp(problem_path, norm, tol, as_json, select)
+                return
             problem = load_problem(problem_path)
-            nm = _norm_for(problem, norm)
+            nm = _norm_for(problem, norm, p_exp)
             sel = parse_selection(problem, select)
             margins = relaxed_margins_from_v(problem, sel) if relax_from_v else None
             result = solve_svm(problem, sel, nm, margins=margins, tol=tol)
@@ -149,23 +197,43 @@ def register(app: typer.Typer) -> None:
         norm: Annotated[str | None, typer.Option(
             "--norm", help="SVM norm of the local-optimality test (default l2 for prompt, fro otherwise).")
         ] = None,
-        max_selections: Annotated[int, typer.Option(
-            "--max-selections", help="Enumerate locally-optimal selections only up to this many candidates."
-        )] = MAX_SELECTIONS,
+        max_selections: Annotated[int | None, typer.Option(
+            "--max-selections", help="Search only when at most this many candidate selections remain after "
+                                     "pruning (default 2000000 for fro/l2, 20000 for nuclear/l1).")] = None,
+        tol: Annotated[float, typer.Option("--tol", help="Support-token tolerance on ⟨A_it,θ⟩ − c_i.")
+                       ] = SUPPORT_TOL,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                               help="Progress of the search on stderr.")] = True,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Scores γ_it, optimal tokens (ties reported) and every locally-optimal selection with its margin."""
         try:
+            tol = check_tol_option(tol)
+            if max_selections is not None:
+                max_selections = check_positive_int(max_selections, "--max-selections")
             problem = load_problem(problem_path)
             nm = _norm_for(problem, norm)
             top = problem.optimal_tokens()
+            cap = default_max_selections(nm) if max_selections is None else max_selections
+            bar = make_progress(Console(stderr=True), enabled=progress, unit="selections")
+            stats = None
             try:
-                local = enumerate_locally_optimal(problem, nm, max_selections=max_selections)
+                if bar is None:
+                    local, stats = search_locally_optimal(problem, nm, tol, cap)
+                else:
+                    with bar:
+                        task = bar.add_task("locally-optimal search", total=None)
+
+                        def tick(done: int, total: int) -> None:
+                            bar.update(task, total=total, completed=done)
+
+                        local, stats = search_locally_optimal(problem, nm, tol, cap, progress=tick)
                 skipped = ""
             except ValueError as exc:
-                if "max_selections" not in str(exc):
+                if not str(exc).startswith("max_selections"):
                     raise
-                local, skipped = None, str(exc)
+                local, skipped = None, str(exc).replace("max_selections", "--max-selections", 1)
+                skipped = skipped.replace("above max_selections", "above --max-selections")
         except (ValueError, FileNotFoundError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
@@ -180,6 +248,9 @@ def register(app: typer.Typer) -> None:
                     {"selection": s.selection.tolist(), "value": s.value, "margin": s.margin,
                      "globally_optimal": s.globally_optimal} for s in local],
                 "skipped": skipped or None,
+                "search": None if stats is None else {
+                    "candidates": list(stats.candidates), "total": stats.total, "pruned": stats.pruned,
+                    "screened": stats.screened, "solved": stats.solved, "seconds": stats.seconds},
             }
             typer.echo(json.dumps(payload, allow_nan=False))
             return
@@ -204,3 +275,8 @@ def register(app: typer.Typer) -> None:
             lt.add_row(",".join(map(str, s.selection.tolist())), _fmt(s.value), _fmt(s.margin),
                        "yes" if s.globally_optimal else "")
         console.print(lt)
+        if stats is not None:
+            console.print(f"searched {stats.total} candidate selections (per-sequence candidate tokens "
+                          f"{list(stats.candidates)}; {stats.pruned} pruned as infeasible prefixes, "
+                          f"{stats.screened} decided by the reduced exact test, {stats.solved} full solves) "
+                          f"in {stats.seconds:.1f} s", highlight=False)

@@ -373,10 +373,10 @@ def _progress(progress, total: int):
         return progress, None
     if not progress:
         return None, None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from .progress import make_progress
 
-    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                   TimeRemainingColumn(), transient=True)
-    task = bar.add_task("train", total=total)
+    # a bar on a terminal, plain lines in a log (see attnsvm.progress)
+    bar = make_progress(unit="steps", transient=True)
+    task = bar.add_task("training", total=total)
     bar.start()
     return (lambda done, tot: bar.update(task, completed=done)), bar

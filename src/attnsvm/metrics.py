@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .problem import AttentionProblem
-from .svm import correlation, solve_svm
-from .tokens import is_locally_optimal, logits
+from .svm import correlation, logits, solve_svm
+from .tokens import is_locally_optimal
 from .training.run import DIVERGED, Run
 
 

@@ -18,6 +18,8 @@ the optional ``Z, query_index, key_matrix, mask``.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,6 +36,9 @@ TIE_TOL = 1e-9
 
 
 def _as_float_array(name: str, value, ndim: int) -> np.ndarray:
+    if np.iscomplexobj(value):
+        raise ValueError(f"{name}: complex values; an attention problem is real (pass {name}.real if the "
+                         "imaginary part is zero)")
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -46,6 +51,19 @@ def _as_float_array(name: str, value, ndim: int) -> np.ndarray:
                          "replace non-finite entries before building the problem")
     arr.setflags(write=False)
     return arr
+
+
+def _as_position(value) -> int:
+    """query_index as a Python int: one integer (an integral float such as 2.0 is accepted), else ValueError."""
+    arr = np.asarray(value)
+    if arr.shape != ():
+        raise ValueError(f"query_index: must be one integer (the query position), got an array of shape "
+                         f"{arr.shape}; give Z (n, d) for one query per sequence")
+    if arr.dtype.kind in "iu":
+        return int(arr)
+    if arr.dtype.kind == "f" and np.isfinite(arr) and float(arr).is_integer():
+        return int(arr)
+    raise ValueError(f"query_index: must be an integer position, got {arr.item()!r} (dtype {arr.dtype})")
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,10 @@ class AttentionProblem:
         n, T, d = X.shape
         if n < 1 or T < 1 or d < 1:
             raise ValueError(f"X: every dimension must be ≥ 1, got shape (n, T, d) = {X.shape}")
-        Y = _as_float_array("Y", np.ravel(self.Y) if np.ndim(self.Y) == 2 else self.Y, 1)
+        if np.ndim(self.Y) != 1:
+            raise ValueError(f"Y: expected shape ({n},) (one label per sequence), got {np.shape(self.Y)}; "
+                             "pass Y.ravel() if it holds one label per row")
+        Y = _as_float_array("Y", self.Y, 1)
         if Y.shape != (n,):
             raise ValueError(f"Y: expected shape ({n},) to match X with n={n}, got {Y.shape}")
         bad = np.flatnonzero((Y != 1.0) & (Y != -1.0))
@@ -108,7 +129,7 @@ class AttentionProblem:
                 raise ValueError(f"Z: expected shape ({n}, {d}) (one query per sequence), got {Z.shape}")
         q = None
         if self.query_index is not None:
-            q = int(self.query_index)
+            q = _as_position(self.query_index)
             if not 0 <= q < T:
                 raise ValueError(f"query_index: must be in [0, {T}), got {self.query_index}")
         K = None
@@ -251,26 +272,122 @@ class AttentionProblem:
 
 
 PROBLEM_KEYS = ("X", "Y", "v", "Z", "query_index", "key_matrix", "mask")
+_FIELD_NDIM = {"X": 3, "Y": 1, "v": 1, "Z": 2, "query_index": 0, "key_matrix": 2, "mask": 2}
+_HOW = ("a problem file is an .npz written by AttentionProblem.save or numpy.savez with X (n,T,d), Y (n,), "
+        "v (d,) and optionally Z, query_index, key_matrix, mask")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux; free pages elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.3g} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.3g} MB"
+
+
+def check_memory(nbytes: float, what: str, fix: str) -> None:
+    """Refuse (ValueError, with the estimate) an allocation of ``nbytes`` above half the available memory."""
+    avail = available_memory()
+    if nbytes > avail / 2:
+        raise ValueError(f"{what} needs ≈ {_gb(nbytes)} of memory, and {_gb(avail)} is available; {fix}")
+
+
+def _npy_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int]]:
+    """{key: (shape, dtype, stored bytes)} of every array of an .npz, read from the headers only."""
+    fmt = np.lib.format
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                try:
+                    with zf.open(info) as fp:
+                        version = fmt.read_magic(fp)
+                        if version == (1, 0):
+                            shape, _, dtype = fmt.read_array_header_1_0(fp)
+                        elif version == (2, 0):
+                            shape, _, dtype = fmt.read_array_header_2_0(fp)
+                        else:
+                            raise ValueError(f"unsupported .npy format version {version}")
+                        header_len = fp.tell()
+                except (ValueError, EOFError, zlib.error, zipfile.BadZipFile, OSError) as exc:
+                    raise ValueError(f"{path} is truncated or corrupt: array {key!r} is unreadable ({exc}); "
+                                     "rewrite it") from None
+                out[key] = (tuple(int(x) for x in shape), np.dtype(dtype), info.file_size - header_len)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path} is truncated or corrupt ({exc}); {_HOW}") from None
+    return out
 
 
 def load_problem(path: str | Path) -> AttentionProblem:
-    """Read a problem written by :meth:`AttentionProblem.save` (or by hand with the same keys)."""
+    """Read a problem written by :meth:`AttentionProblem.save` (or by hand with the same keys).
+
+    Everything is checked before any array is allocated: the file is an .npz archive (not a ``.npy``
+    array, text, an empty or truncated file), every array is real and numeric with its expected number of
+    dimensions, no array declares more data than the file holds, and the float64 arrays fit in memory.
+    Every failure is a ValueError (FileNotFoundError for a missing file) whose message names the field.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"problem file not found: {path}")
-    with np.load(path, allow_pickle=False) as f:
-        keys = set(f.files)
-        missing = {"X", "Y", "v"} - keys
-        if missing:
-            raise ValueError(f"{path}: missing required key(s) {sorted(missing)}; a problem file holds "
-                             f"X (n,T,d), Y (n,), v (d,) and optionally Z, query_index, key_matrix, mask")
-        unknown = keys - set(PROBLEM_KEYS)
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {PROBLEM_KEYS}")
-        kw = {k: f[k] for k in keys}
-    if "query_index" in kw:
-        kw["query_index"] = int(kw["query_index"])
-    return AttentionProblem(**kw)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a problem .npz file ({_HOW})")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); {_HOW}")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{path} is a .npy file (one array), not a problem; save X, Y, v (and Z, query_index, "
+                         "…) together with numpy.savez(FILE.npz, X=X, Y=Y, v=v)")
+    if not head.startswith(b"PK"):
+        looks = " (it looks like text)" if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:256]) else ""
+        raise ValueError(f"{path} is not an .npz (zip) archive{looks}; {_HOW}")
+    headers = _npy_headers(path)
+    missing = {"X", "Y", "v"} - set(headers)
+    if missing:
+        raise ValueError(f"{path}: missing required key(s) {sorted(missing)}; {_HOW}")
+    unknown = set(headers) - set(PROBLEM_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {PROBLEM_KEYS}")
+    need = 0
+    for key, (shape, dtype, stored) in headers.items():
+        if dtype.hasobject or dtype.kind not in "biufc":
+            raise ValueError(f"{path}: {key} has dtype {dtype}; store numbers (float64)")
+        if dtype.kind == "c":
+            raise ValueError(f"{path}: {key} is complex ({dtype}); an attention problem is real (store "
+                             f"{key}.real if the imaginary part is zero)")
+        if len(shape) != _FIELD_NDIM[key] and not (key == "query_index" and len(shape) == 1):
+            raise ValueError(f"{path}: {key} has shape {shape}; expected a {_FIELD_NDIM[key]}-D array "
+                             f"({_HOW})")
+        count = int(np.prod(shape, dtype=np.float64))
+        if count * dtype.itemsize > stored:
+            raise ValueError(f"{path}: {key} declares shape {shape} ({_gb(count * dtype.itemsize)}) but the file "
+                             f"holds {stored} bytes of it: the file is truncated or forged; rewrite it")
+        need += count * 8 * (2 if key == "X" else 1)  # float64 copies; X twice (conversion, masking)
+    check_memory(need, f"{path}: loading X {headers['X'][0]}", "use a smaller problem")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            kw = {k: f[k] for k in headers}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{path} is truncated or corrupt ({exc}); rewrite it") from None
+    try:
+        return AttentionProblem(**kw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 # ---- generators ---------------------------------------------------------------------------------------

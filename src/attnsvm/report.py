@@ -20,6 +20,8 @@ class ExperimentReport:
     config: str = ""
     computed_chunks: int = 0
     loaded_chunks: int = 0
+    recomputed_chunks: int = 0
+    trial_counts: dict[str, int] = field(default_factory=dict)
 
 
 def _cell(text: str) -> str:
@@ -38,8 +40,17 @@ def claims_table(claims: Sequence[Claim], with_id: str | None = None) -> list[st
 
 
 def experiment_markdown(rep: ExperimentReport, figure_dir: str = "figures") -> str:
+    recomputed = (f", {rep.recomputed_chunks} recomputed after failing verification"
+                  if rep.recomputed_chunks else "")
+    stores = rep.trial_counts
+    counts = (f"{sum(stores.values())} trials in {len(stores)} store(s)"
+              + (": " + ", ".join(f"{k} {v}" for k, v in stores.items()) if len(stores) <= 8 else "")
+              if stores else "")
     lines = [f"# {rep.id}: {rep.title}", "", f"Paper: {rep.paper}. Wall time: {rep.seconds:.1f} s "
-             f"({rep.computed_chunks} trial chunks computed, {rep.loaded_chunks} loaded from a previous run).", ""]
+             f"({rep.computed_chunks} trial chunks computed, {rep.loaded_chunks} loaded from a previous run"
+             f"{recomputed}).", ""]
+    if counts:
+        lines += [f"Trials: {counts}.", ""]
     lines += claims_table(rep.claims)
     if rep.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in rep.notes]

@@ -56,7 +56,7 @@ def reference_solutions(problems: list[AttentionProblem], norms: list[str], tria
     Returns (name → (trials, *W.shape), name → per-trial status). An infeasible problem has no direction:
     its reference is all zeros (correlation reported as 0) and its status says so.
     """
-    from .svm import solve_svm
+    from .svm import SOLUTION_PRESENT, solve_svm
 
     refs: dict[str, np.ndarray] = {}
     status: dict[str, list[str]] = {}
@@ -65,7 +65,7 @@ def reference_solutions(problems: list[AttentionProblem], norms: list[str], tria
         for p in problems:
             res = solve_svm(p, "opt", norm=norm)
             st.append(res.status)
-            sols.append(np.asarray(res.solution) if res.status != "infeasible" else None)
+            sols.append(np.asarray(res.solution) if res.status in SOLUTION_PRESENT else None)
         shape = next((s.shape for s in sols if s is not None), None)
         if shape is None:
             shape = (problems[0].keys.shape[1],) if norm == "l2" else (problems[0].d, problems[0].d)

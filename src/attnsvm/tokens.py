@@ -13,25 +13,36 @@ The SVM norm of the test defaults to ``l2`` (p^mm) for prompt problems and ``fro
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from .problem import TIE_TOL, AttentionProblem, OptimalTokens
 from .svm import (
+    INFEASIBLE,
+    OPTIMAL,
+    SOLUTION_PRESENT,
     SUPPORT_TOL,
     SVMResult,
     build_constraints,
     check_norm,
     check_selection,
+    check_tol,
     correlation,
+    logits,
     solve_svm,
     solve_svm_batch,
 )
 
-#: default cap on the number of candidate selections :func:`enumerate_locally_optimal` will solve
-MAX_SELECTIONS = 20_000
+#: default cap on the number of candidate selections a search examines: the exact reduced test of fro / l2
+#: decides ~10⁴ selections per CPU-second; the other norms need one conic solve per selection
+MAX_SELECTIONS = 2_000_000
+MAX_SELECTIONS_SOLVED = 20_000
+
+
+def default_max_selections(norm: str) -> int:
+    return MAX_SELECTIONS if norm in ("fro", "l2") else MAX_SELECTIONS_SOLVED
 
 
 def scores(problem: AttentionProblem) -> np.ndarray:
@@ -70,6 +81,11 @@ class LocalOptimality:
         return self.result.value
 
     @property
+    def status(self) -> str:
+        """Status of the Att-SVM(α) solve (``attnsvm.svm`` constants)."""
+        return self.result.status
+
+    @property
     def margin(self) -> float:
         """Geometric margin 1/‖θ^mm‖ of the selection (0 if infeasible)."""
         return 1.0 / self.result.value if np.isfinite(self.result.value) and self.result.value > 0 else 0.0
@@ -85,9 +101,11 @@ def _strictly_better(problem: AttentionProblem, sel: np.ndarray) -> np.ndarray:
 
 def is_locally_optimal(problem: AttentionProblem, selection, norm: str | None = None,
                        tol: float = SUPPORT_TOL, result: SVMResult | None = None) -> LocalOptimality:
-    """SPEC §3: α is locally optimal iff Att-SVM(α) is feasible and γ_iα_i > γ_it for all t ∈ T_i, all i.
+    """α is locally optimal iff Att-SVM(α) is feasible and γ_iα_i > γ_it for all t ∈ T_i, all i.
 
-    ``result`` may pass an already solved Att-SVM(α) (its norm is then used).
+    ``result`` may pass an already solved Att-SVM(α) (its norm is then used). Only a certified (OPTIMAL)
+    solution makes α locally optimal; ``feasible`` is True when a solution is present (OPTIMAL or INACCURATE),
+    and ``status`` says which.
     """
     norm = default_norm(problem) if norm is None else check_norm(norm)
     sel = check_selection(problem, selection)
@@ -97,11 +115,12 @@ def is_locally_optimal(problem: AttentionProblem, selection, norm: str | None = 
         raise ValueError("result: it was solved for another selection than the one given")
     top = problem.optimal_tokens()
     glob = bool(np.all(top.tied[np.arange(problem.n), sel]))
-    if result.status == "infeasible":
+    if result.status not in SOLUTION_PRESENT:
         return LocalOptimality(False, False, glob, (), result.support_tokens, result)
     bad = result.active & ~_strictly_better(problem, sel)
     viol = tuple((int(i), int(t)) for i, t in np.argwhere(bad))
-    return LocalOptimality(not viol, True, glob, viol, result.support_tokens, result)
+    # only a certified solution certifies: an inaccurate one may have the wrong support tokens
+    return LocalOptimality(not viol and result.status == OPTIMAL, True, glob, viol, result.support_tokens, result)
 
 
 @dataclass(frozen=True)
@@ -126,65 +145,314 @@ def candidate_tokens(problem: AttentionProblem, norm: str | None = None) -> list
         real = np.flatnonzero(problem.mask[i])
         if norm in ("fro", "l2"):
             batch = solve_svm_batch([sub] * real.size, real[:, None], norm=norm)
-            ok = batch.status != "infeasible"
+            ok = batch.status != INFEASIBLE
         else:
-            ok = np.array([solve_svm(sub, [t], norm).status != "infeasible" for t in real])
+            ok = np.array([solve_svm(sub, [t], norm).status != INFEASIBLE for t in real])
         out.append(real[ok])
     return out
 
 
-def enumerate_locally_optimal(problem: AttentionProblem, norm: str | None = None,
-                              max_selections: int = MAX_SELECTIONS, tol: float = SUPPORT_TOL
-                              ) -> list[LocalSelection]:
-    """Every locally-optimal selection of a small problem, best margin first.
+@dataclass(frozen=True)
+class SearchStats:
+    """What :func:`search_locally_optimal` did.
 
-    The T^n selections are pruned to the product of the per-sample feasible tokens
-    (:func:`candidate_tokens`); each remaining α is solved (batched for fro/l2) and tested exactly.
-    Raises ValueError when more than ``max_selections`` candidates remain, because each one costs a solve.
+    candidates: per-sample number of tokens that can be part of a feasible selection; total: selections in
+    their product (before prefix pruning); pruned: selections removed because a prefix of theirs is already
+    infeasible; screened: selections decided by the exact reduced test (Frobenius / ℓ2); solved: full
+    Att-SVM solves (certification of the locally-optimal ones, undecided screens, other norms); seconds.
     """
-    norm = default_norm(problem) if norm is None else check_norm(norm)
+
+    candidates: tuple[int, ...]
+    total: int
+    pruned: int
+    screened: int
+    solved: int
+    seconds: float
+
+
+def count_candidates(problem: AttentionProblem, norm: str | None = None) -> tuple[list[np.ndarray], int]:
+    """(per-sample candidate tokens, number of selections in their product)."""
     cands = candidate_tokens(problem, norm)
-    total = int(np.prod([c.size for c in cands], dtype=object))
-    if total > max_selections:
-        raise ValueError(
-            f"max_selections: {total} candidate selections remain after pruning (T^n = "
-            f"{problem.T}^{problem.n} before), above max_selections = {max_selections}; enumerating them "
-            "solves one Att-SVM each. Raise max_selections or test selections with is_locally_optimal")
+    return cands, int(np.prod([c.size for c in cands], dtype=object))
+
+
+def estimate_search(problem: AttentionProblem, norm: str | None = None) -> str:
+    """One line: how many selections a search would examine, and a rough time (before any allocation)."""
+    norm = default_norm(problem) if norm is None else check_norm(norm)
+    cands, total = count_candidates(problem, norm)
+    rate = _RATE.get(norm, _RATE["other"])
+    return (f"{total} candidate selections (per-sample candidates {[c.size for c in cands]}, T^n = "
+            f"{problem.T}^{problem.n} = {problem.T ** problem.n}); at ~{rate:g} selections/s for {norm!r} about "
+            f"{total / rate:.3g} s; memory bounded by chunks of {_chunk_size(problem)} selections "
+            f"(~{_chunk_bytes(problem) / 2**20:.0f} MB)")
+
+
+#: rough throughput of the search on one core (selections per second), for the estimate only
+_RATE = {"fro": 10000.0, "l2": 10000.0, "other": 100.0}
+#: memory budget of one chunk of the reduced test (bytes)
+_CHUNK_BYTES = 64 * 2**20
+
+
+def _chunk_size(problem: AttentionProblem) -> int:
+    m = problem.n * problem.T
+    return int(max(16, min(8192, _CHUNK_BYTES // (8 * m * m * 6))))
+
+
+def _chunk_bytes(problem: AttentionProblem) -> int:
+    m = problem.n * problem.T
+    return _chunk_size(problem) * 8 * m * m * 6
+
+
+def _coupled(problem: AttentionProblem, norm: str) -> bool:
+    """Whether joint feasibility can fail although every sample is feasible alone. For the matrix norms
+    the constraints of sample i involve W only through u_i = W z_i; when the queries are linearly
+    independent any (u_i) is some W z_i, so per-sample feasibility (the candidate tokens) is exact."""
+    if norm in ("fro", "nuclear"):
+        Zq = problem.queries
+        return bool(np.linalg.matrix_rank(Zq) < problem.n)
+    return True
+
+
+def _prefix_feasible(problem: AttentionProblem, norm: str, prefix: tuple[int, ...]) -> bool:
+    """Are the constraints of samples 0 … k−1 under the selection prefix jointly feasible? Infeasible only
+    with a verified Farkas certificate (an undecided case counts as feasible: never prunes wrongly)."""
+    from .svm._constraints import pow2_scale
+    from .svm._ldp import farkas_lp, least_distance
+
+    k = len(prefix)
+    sub = AttentionProblem(X=problem.X[:k], Y=problem.Y[:k], v=problem.v,
+                           Z=None if problem.Z is None else problem.Z[:k], query_index=problem.query_index,
+                           key_matrix=problem.key_matrix, mask=problem.mask[:k])
+    cons = build_constraints(sub, np.array(prefix), norm)
+    A = cons.rows / pow2_scale(cons.rows)
+    # the feasible set does not depend on the norm: decided by the exact Euclidean solver for every norm
+    r = least_distance(A, cons.rhs)
+    if r.status != INFEASIBLE:
+        return True
+    return farkas_lp(A, cons.rhs) is None
+
+
+def _selection_chunks(problem: AttentionProblem, norm: str, cands: list[np.ndarray], chunk: int,
+                      stats: dict) -> Iterator[np.ndarray]:
+    """Stream the feasible candidate selections in chunks of at most ``chunk`` rows (bounded memory)."""
+    n = problem.n
+    sizes = [c.size for c in cands]
+    total = int(np.prod(sizes, dtype=object))
     if total == 0:
-        return []
-    sels = np.array(list(itertools.product(*cands)), dtype=np.int64).reshape(total, problem.n)
-    found = []
-    if norm in ("fro", "l2"):
-        batch = solve_svm_batch([problem] * total, sels, norm=norm, tol=tol)
-        top = problem.optimal_tokens()
-        for k in range(total):
-            if batch.status[k] == "infeasible":
+        return
+    if not _coupled(problem, norm):
+        # every product selection is feasible: unrank flat indices chunk by chunk
+        for start in range(0, total, chunk):
+            idx = np.arange(start, min(total, start + chunk), dtype=np.int64)
+            digits = np.unravel_index(idx, sizes)
+            yield np.stack([cands[i][digits[i]] for i in range(n)], axis=1)
+        return
+    # depth-first over samples; a prefix whose constraints are infeasible has no feasible extension
+    buf: list[tuple[int, ...]] = []
+    below = [int(np.prod(sizes[k + 1:], dtype=object)) for k in range(n)]
+    stack: list[tuple[int, ...]] = [()]
+    while stack:
+        prefix = stack.pop()
+        k = len(prefix)
+        if k == n:
+            buf.append(prefix)
+            if len(buf) >= chunk:
+                yield np.array(buf, dtype=np.int64)
+                buf = []
+            continue
+        for t in cands[k][::-1]:
+            ext = prefix + (int(t),)
+            if k == 0 or _prefix_feasible(problem, norm, ext):
+                stack.append(ext)
+            else:
+                stats["pruned"] += below[k]
+                stats["done"] += below[k]
+    if buf:
+        yield np.array(buf, dtype=np.int64)
+
+
+class _ReducedTest:
+    """The exact local-optimality test of many selections at once, for the Euclidean norms (fro, l2).
+
+    Let L_i(α) be the tokens of sequence i strictly worse than α_i and H_i(α) the others (t ≠ α_i). With
+    θ_L the min-norm solution of the constraints of L only: α is locally optimal iff every H constraint has
+    ⟨A_it, θ_L⟩ − 1 > tol. (If so, θ_L is feasible, hence the Att-SVM solution, with support in L; conversely,
+    at a locally-optimal α the H constraints are inactive, and dropping inactive constraints keeps the
+    solution.) θ_L is found in the dual, min ½λᵀKλ − 1ᵀλ over λ ≥ 0 on the L rows, K the Gram matrix of
+    the rows, by a batched primal–dual active-set method whose fixed point is an exact KKT point. K comes
+    from one precomputed tensor Q[i,t,j,s] = ⟨x_it, x_js⟩⟨z_i, z_j⟩ (⟨Kᵀx_it, Kᵀx_js⟩ for l2), so nothing of
+    size d² is formed per selection. Selections near the decision threshold, or where the method does not
+    converge, are left undecided (the caller solves them exactly).
+    """
+
+    def __init__(self, problem: AttentionProblem, norm: str, tol: float) -> None:
+        from .svm._constraints import pow2_scale
+
+        mask = problem.mask
+        if norm == "l2":
+            Xt = np.where(mask[..., None], problem.prompt_tokens(), 0.0)
+            Xt = Xt / pow2_scale(Xt)
+            self.Q = np.einsum("itd,jsd->itjs", Xt, Xt)
+        else:
+            Xt = np.where(mask[..., None], problem.X, 0.0)
+            Xt = Xt / pow2_scale(Xt)
+            Zq = problem.queries / pow2_scale(problem.queries)
+            self.Q = np.einsum("itd,jsd->itjs", Xt, Xt) * (Zq @ Zq.T)[:, None, :, None]
+        self.n, self.T = mask.shape
+        n, T = self.n, self.T
+        # blocks KB[i, j, a, b, t, s] = ⟨x_ia − x_it, x_jb − x_js⟩⟨z_i, z_j⟩: the Gram matrix of a selection α
+        # is then one gather KB[i, j, α_i, α_j] (n²T⁴ numbers; built only when that is small)
+        self.KB = None
+        if n * n * T**4 <= 4_000_000:
+            Qp = self.Q.transpose(0, 2, 1, 3)  # Qp[i, j, a, b] = Q[i, a, j, b]
+            self.KB = (Qp[:, :, :, :, None, None] - Qp[:, :, :, None, None, :]
+                       - Qp.transpose(0, 1, 3, 2)[:, :, None, :, :, None] + Qp[:, :, None, None, :, :])
+        self.mask = mask
+        self.tol = tol
+        g = problem.scores()
+        self.g = np.where(mask, g, -np.inf)
+        self.tie = TIE_TOL * (1.0 + np.max(np.where(mask, np.abs(g), 0.0), axis=1))
+
+    def gram(self, sel: np.ndarray) -> np.ndarray:
+        """K[b, (i,t), (j,s)] = ⟨D_it, D_js⟩⟨z_i, z_j⟩ with D_it = x_iα_i − x_it (B, nT, nT)."""
+        n, T, Q = self.n, self.T, self.Q
+        ii = np.arange(n)
+        if self.KB is not None:
+            Kb = self.KB[ii[:, None], ii[None, :], sel[:, :, None], sel[:, None, :]]  # (B, n, n, T, T)
+            return Kb.transpose(0, 1, 3, 2, 4).reshape(sel.shape[0], n * T, n * T)
+        Qa = Q[ii[None, :], sel]  # (B, n, n, T): Q[i, α_i, j, s]
+        Qaa = np.take_along_axis(Qa, sel[:, None, :, None], axis=3)[..., 0]  # (B, n, n): Q[i, α_i, j, α_j]
+        Qta = np.moveaxis(Q[:, :, ii[None, :], sel], 2, 0)  # (B, n, T, n): Q[i, t, j, α_j]
+        K = (Qaa[:, :, None, :, None] - Qa[:, :, None, :, :] - Qta[:, :, :, :, None] + Q[None])
+        return K.reshape(sel.shape[0], n * T, n * T)
+
+    def decide(self, sel: np.ndarray, iters: int = 60) -> np.ndarray:
+        """(B,) int8: 1 locally optimal, 0 not, −1 undecided."""
+        B = sel.shape[0]
+        n, T = self.n, self.T
+        ii = np.arange(n)
+        gs = self.g[ii[None, :], sel]  # (B, n)
+        strictly = (gs[:, :, None] - self.g[None]) > self.tie[None, :, None]
+        real = np.broadcast_to(self.mask, (B, n, T)).copy()
+        real[np.arange(B)[:, None], ii[None, :], sel] = False
+        L = (real & strictly).reshape(B, n * T)
+        H = (real & ~strictly).reshape(B, n * T)
+        K = self.gram(sel)
+        # decided per size of the L set (the reduced problems of one size are solved as one batch)
+        out = np.full(B, -1, dtype=np.int8)
+        mL = L.sum(axis=1)
+        # no L row: θ_L = 0 meets no H constraint (every margin 0 < 1)
+        out[(mL == 0) & H.any(axis=1)] = 0
+        out[(mL == 0) & ~H.any(axis=1)] = 1
+        order = np.argsort(~L, axis=1, kind="stable")  # L rows first, in their natural order
+        for size in np.unique(mL[mL > 0]):
+            b = np.flatnonzero(mL == size)
+            idx = order[b, :size]  # (Bb, size) the L rows
+            Kc = np.take_along_axis(K[b], idx[:, None, :], axis=2)  # (Bb, m, size): columns of the L rows
+            KLL = np.take_along_axis(Kc, idx[:, :, None], axis=1)  # (Bb, size, size)
+            lam, ok = _pdas(KLL, iters)
+            if not ok.any():
                 continue
-            bad = batch.active[k] & ~_strictly_better(problem, sels[k])
-            if not bad.any():
-                found.append(LocalSelection(sels[k], float(batch.value[k]), 1.0 / float(batch.value[k]),
-                                            bool(np.all(top.tied[np.arange(problem.n), sels[k]]))))
-    else:
-        for sel in sels:
+            bo = b[ok]
+            sv = np.einsum("bkl,bl->bk", Kc[ok], lam[ok])  # margins ⟨A_k, θ_L⟩ of every row
+            resid = np.abs(np.minimum(np.take_along_axis(sv, idx[ok], axis=1) - 1.0, 0.0)).max(axis=1)
+            h = np.where(H[bo], sv - 1.0, np.inf).min(axis=1, initial=np.inf)
+            gap = 1e-7 * (1.0 + lam[ok].max(axis=1))
+            verdict = np.where(h > self.tol + gap, 1, np.where(h < self.tol - gap, 0, -1)).astype(np.int8)
+            verdict[resid > 1e-7] = -1
+            out[bo] = verdict
+        return out
+
+
+def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
+    """min ½λᵀKλ − 1ᵀλ over λ ≥ 0 for a batch of positive definite K (B, m, m), by the primal–dual active-set
+    method: free set F, solve K_FF λ_F = 1, then F ← {λ_k > 0 in F} ∪ {(Kλ)_k < 1 outside F}. A fixed point
+    satisfies the KKT conditions exactly (λ ≥ 0, Kλ ≥ 1, complementarity). Returns (λ, converged)."""
+    B, m, _ = K.shape
+    eye = np.eye(m)
+    free = np.ones((B, m), bool)
+    lam = np.zeros((B, m))
+    conv_all = np.zeros(B, bool)
+    todo = np.arange(B)
+    for _ in range(iters):
+        if todo.size == 0:
+            break
+        Kt, Ft = K[todo], free[todo]
+        M = np.where(Ft[:, :, None] & Ft[:, None, :], Kt, 0.0) + eye * (~Ft)[:, :, None]
+        try:
+            lt = np.linalg.solve(M, Ft.astype(float)[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            break  # a singular Gram matrix in the batch: leave the rest undecided
+        mu = np.einsum("bkl,bl->bk", Kt, lt) - 1.0
+        new = np.where(Ft, lt > 0, mu < 0)
+        conv = np.all(new == Ft, axis=1)
+        lam[todo] = lt
+        free[todo] = new
+        conv_all[todo[conv]] = True
+        todo = todo[~conv]
+    ok = conv_all & np.all(np.isfinite(lam), axis=1) & (np.abs(lam).max(axis=1, initial=0.0) < 1e8)
+    return lam, ok
+
+
+def search_locally_optimal(problem: AttentionProblem, norm: str | None = None, tol: float = SUPPORT_TOL,
+                           max_selections: int | None = None, progress: Callable[[int, int], None] | None = None
+                           ) -> tuple[list[LocalSelection], SearchStats]:
+    """Every locally-optimal selection, best margin first, with what the search did.
+
+    Streams the candidate selections (the product of the per-sample candidate tokens, :func:`candidate_tokens`)
+    in chunks of bounded size; when feasibility couples the samples, a depth-first search drops every
+    extension of an infeasible prefix. Each selection is decided exactly: by the reduced test of
+    :class:`_ReducedTest` for fro / l2 (undecided ones by a full solve), by a full Att-SVM solve for the other
+    norms. Every reported selection is certified by its own Att-SVM (status OPTIMAL, no support token with a
+    score as high as the selected one). ``progress(done, total)`` is called after every chunk.
+    Raises ValueError, before allocating anything large, when more than ``max_selections`` candidates remain.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    norm = default_norm(problem) if norm is None else check_norm(norm)
+    tol = check_tol(tol)
+    max_selections = default_max_selections(norm) if max_selections is None else max_selections
+    if isinstance(max_selections, bool) or int(max_selections) < 1:
+        raise ValueError(f"max_selections: must be a positive integer, got {max_selections!r}")
+    cands, total = count_candidates(problem, norm)
+    if total > max_selections:
+        raise ValueError(f"max_selections: {estimate_search(problem, norm)}; above max_selections = "
+                         f"{max_selections}. Raise max_selections or test selections with is_locally_optimal")
+    stats = {"pruned": 0, "screened": 0, "solved": 0, "done": 0}
+    fast = norm in ("fro", "l2")
+    test = _ReducedTest(problem, norm, tol) if fast and total else None
+    chunk = _chunk_size(problem) if fast else 256
+    found: list[LocalSelection] = []
+    top = problem.optimal_tokens()
+    for sels in _selection_chunks(problem, norm, cands, chunk, stats):
+        if test is not None:
+            verdict = test.decide(sels)
+            stats["screened"] += int(np.sum(verdict >= 0))
+            exact = sels[verdict != 0]
+        else:
+            exact = sels
+        for sel in exact:
+            stats["solved"] += 1
             lo = is_locally_optimal(problem, sel, norm, tol)
             if lo.locally_optimal:
-                found.append(LocalSelection(sel, lo.value, lo.margin, lo.globally_optimal))
-    return sorted(found, key=lambda s: s.value)
+                found.append(LocalSelection(sel.copy(), lo.value, lo.margin,
+                                            bool(np.all(top.tied[np.arange(problem.n), sel]))))
+        stats["done"] += sels.shape[0]
+        if progress is not None:
+            progress(stats["done"], total)
+    if progress is not None and stats["done"] < total:
+        progress(total, total)
+    st = SearchStats(tuple(c.size for c in cands), total, stats["pruned"], stats["screened"], stats["solved"],
+                     time.perf_counter() - t0)
+    return sorted(found, key=lambda s: s.value), st
 
 
-def logits(problem: AttentionProblem, theta: np.ndarray) -> np.ndarray:
-    """a_it = x_itᵀ W z_i for W (d×d), or x_itᵀ K p for a prompt vector p; −inf on padding."""
-    theta = np.asarray(theta, dtype=np.float64)
-    if problem.kind == "prompt":
-        if theta.ndim != 1 or theta.shape[0] != problem.keys.shape[1]:
-            raise ValueError(f"W: a prompt problem is parameterized by p of shape ({problem.keys.shape[1]},), "
-                             f"got shape {theta.shape}")
-        a = problem.prompt_tokens() @ theta
-    else:
-        if theta.shape != (problem.d, problem.d):
-            raise ValueError(f"W: expected shape ({problem.d}, {problem.d}), got {theta.shape}")
-        a = np.einsum("itd,de,ie->it", problem.X, theta, problem.queries)
-    return np.where(problem.mask, a, -np.inf)
+def enumerate_locally_optimal(problem: AttentionProblem, norm: str | None = None,
+                              max_selections: int | None = None, tol: float = SUPPORT_TOL
+                              ) -> list[LocalSelection]:
+    """Every locally-optimal selection, best margin first (see :func:`search_locally_optimal`)."""
+    return search_locally_optimal(problem, norm, tol, max_selections)[0]
 
 
 def selection_from_W(problem: AttentionProblem, W: np.ndarray) -> np.ndarray:

@@ -7,9 +7,13 @@ resume behaviour and the same progress bars.
 
 Resume. ``ctx.trials(key, n, chunk, fn)`` runs ``fn(indices)`` on chunks of trial indices and writes each
 finished chunk to ``trials/<key>/<start>-<stop>.npz`` at once (write to a temporary file, then rename, so a
-kill never leaves a half-written chunk). Rerunning with the same output directory and the same config loads
-the finished chunks and computes only the missing ones. Chunks are fixed ranges of trial indices and every
-trial's seed is its index, so an interrupted and an uninterrupted run compute identical numbers.
+kill never leaves a half-written chunk), beside a manifest ``<start>-<stop>.json`` that records the trial
+ids, the name, shape and dtype of every array, the configuration's hash and the sha256 of the ``.npz``.
+Rerunning with the same output directory and the same config loads the finished chunks whose manifest
+verifies (checksum, trial ids, shapes) and computes the missing ones and the ones that fail verification
+(shrunk, duplicated, truncated, bit-flipped, or written by another configuration), listing them with the
+reason. Chunks are fixed ranges of trial indices and every trial's seed is its index, so an interrupted and
+an uninterrupted run compute identical numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,16 +92,40 @@ def config_hash(cfg: BaseModel) -> str:
     return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
 
-class Context:
-    """Where an experiment writes (``out``), how it reports progress, and its resumable trial store."""
+#: Name of the array every chunk file carries with its trial ids (reserved: ``fn`` must not return it).
+TRIAL_IDS = "_trial_ids"
 
-    def __init__(self, out: Path, progress: Any = None, quick: bool = False) -> None:
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ChunkError(ValueError):
+    """A stored trial chunk failed verification (the reason says how)."""
+
+
+class Context:
+    """Where an experiment writes (``out``), how it reports progress, and its resumable trial store.
+
+    ``config_hash`` identifies the configuration: a chunk written under another hash is never loaded.
+    After the run, ``computed_chunks``, ``loaded_chunks`` and ``recomputed_chunks`` (``"key/file: reason"``)
+    say where every chunk came from and ``trial_counts`` how many trials each store holds.
+    """
+
+    def __init__(self, out: Path, progress: Any = None, quick: bool = False, config_hash: str = "") -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.quick = quick
+        self.config_hash = config_hash
         self._progress = progress  # a rich Progress, or None
         self.computed_chunks: list[str] = []
         self.loaded_chunks: list[str] = []
+        self.recomputed_chunks: list[str] = []
+        self.trial_counts: dict[str, int] = {}
         self.figures: list[str] = []
 
     # ---- progress ---------------------------------------------------------------------------------------
@@ -107,12 +137,59 @@ class Context:
         return lambda k=1: self._progress.update(tid, advance=k)
 
     # ---- resumable trials -----------------------------------------------------------------------------
+    def _load_chunk(self, key: str, path: Path, start: int, stop: int) -> dict[str, np.ndarray]:
+        """The arrays of a stored chunk, after checking them against its manifest; ChunkError otherwise."""
+        manifest_path = path.with_suffix(".json")
+        if not manifest_path.exists():
+            raise ChunkError("no manifest")
+        try:
+            man = json.loads(manifest_path.read_text())
+            want = (man["key"], int(man["start"]), int(man["stop"]))
+            arrays_spec = {k: (tuple(v["shape"]), str(v["dtype"])) for k, v in man["arrays"].items()}
+            digest, chash = str(man["sha256"]), str(man["config_hash"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ChunkError(f"manifest unreadable ({type(exc).__name__})") from None
+        if want != (key, start, stop):
+            raise ChunkError(f"manifest describes trials {want[1]}–{want[2]} of {want[0]!r}")
+        if chash != self.config_hash:
+            raise ChunkError("written by another configuration")
+        if _sha256(path) != digest:
+            raise ChunkError("sha256 differs from the manifest (file changed or truncated)")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                part = {k: f[k] for k in f.files}
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, OSError) as exc:
+            raise ChunkError(f"unreadable ({type(exc).__name__})") from None
+        ids = part.pop(TRIAL_IDS, None)
+        if ids is None or not np.array_equal(ids, np.arange(start, stop)):
+            raise ChunkError(f"its trial ids are not {start}…{stop - 1}")
+        got = {k: (v.shape, v.dtype.str) for k, v in part.items()}
+        if got != arrays_spec:
+            raise ChunkError("its arrays differ from the manifest (names, shapes or dtypes)")
+        if any(v.shape[:1] != (stop - start,) for v in part.values()):
+            raise ChunkError(f"it does not hold one row per trial ({stop - start})")
+        return part
+
+    def _save_chunk(self, key: str, path: Path, start: int, stop: int, part: dict[str, np.ndarray]) -> None:
+        """Write the chunk, then its manifest, each through a temporary file and a rename (atomic)."""
+        tmp = path.with_name(path.name + ".partial")  # not *.npz: never mistaken for a chunk
+        with open(tmp, "wb") as f:
+            np.savez(f, **part, **{TRIAL_IDS: np.arange(start, stop)})
+        man = {"key": key, "start": start, "stop": stop, "trials": stop - start,
+               "config_hash": self.config_hash, "sha256": _sha256(tmp),
+               "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in part.items()}}
+        mtmp = path.with_name(path.name + ".json.partial")
+        mtmp.write_text(json.dumps(man, indent=1) + "\n")
+        os.replace(tmp, path)
+        os.replace(mtmp, path.with_suffix(".json"))
+
     def trials(self, key: str, n: int, chunk: int, fn: Callable[[np.ndarray], dict[str, np.ndarray]],
                description: str | None = None) -> dict[str, np.ndarray]:
         """Run ``fn`` on trial indices [0, n) in chunks of ``chunk``; keep every finished chunk on disk.
 
         ``fn(indices)`` returns arrays whose first axis is the trial (len(indices)). Returns the arrays of
-        all n trials in index order.
+        all n trials in index order. A stored chunk is used only when it verifies against its manifest;
+        otherwise it is recomputed (and listed in ``recomputed_chunks`` with the reason).
         """
         if n < 1 or chunk < 1:
             raise ValueError(f"trials: n and chunk must be ≥ 1, got n={n}, chunk={chunk}")
@@ -123,30 +200,38 @@ class Context:
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             path = folder / f"{start:06d}-{stop:06d}.npz"
-            if path.exists():
-                with np.load(path, allow_pickle=False) as f:
-                    part = {k: f[k] for k in f.files}
-                self.loaded_chunks.append(f"{key}/{path.name}")
-            else:
+            name = f"{key}/{path.name}"
+            part = None
+            if path.exists() or path.with_suffix(".json").exists():
+                try:
+                    part = self._load_chunk(key, path, start, stop)
+                    self.loaded_chunks.append(name)
+                except (ChunkError, OSError) as exc:
+                    self.recomputed_chunks.append(f"{name}: {exc}")
+            if part is None:
                 idx = np.arange(start, stop)
                 part = {k: np.asarray(v) for k, v in fn(idx).items()}
+                if TRIAL_IDS in part:
+                    raise ValueError(f"trials {key!r}: the array name {TRIAL_IDS!r} is reserved")
                 bad = [k for k, v in part.items() if v.shape[:1] != (stop - start,)]
                 if bad:
                     raise ValueError(f"trials {key!r}: arrays {bad} do not have one row per trial")
-                tmp = path.with_name(path.name + ".tmp.npz")
-                np.savez(tmp, **part)
-                os.replace(tmp, path)
-                self.computed_chunks.append(f"{key}/{path.name}")
+                self._save_chunk(key, path, start, stop, part)
+                self.computed_chunks.append(name)
             parts.append(part)
             advance(stop - start)
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        rows = {k: v.shape[0] for k, v in merged.items()}
+        if any(r != n for r in rows.values()) or any(p.keys() != parts[0].keys() for p in parts):
+            raise ValueError(f"trials {key!r}: expected {n} trials with the same arrays, got {rows}")
+        self.trial_counts[key] = n
+        return merged
 
     # ---- figures ------------------------------------------------------------------------------------------
     def figure(self, fig, name: str) -> str:
-        """Save a matplotlib figure as figures/<name>.png and .pdf."""
-        folder = self.out / "figures"
-        folder.mkdir(exist_ok=True)
-        fig.savefig(folder / f"{name}.png", dpi=200, bbox_inches="tight")
-        fig.savefig(folder / f"{name}.pdf", bbox_inches="tight")
+        """Save a matplotlib figure as figures/<name>.png and .pdf (in the attnsvm figure style)."""
+        from ..plots.common import save_figure
+
+        save_figure(fig, self.out / "figures", name)
         self.figures.append(name)
         return name

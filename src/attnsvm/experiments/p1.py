@@ -41,7 +41,7 @@ from pydantic import Field, model_validator
 
 from ..models import Model
 from ..problem import AttentionProblem, p1_joint, p1_loss, p1_multi, p1_single
-from ..svm import relaxed_margins_from_v, solve_svm, solve_v_svm
+from ..svm import correlation, logits, relaxed_margins_from_v, solve_svm, solve_v_svm
 from ..tokens import is_locally_optimal
 from ..training import GD, NGD, Descent, Init, Save, train
 from ..training.optim import OptimizerSpec
@@ -52,14 +52,6 @@ PAPER = "P1 (Tarzanagh et al., NeurIPS 2023)"
 
 
 # ---- shared helpers -------------------------------------------------------------------------------------------
-
-
-def cosine(path: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """cos(θ, ref) along the last axis of ``path`` (0 where θ = 0)."""
-    ref = np.asarray(ref, dtype=np.float64)
-    num = path @ ref
-    den = np.linalg.norm(path, axis=-1) * np.linalg.norm(ref)
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
 def _fmt_vec(x: np.ndarray, digits: int = 4) -> str:
@@ -137,8 +129,7 @@ def run_paths(problems: list[AttentionProblem], model: Model, opt: OptimizerSpec
 
 def attention(problem: AttentionProblem, P: np.ndarray) -> np.ndarray:
     """Softmax attention s_it of the prompt model for prompts P (..., d') → (..., n, T), float64, stable."""
-    a = np.einsum("ntd,...d->...nt", problem.prompt_tokens(), P)
-    a = np.where(problem.mask, a, -np.inf)
+    a = logits(problem, P)
     a = a - a.max(axis=-1, keepdims=True)
     e = np.exp(a)
     return e / e.sum(axis=-1, keepdims=True)
@@ -226,7 +217,7 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
         arrays[f"path_{case}"] = path
         opt = int(pr.optimal_tokens().opt[0])
         local_tokens = [t for t, r in refs[case].items() if r["local"] and not r["global"]]
-        cos = {t: cosine(path, r["p"]) for t, r in refs[case].items() if r["p"] is not None}
+        cos = {t: correlation(path, r["p"], zero=0.0) for t, r in refs[case].items() if r["p"] is not None}
         for t, c in cos.items():
             arrays[f"cos_{case}_tok{t}"] = c
         if cfg.float32_check:
@@ -238,8 +229,8 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
                        "p_norm": float(np.linalg.norm(path[j, k]))}
                 row.update({f"cos_tok{t}": float(c[j, k]) for t, c in cos.items()})
                 if cfg.float32_check:
-                    row.update({f"cos32_tok{t}": float(cosine(res["path32"][sl][j, k], refs[case][t]["p"]))
-                                for t in cos})
+                    row.update({f"cos32_tok{t}": float(correlation(res["path32"][sl][j, k], refs[case][t]["p"],
+                                                                       zero=0.0)) for t in cos})
                 rows.append(row)
         pmm = refs[case][opt]["p"]
         others = ", ".join(f"token {t}: support tokens {r['support']}" for t, r in refs[case].items() if t != opt)
@@ -275,8 +266,8 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
                     f"tolerance 1 − cos ≤ {cfg.tol:g}; float64, so the horizon does not matter; {cert}"))
             if cfg.float32_check:
                 P32 = res["path32"][sl]
-                counts = [int(np.sum(cosine(P32[:, h // cfg.record_every], refs[case][tgt]["p"]) >= 1 - cfg.tol))
-                          for h in hor]
+                counts = [int(np.sum(correlation(P32[:, h // cfg.record_every], refs[case][tgt]["p"], zero=0.0)
+                                     >= 1 - cfg.tol)) for h in hor]
                 stall = float(np.median(np.linalg.norm(P32[:, -1], axis=-1)))
                 reversed_ = counts[0] > counts[-1]
                 claims.append(Claim(
@@ -350,7 +341,7 @@ def run_p1_multi(cfg: P1MultiConfig, ctx: Context) -> Outcome:
         def fn(idx: np.ndarray, opt: OptimizerSpec = opt) -> dict[str, np.ndarray]:
             plist = [problems[i // m] for i in idx]
             P = run_paths(plist, model, opt, cfg.steps, {"p": inits[idx % m]})["p"][:, :: cfg.record_every]
-            cos = np.stack([cosine(P[j], refs[i // m].solution) for j, i in enumerate(idx)])
+            cos = np.stack([correlation(P[j], refs[i // m].solution, zero=0.0) for j, i in enumerate(idx)])
             s = np.stack([attention(pr, P[j]) for j, pr in enumerate(plist)])  # (B, R, n, T)
             opt_tok = np.stack([pr.optimal_tokens().opt for pr in plist])  # (B, n)
             mass = np.take_along_axis(s, opt_tok[:, None, :, None], axis=-1)[..., 0].mean(axis=-1)
@@ -487,22 +478,22 @@ def run_p1_joint(cfg: P1JointConfig, ctx: Context) -> Outcome:
                        f"p_relax_{case}": prelax.solution, f"v_mm_{case}": vres.v})
         if cfg.float32_check:
             arrays[f"p32_{case}"], arrays[f"v32_{case}"] = res["p32"][ci], res["v32"][ci]
-        gap = 1 - float(cosine(pmm.solution, prelax.solution))
+        gap = 1 - float(correlation(pmm.solution, prelax.solution, zero=0.0))
         sel_txt = (f"α = {a_end.tolist()} ({'same' if np.all(a_half == a_end) else 'not the same'} at step "
                    f"{cfg.steps // 2}; globally optimal under v^mm: {lo.globally_optimal}); "
                    f"v-SVM support samples {list(vres.support_samples)}")
         for h in hor:
-            cv, cm, cr = (float(cosine(V[h], vres.v)), float(cosine(P[h], pmm.solution)),
-                          float(cosine(P[h], prelax.solution)))
+            cv, cm, cr = (float(correlation(V[h], vres.v, zero=0.0)), float(correlation(P[h], pmm.solution, zero=0.0)),
+                          float(correlation(P[h], prelax.solution, zero=0.0)))
             rows.append({"case": case, "step": h, "arith": "float64", "cos_v_vmm": cv, "cos_p_pmm": cm,
                          "cos_p_prelax": cr, "p_norm": float(np.linalg.norm(P[h])),
                          "v_norm": float(np.linalg.norm(V[h]))})
             if cfg.float32_check:
                 P32, V32 = res["p32"][ci], res["v32"][ci]
                 rows.append({"case": case, "step": h, "arith": "float32 (emulated)",
-                             "cos_v_vmm": float(cosine(V32[h], vres.v)),
-                             "cos_p_pmm": float(cosine(P32[h], pmm.solution)),
-                             "cos_p_prelax": float(cosine(P32[h], prelax.solution)),
+                             "cos_v_vmm": float(correlation(V32[h], vres.v, zero=0.0)),
+                             "cos_p_pmm": float(correlation(P32[h], pmm.solution, zero=0.0)),
+                             "cos_p_prelax": float(correlation(P32[h], prelax.solution, zero=0.0)),
                              "p_norm": float(np.linalg.norm(P32[h])), "v_norm": float(np.linalg.norm(V32[h]))})
             claims.append(Claim(f"{case}: v → v^mm [step {h}]", "v → v^mm = (0, 1)",
                                 f"cos(v, v^mm) = {cv:.6f}; v^mm = {_fmt_vec(vres.v)}",
@@ -525,9 +516,9 @@ def run_p1_joint(cfg: P1JointConfig, ctx: Context) -> Outcome:
                     f"tolerance 1 − cos(p, p^relax) ≤ {tol:.2g} = a tenth of 1 − cos(p^mm, p^relax); float64"))
         if cfg.float32_check and case != "tight" and gap >= 1e-9:
             P32 = res["p32"][ci]
-            txt = "; ".join(f"step {h}: cos(p, p^relax) = {float(cosine(P32[h], prelax.solution)):.5f}, "
-                            f"cos(p, p^mm) = {float(cosine(P32[h], pmm.solution)):.5f}" for h in hor)
-            first, last = (1 - float(cosine(P32[h], prelax.solution)) for h in (hor[0], hor[-1]))
+            txt = "; ".join(f"step {h}: cos(p, p^relax) = {float(correlation(P32[h], prelax.solution, zero=0.0)):.5f}, "
+                            f"cos(p, p^mm) = {float(correlation(P32[h], pmm.solution, zero=0.0)):.5f}" for h in hor)
+            first, last = (1 - float(correlation(P32[h], prelax.solution, zero=0.0)) for h in (hor[0], hor[-1]))
             reversed_ = first <= 0.1 * gap < last
             claims.append(Claim(f"{case}: p → p^relax in the authors' float32 arithmetic (emulated)",
                                 "shown at 200 plotted steps", txt, "corrected" if reversed_ else "new",
@@ -582,7 +573,7 @@ def run_p1_loss(cfg: P1LossConfig, ctx: Context) -> Outcome:
             plist = [problems[i] for i in idx]
             P = run_paths(plist, model, NGD(lr=cfg.lr), total,
                           {"p": np.zeros((len(idx), refs.shape[1]))})["p"][:, :: cfg.record_every]
-            return {"path": P, "cos": np.stack([cosine(P[j], refs[i]) for j, i in enumerate(idx)])}
+            return {"path": P, "cos": np.stack([correlation(P[j], refs[i], zero=0.0) for j, i in enumerate(idx)])}
 
         out[loss] = ctx.trials(loss, nC, nC, fn, description=f"p1-loss: {loss}")
     steps = np.arange(total // cfg.record_every + 1) * cfg.record_every

@@ -17,9 +17,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ..cluster import map_ordered, task_client
 from ..models import Model
 from ..problem import AttentionProblem, unit_gaussian
-from ..svm import solve_svm
+from ..svm import INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, correlation, solve_svm
 from ..tokens import is_locally_optimal
 from ..training import NGD, Descent, Flow, Init, Radius, Saturation, Save, train
 from ..training.optim import OptimizerSpec
@@ -30,15 +31,6 @@ PAPER = "P3 (Tarzanagh, Li, Thrampoulidis, Oymak, Transformers as SVMs, 2023)"
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------
-
-
-def path_correlation(path: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """corr(W_r, W_ref) = ⟨W_r, W_ref⟩/(‖W_r‖_F ‖W_ref‖_F) along a path (R, d, d); NaN where a norm is 0."""
-    P = path.reshape(path.shape[0], -1)
-    r = np.asarray(ref, dtype=float).reshape(-1)
-    den = np.linalg.norm(P, axis=1) * np.linalg.norm(r)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, P @ r / np.where(den > 0, den, 1.0), np.nan)
 
 
 def _record_index(steps: np.ndarray, step: int) -> int:
@@ -135,8 +127,8 @@ def _local_summaries(problems: list[AttentionProblem], path: np.ndarray, alpha: 
         s = _svm_at(problems[b], alpha[b], cert_norm)
         fro, nuc, lo = s["fro"], s["nuc"], s["lo"]
         ok = fro.feasible and nuc.feasible
-        out["corr_fro"].append(path_correlation(path[b], fro.W) if ok else np.full(path.shape[1], np.nan))
-        out["corr_nuc"].append(path_correlation(path[b], nuc.W) if ok else np.full(path.shape[1], np.nan))
+        out["corr_fro"].append(correlation(path[b], fro.W) if ok else np.full(path.shape[1], np.nan))
+        out["corr_nuc"].append(correlation(path[b], nuc.W) if ok else np.full(path.shape[1], np.nan))
         out["alpha"].append(alpha[b])
         out["is_opt"].append(lo.globally_optimal)
         out["local_opt"].append(lo.locally_optimal)
@@ -370,39 +362,37 @@ def _published_rank(W: np.ndarray | None, tol: float) -> int:
 
 def _rank_nuclear_one(args: tuple) -> dict[str, float]:
     """Nuclear SVM of one feasible instance (run in a worker process): certified rank and gap, and the
-    published-style rank when asked. Top-level so that a process pool can pickle it."""
-    from ..svm import _solve_nuclear, build_constraints
-
+    published-style rank when asked. Top-level so that Dask can pickle it."""
     n, T, d, seed, rtol, pub, pub_tol, pub_eps = args
     pr = unit_gaussian(n, T, d, seed=seed)
     t0, c0 = time.perf_counter(), time.process_time()
     nuc = solve_svm(pr, "opt", "nuclear")
     out = {"nuc_seconds": time.perf_counter() - t0, "nuc_cpu": time.process_time() - c0,
-           "nuc_certified": float(nuc.status == "optimal"), "rank_nuc": np.nan, "gap_nuc": np.nan,
+           "nuc_certified": float(nuc.status == OPTIMAL), "rank_nuc": np.nan, "gap_nuc": np.nan,
            "pub_rank_nuc": np.nan}
-    if nuc.status == "optimal":
+    if nuc.status == OPTIMAL:
         out["rank_nuc"] = _rank(nuc.W, rtol)
         out["gap_nuc"] = nuc.certificate.gap
     if pub:
-        # the notebook's solver: a first-order SCS solve at cvxpy's default accuracy, rank at absolute 1e−7
-        st, theta, _, _ = _solve_nuclear(build_constraints(pr, "opt", "nuclear"), eps=pub_eps)
-        out["pub_rank_nuc"] = _published_rank(theta.reshape(d, d) if st != "infeasible" else None, pub_tol)
+        # the notebook's solver: a first-order SCS solve at cvxpy's default accuracy on the data as given
+        # (no rescaling), rank at absolute 1e−7
+        pub_nuc = solve_svm(pr, "opt", "nuclear", solver_options={"eps": pub_eps}, unit_scale=False)
+        out["pub_rank_nuc"] = _published_rank(pub_nuc.W if pub_nuc.status != INFEASIBLE else None, pub_tol)
     return out
 
 
-def _rank_trials(cfg: P3RankConfig, n: int, T: int, d: int, idx: np.ndarray, pool=None
+def _rank_trials(cfg: P3RankConfig, n: int, T: int, d: int, idx: np.ndarray, client=None
                  ) -> dict[str, np.ndarray]:
     from ..svm import solve_svm_batch
 
     problems = [unit_gaussian(n, T, d, seed=cfg.seed + int(j)) for j in idx]
     fro = solve_svm_batch(problems, "opt", "fro")
-    feas = fro.status == "optimal"
+    feas = fro.status == OPTIMAL
     pub = idx < cfg.published_instances
     tasks = [(n, T, d, cfg.seed + int(j), cfg.rank_rtol, bool(p), cfg.published_tol, cfg.published_scs_eps)
              for j, f, p in zip(idx, feas, pub, strict=True) if f]
     # feasibility does not depend on the norm: infeasible instances need no SDP
-    solved = list(pool.map(_rank_nuclear_one, tasks, chunksize=4) if pool is not None else
-                  map(_rank_nuclear_one, tasks))
+    solved = map_ordered(client, _rank_nuclear_one, tasks, batch=4)
     B = len(problems)
     out = {k: np.full(B, np.nan) for k in ("rank_nuc", "gap_nuc", "pub_rank_nuc", "nuc_seconds", "nuc_cpu",
                                            "nuc_certified")}
@@ -464,24 +454,15 @@ def run_p3_rank(cfg: P3RankConfig, ctx: Context) -> Outcome:
     rows = []
     results: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
     t_all = time.perf_counter()
-    pool = None
-    if cfg.workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
+    with task_client(cfg.workers) as client:
         for n, T in configs:
             for d in cfg.ds:
                 t0 = time.perf_counter()
                 a = ctx.trials(f"n{n}-T{T}-d{d}", cfg.trials, cfg.trials,
-                               lambda idx, n=n, T=T, d=d: _rank_trials(cfg, n, T, d, idx, pool),
+                               lambda idx, n=n, T=T, d=d: _rank_trials(cfg, n, T, d, idx, client),
                                description=f"p3-rank n={n} T={T} d={d}")
                 results[(n, T, d)] = a
                 rows.append(_rank_row(n, T, d, a, time.perf_counter() - t0))
-    finally:
-        if pool is not None:
-            pool.shutdown()
     table = pd.DataFrame(rows)
     sweeps = []
     for sweep, key, vals, fixed in (("n", "n", cfg.ns, ("T", cfg.base_T)), ("T", "T", cfg.Ts, ("n", cfg.base_n))):
@@ -604,14 +585,11 @@ def _paths_trials(cfg: P3PathsConfig, variant: str, idx: np.ndarray) -> dict[str
     for name, Wr in (("fro", fro.W), ("nuc", nuc.W)):
         u = Wr @ Z.T  # (d, n): W^mm z_i
         v = np.einsum("brij,nj->brni", res.path, Z)  # (B, R, n, d): W_t z_i
-        num = np.einsum("brni,in->brn", v, u)
-        den = np.linalg.norm(v, axis=3) * np.linalg.norm(u, axis=0)[None, None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ray[name] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        ray[name] = correlation(v, u.T, ndim=1)
     return {
         "path": res.path,
-        "corr_fro": np.stack([path_correlation(p, fro.W) for p in res.path]),
-        "corr_nuc": np.stack([path_correlation(p, nuc.W) for p in res.path]),
+        "corr_fro": np.stack([correlation(p, fro.W) for p in res.path]),
+        "corr_nuc": np.stack([correlation(p, nuc.W) for p in res.path]),
         "ray_cos_fro": ray["fro"], "ray_cos_nuc": ray["nuc"],
         "selection": res.selection[:, -1],
         "max_softmax": res.metrics["max_softmax_min"],
@@ -644,8 +622,6 @@ def run_p3_paths(cfg: P3PathsConfig, ctx: Context) -> Outcome:
     if k > 1:
         figs.append(ctx.figure(paths_figure(pr, {f"KQ{j}": data["KQ-ridge"]["path"][j] for j in range(k)},
                                             fro.W, nuc.W), "p3_paths_kq_inits"))
-    from ..svm import correlation
-
     c_sv = correlation(fro.W, nuc.W)
     opt = pr.optimal_tokens().opt
     claims = []
@@ -782,12 +758,12 @@ def _mt_round(cfg: P3MultitokenConfig, d: int, idx: np.ndarray) -> dict[str, np.
         W = Ws[b, -1]
         mt = multitoken_svm(pr, s[b], W=W, tau_hi=cfg.tau_hi, tau_lo=cfg.tau_lo)
         single = solve_svm(pr, np.argmax(s[b], axis=1), "fro")
-        if mt.status != "optimal" or not single.feasible or not np.isfinite(mt.R):
+        if mt.status != OPTIMAL or single.status not in SOLUTION_PRESENT or not np.isfinite(mt.R):
             reason[b] = MT_SVM  # the notebook's try/except around the cvxpy solves
             continue
-        out["corr_svmeq"][b] = path_correlation(Ws[b], mt.prediction)
-        out["corr_dir"][b] = path_correlation(Ws[b], mt.W_dir)
-        out["corr_single"][b] = path_correlation(Ws[b], single.W)
+        out["corr_svmeq"][b] = correlation(Ws[b], mt.prediction)
+        out["corr_dir"][b] = correlation(Ws[b], mt.W_dir)
+        out["corr_single"][b] = correlation(Ws[b], single.W)
         out["R"][b] = mt.R
         out["masked_max"][b] = float(np.max(np.where(mt.selected, 0.0, s[b])))
         out["W_norm"][b] = float(np.linalg.norm(W))
@@ -797,16 +773,16 @@ def _mt_round(cfg: P3MultitokenConfig, d: int, idx: np.ndarray) -> dict[str, np.
 
 
 def _mt_round_part(args: tuple) -> dict[str, np.ndarray]:
-    """One part of a round in a worker process (top-level so that a process pool can pickle it)."""
+    """One part of a round in a worker process (top-level so that Dask can pickle it)."""
     cfg, d, idx = args
     return _mt_round(cfg, d, idx)
 
 
-def _mt_round_parallel(cfg: P3MultitokenConfig, d: int, idx: np.ndarray, pool) -> dict[str, np.ndarray]:
+def _mt_round_parallel(cfg: P3MultitokenConfig, d: int, idx: np.ndarray, client) -> dict[str, np.ndarray]:
     """A round split in ``cfg.workers`` fixed parts (XLA runs each program on one core), results in index order."""
-    if pool is None:
+    if client is None:
         return _mt_round(cfg, d, idx)
-    parts = list(pool.map(_mt_round_part, [(cfg, d, p) for p in np.array_split(idx, cfg.workers)]))
+    parts = map_ordered(client, _mt_round_part, [(cfg, d, p) for p in np.array_split(idx, cfg.workers)])
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -832,29 +808,20 @@ def run_p3_multitoken(cfg: P3MultitokenConfig, ctx: Context) -> Outcome:
     t_all = time.perf_counter()
     per_d: dict[int, dict[str, np.ndarray]] = {}
     stats = []
-    pool = None
-    if cfg.workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        stats = _mt_all_d(cfg, ctx, per_d, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    with task_client(cfg.workers) as client:
+        stats = _mt_all_d(cfg, ctx, per_d, client)
     table = pd.DataFrame(stats)
     return _mt_outcome(cfg, ctx, per_d, table, t_all)
 
 
-def _mt_all_d(cfg: P3MultitokenConfig, ctx: Context, per_d: dict, pool) -> list[dict]:
+def _mt_all_d(cfg: P3MultitokenConfig, ctx: Context, per_d: dict, client) -> list[dict]:
     stats = []
     for d in cfg.ds:
         t0, parts, acc, r = time.perf_counter(), [], 0, 0
         while acc < cfg.accepted and r < cfg.max_rounds:
             start = r * cfg.round_size
             a = ctx.trials(f"d{d}-round{r:03d}", cfg.round_size, cfg.round_size,
-                           lambda idx, d=d, start=start: _mt_round_parallel(cfg, d, start + idx, pool),
+                           lambda idx, d=d, start=start: _mt_round_parallel(cfg, d, start + idx, client),
                            description=f"p3-multitoken d={d} round {r}")
             parts.append(a)
             acc += int(np.sum(a["reason"] == MT_ACCEPTED))
@@ -888,7 +855,8 @@ def _mt_outcome(cfg: P3MultitokenConfig, ctx: Context, per_d: dict, table: pd.Da
     curves = {d: {"svmeq": a["corr_svmeq"], "dir": a["corr_dir"], "single": a["corr_single"]}
               for d, a in per_d.items()}
     figs = [ctx.figure(multitoken_figure(steps, curves, {d: a["masked_max"] for d, a in per_d.items()},
-                                         {d: 1 - a["corr_svmeq"][:, -1] for d, a in per_d.items()}),
+                                         {d: 1 - a["corr_svmeq"][:, -1] for d, a in per_d.items()},
+                                         split=cfg.deep_mask),
                        "p3_multitoken")]
     claims = _mt_claims(cfg, table, per_d)
     notes = [

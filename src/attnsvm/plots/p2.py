@@ -1,4 +1,4 @@
-"""Figures of the P2 experiments (Sheen, Chen, Wang, Zhou, 2024; SPEC §6 rows P2-diag and P2-full).
+"""Figures of the P2 experiments (Sheen, Chen, Wang, Zhou, 2024).
 
 P2 publishes no figures: these are this project's. Every curve is one flow run, plotted against its own
 ‖W‖_F (log-log), with 1 − corr measured against the SVM solutions at the selection the run reaches at its
@@ -16,12 +16,14 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .common import COLORS, column_figure
+from .common import BLUE, GREEN, PURPLE, REF_STYLE, VERMILLION, figure, floor_note, legend_below, proxy, styled
 
 FLOOR = 1e-12  # 1 − corr below this (rounding) is drawn at the floor of the log axis
 DRIFT_FLOOR = 1e-16  # the same for the relative conservation drift (exactly 0 for a balanced start)
 
-REACHED, OTHER, L1C, L2C = COLORS[0], COLORS[3], COLORS[0], COLORS[1]
+# one meaning per colour in every panel: the family of runs; the line style names the reference SVM
+REACHED, OTHER, COMBINED, BALANCED = BLUE, VERMILLION, GREEN, PURPLE
+NUC, FRO = VERMILLION, BLUE
 
 
 def _curves(ax, x: np.ndarray, y: np.ndarray, color, label: str | None, style: str = "-", lw: float = 0.8,
@@ -39,59 +41,78 @@ def _loglog(ax, xlabel: str, ylabel: str | None, title: str) -> None:
     if ylabel:
         ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(loc="lower left", frameon=False)
 
 
+def _corr_label(ref: str) -> str:
+    return rf"$1-\mathrm{{corr}}(w,\,w_{{\ell_{ref[-1]}}}(\alpha))$"
+
+
+@styled
 def diag_figure(a: dict[str, np.ndarray], reach_tol: float) -> Figure:
-    """P2-diag: 2 × 2 panels (see the module docstring)."""
-    fig, axes = column_figure(2, 2, height=2.2)
+    """P2-diag, 2 × 2 panels (see the module docstring). Colour = family of runs in every panel (unbalanced
+    (k, q) runs that reach the ℓ1 solution, those that do not, combined W, balanced (k, q)); line style =
+    reference SVM (ℓ2 solid, ℓ1 dashed)."""
+    fig, axes = figure(2, 2, height=2.1, width=5.6)
     un = a["kind"] == "unbalanced"
     ok = un & (a["gap_l1"] <= reach_tol)
     bad = un & ~ok
     x = a["W_fro_path"]
-    for ax, key, ref in ((axes[0, 0], "gap_l1_path", "ℓ1"), (axes[0, 1], "gap_l2_path", "ℓ2")):
-        _curves(ax, x[bad], a[key][bad], OTHER, f"do not ({int(bad.sum())})", alpha=0.6)
-        _curves(ax, x[ok], a[key][ok], REACHED, f"reach ℓ1 ({int(ok.sum())})")
-        if ref == "ℓ1":
+    wl = r"$\|w\|$"
+    for ax, key, ref, tag in ((axes[0, 0], "gap_l1_path", "l1", "a"), (axes[0, 1], "gap_l2_path", "l2", "b")):
+        _curves(ax, x[bad], a[key][bad], OTHER, None, style=REF_STYLE[ref], alpha=0.7)
+        _curves(ax, x[ok], a[key][ok], REACHED, None, style=REF_STYLE[ref])
+        if ref == "l1":
             ax.axhline(reach_tol, color="0.4", ls=":", lw=0.8)
-        _loglog(ax, "‖w‖", f"1 − corr(w, w_{ref}(α))", f"(k, q) unbalanced: vs the {ref} SVM")
+        _loglog(ax, wl, _corr_label(ref), rf"({tag}) unbalanced $(k, q)$ vs the $\ell_{ref[-1]}$ SVM")
     ax = axes[1, 0]
     cb = a["kind"] == "combined"
-    _curves(ax, x[cb], a["gap_l2_path"][cb], L2C, "vs ℓ2 SVM")
-    _curves(ax, x[cb], a["gap_l1_path"][cb], L1C, "vs ℓ1 SVM", style="--")
-    _loglog(ax, "‖w‖", "1 − corr", "combined diagonal W")
+    _curves(ax, x[cb], a["gap_l2_path"][cb], COMBINED, None, style=REF_STYLE["l2"])
+    _curves(ax, x[cb], a["gap_l1_path"][cb], COMBINED, None, style=REF_STYLE["l1"])
+    _loglog(ax, wl, r"$1-\mathrm{corr}$", "(c) combined diagonal $W$ vs both SVMs")
     ax = axes[1, 1]
-    for kind, color in (("unbalanced", COLORS[2]), ("balanced", COLORS[4])):
-        m = a["kind"] == kind
-        _curves(ax, x[m][:, 1:], a["drift_path"][m][:, 1:], color, kind, alpha=0.6, floor=DRIFT_FLOOR)
-    _loglog(ax, "‖w‖", "drift of k² − q² (relative)", "conservation along the (k, q) flow")
-    ax.set_ylim(bottom=DRIFT_FLOOR / 2)
-    ax.text(0.98, 0.97, "exact 0 drawn at 1e−16", transform=ax.transAxes, ha="right", va="top", fontsize=6,
-            color="0.4")
-    fig.tight_layout()
+    for m, color in ((ok, REACHED), (bad, OTHER), (a["kind"] == "balanced", BALANCED)):
+        _curves(ax, x[m][:, 1:], a["drift_path"][m][:, 1:], color, None, alpha=0.7, floor=DRIFT_FLOOR)
+    _loglog(ax, wl, r"relative drift of $k^2-q^2$", "(d) conservation along the $(k, q)$ flow")
+    ax.set_ylim(bottom=DRIFT_FLOOR / 3)
+    floor_note(ax, DRIFT_FLOOR, "exact 0: drawn at 1e−16")
+    handles = [proxy(REACHED), proxy(OTHER), proxy(COMBINED), proxy(BALANCED),
+               proxy("0.3", REF_STYLE["l2"]), proxy("0.3", REF_STYLE["l1"]), proxy("0.4", ":", lw=0.8)]
+    labels = [f"unbalanced $(k,q)$, reaches $\\ell_1$ ({int(ok.sum())})",
+              f"unbalanced $(k,q)$, does not ({int(bad.sum())})",
+              f"combined $W$ ({int(cb.sum())})", f"balanced $(k,q)$ ({int((a['kind'] == 'balanced').sum())})",
+              r"vs the $\ell_2$ SVM", r"vs the $\ell_1$ SVM", f"reach tolerance {reach_tol:g}"]
+    legend_below(fig, handles, labels, ncol=4)
     return fig
 
 
-FULL_PANELS = (("KQ-aligned", "(K, Q), aligned init"), ("W-aligned", "W, aligned init"),
-               ("KQ-random", "(K, Q), random init"), ("KQ-generic", "(K, Q), generic data"),
-               ("W-generic", "W, generic data"))
+FULL_PANELS = (("KQ-aligned", "$(K, Q)$, aligned init"), ("W-aligned", "$W$, aligned init"),
+               ("KQ-random", "$(K, Q)$, random init"), ("KQ-generic", "$(K, Q)$, generic data"),
+               ("W-generic", "$W$, generic data"))
 
 
+@styled
 def full_figure(a: dict[str, np.ndarray]) -> Figure:
-    """P2-full: 1 − corr with the nuclear and the Frobenius solutions against ‖W‖_F, one panel per family."""
+    """P2-full: 1 − corr with the nuclear (vermillion, dashed) and the Frobenius (blue, solid) solutions
+    against ‖W‖_F, one panel per family of runs, laid out for the panels present (no empty panel)."""
     panels = [(v, t) for v, t in FULL_PANELS if np.any(a["variant"] == v)]
-    ncols = 3
-    nrows = -(-len(panels) // ncols)
-    fig, axes = column_figure(ncols, nrows, height=2.1)
+    n = len(panels)
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(7.0 if ncols == 3 else 2.4 * ncols + 0.4, 2.0 * nrows + 0.3), layout="constrained")
+    # a grid twice as fine as the panels, so a short last row is centred instead of leaving an empty panel
+    gs = fig.add_gridspec(nrows, 2 * ncols)
     for k, (variant, title) in enumerate(panels):
-        ax = axes[k // ncols, k % ncols]
+        row, col = divmod(k, ncols)
+        in_row = min(ncols, n - row * ncols)
+        start = (ncols - in_row) + 2 * col
+        ax = fig.add_subplot(gs[row, start:start + 2])
         m = a["variant"] == variant
-        _curves(ax, a["W_fro_path"][m], a["gap_nuc_path"][m], COLORS[0], r"vs nuclear $W^{mm}_\star$")
-        _curves(ax, a["W_fro_path"][m], a["gap_fro_path"][m], COLORS[1], r"vs Frobenius $W^{mm}$", style="--")
-        _loglog(ax, "‖W‖_F", "1 − corr" if k % ncols == 0 else None, title)
-    for k in range(len(panels), nrows * ncols):
-        axes[k // ncols, k % ncols].set_visible(False)
-    fig.tight_layout()
+        _curves(ax, a["W_fro_path"][m], a["gap_nuc_path"][m], NUC, None, style=REF_STYLE["nuclear"])
+        _curves(ax, a["W_fro_path"][m], a["gap_fro_path"][m], FRO, None, style=REF_STYLE["fro"])
+        _loglog(ax, r"$\|W\|_F$", r"$1-\mathrm{corr}$" if col == 0 else None, f"({'abcde'[k]}) {title}")
+    legend_below(fig, [proxy(NUC, REF_STYLE["nuclear"]), proxy(FRO, REF_STYLE["fro"])],
+                 [r"vs the nuclear-norm solution $W^{\mathrm{mm}}_\ast$",
+                  r"vs the Frobenius solution $W^{\mathrm{mm}}$"], ncol=2)
     return fig
 
 

@@ -1,0 +1,107 @@
+"""Where independent tasks run: a Dask cluster (``dask.distributed``), local or remote.
+
+One mechanism for every parallel piece of attnsvm (``attnsvm sweep``, the parallel parts of the paper
+reproductions): a :class:`distributed.Client` connected either to a ``LocalCluster`` of worker *processes*
+on this machine (one thread each: XLA and the SDP solvers run one program per core best this way) or to an
+existing scheduler (``tcp://HOST:8786``) started with ``dask scheduler`` / ``dask worker`` or dask-jobqueue.
+
+If the caller already has a Dask client (``distributed.Client(...)`` in their session), :func:`dask_client`
+uses it instead of starting a cluster, so a reproduction run inside a user's cluster session uses that
+cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def default_workers() -> int:
+    """The number of cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def existing_client():
+    """The Dask client already active in this process, or None."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, reuse: bool = True) -> Iterator[Any]:
+    """A :class:`distributed.Client`: the active one (``reuse``), the cluster at ``scheduler``, or a new
+    ``LocalCluster`` of ``workers`` processes (default: the cores), one thread each, no dashboard.
+
+    A cluster started here is closed on exit; a client or scheduler given from outside is left running.
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler is None and reuse:
+        client = existing_client()
+        if client is not None:
+            yield client
+            return
+    if scheduler is not None:
+        client = Client(scheduler, set_as_default=False)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n = workers or default_workers()
+    if n < 1:
+        raise ValueError(f"workers must be ≥ 1, got {n}")
+    # silence_logs: the nanny's warnings at shutdown ("still alive after 4 s, killing") are noise here
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    client = Client(cluster, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+@contextmanager
+def task_client(workers: int) -> Iterator[Any]:
+    """For the parallel parts of an experiment: the active Dask client if there is one, else a LocalCluster
+    of ``workers`` processes when ``workers`` > 1, else None (compute in this process)."""
+    client = existing_client()
+    if client is not None:
+        yield client
+    elif workers > 1:
+        with dask_client(workers, reuse=False) as c:
+            yield c
+    else:
+        yield None
+
+
+def map_ordered(client, fn: Callable, items: Iterable, batch: int = 1) -> list:
+    """``[fn(x) for x in items]`` computed as Dask tasks on ``client`` (``batch`` items per task, to amortize
+    the per-task overhead when ``fn`` is short), results in the order of ``items``. Any task's exception
+    is raised here. ``client=None`` computes in this process."""
+    items = list(items)
+    if client is None:
+        return [fn(x) for x in items]
+    if batch <= 1:
+        futures = client.map(fn, items, pure=False)
+        return client.gather(futures)
+    groups = [items[i:i + batch] for i in range(0, len(items), batch)]
+    futures = client.map(_apply_all, [fn] * len(groups), groups, pure=False)
+    return [r for part in client.gather(futures) for r in part]
+
+
+def _apply_all(fn: Callable, xs: list) -> list:
+    return [fn(x) for x in xs]
