@@ -340,7 +340,7 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
         if bar is not None:
             bar.stop()
     total = time.perf_counter() - t0
-    merged = {k: np.concatenate([r[k] for r in recs], axis=1) for k in recs[0]}
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *recs)
     params_np = {k: np.asarray(v) for k, v in jparams.items()}
     W = np.asarray(jW if jW is not None else jax.vmap(lambda p: attention_weights(model, p))(jparams))
     B_, R_ = len(batch.alpha), n_chunks + 1

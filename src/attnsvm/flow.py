@@ -19,7 +19,7 @@ own step size and stops on its own.
 **Stops** (located by one event, the max of the stop functions, bisected on the dense interpolant of the
 last step, so every method stops at the same value of the stop quantity):
 
-* ``saturation`` — E(θ) ≤ ``stop_saturation``, with the sign-definite measure (:func:`log_saturation`)
+* ``saturation`` — E(θ) ≤ level (``Saturation(level)``), with the sign-definite measure (:func:`log_saturation`)
 
       E = scale · Σ_i |ℓ'(Y_i f_i)| · ½ Σ_{u,v} s_iu s_iv |γ̃_iu − γ̃_iv|,
 
@@ -28,12 +28,13 @@ last step, so every method stops at the same value of the stop quantity):
   is not used: it does not vanish when the flow selects a locally (not globally) optimal token, and the
   excess against the current top token changes sign while attention switches tokens. (The gap to the
   top-*score* token, ``models.log_saturation``, does not vanish at a local selection either.)
-* ``radius``     — ‖W‖_F ≥ ``stop_radius`` (‖p‖ for the prompt model).
-* ``time``       — t ≥ ``t_max``.
+* ``radius``     — ‖W‖_F ≥ level (``Radius(level)``; ‖p‖ for the prompt model).
+* ``time``       — t ≥ level (``Time(level)``).
+  (Stops are pieces, :mod:`attnsvm.training.stops`; a new one needs no change here.)
 * ``max_steps``  — the solver used ``max_steps`` steps;  ``arclength`` — σ reached ``max_arclength``.
 
 **Records.** A first pass finds the stop σ_end of every trial; a second pass (identical steps and event)
-saves the state at ``n_records`` points equally spaced in arc length on [0, σ_end], the last one at the
+saves the state at ``Save.records`` points equally spaced in arc length on [0, σ_end], the last one at the
 stop. With ``error_estimate`` a third pass at tolerances / 100 gives global error estimates at every
 record: ``error_estimate`` = ‖θ − θ_ref‖/‖θ_ref‖ at equal arc length (the error of the path), and
 ``time_error_estimate`` = |τ − τ_ref| (the error of log(1 + t) there; a stop at a given physical time inherits
