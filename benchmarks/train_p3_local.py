@@ -42,9 +42,9 @@ import torch
 _T0 = time.perf_counter()
 import attnsvm  # noqa: E402
 from attnsvm.dynamics import _choose_map  # noqa: E402
-from attnsvm.training import NGD, Descent, Init, Save, train  # noqa: E402
 from attnsvm.models import Model  # noqa: E402
 from attnsvm.problem import unit_gaussian  # noqa: E402
+from attnsvm.training import NGD, Descent, Init, Save, train  # noqa: E402
 
 _IMPORT_S = time.perf_counter() - _T0  # importing attnsvm (and JAX with it)
 
