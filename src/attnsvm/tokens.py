@@ -378,12 +378,17 @@ def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
         Kt, Ft = K[todo], free[todo]
         M = np.where(Ft[:, :, None] & Ft[:, None, :], Kt, 0.0) + eye * (~Ft)[:, :, None]
         rhs = Ft.astype(float)[..., None]
+        # a singular K_FF (more free rows than the dimension of θ, e.g. a short prompt vector) gets the
+        # minimum-norm solution; the residual test below rejects an inconsistent one
+        sign, _ = np.linalg.slogdet(M)
+        sing = sign == 0
+        lt = np.empty(rhs.shape[:2])
         try:
-            lt = np.linalg.solve(M, rhs)[..., 0]
+            lt[~sing] = np.linalg.solve(M[~sing], rhs[~sing])[..., 0]
         except np.linalg.LinAlgError:
-            # a singular K_FF (more free rows than the dimension of θ, e.g. a short prompt vector): the
-            # minimum-norm solution; the residual test below rejects an inconsistent one
-            lt = (np.linalg.pinv(M, rcond=1e-12, hermitian=True) @ rhs)[..., 0]
+            sing[:] = True
+        if sing.any():
+            lt[sing] = (np.linalg.pinv(M[sing], rcond=1e-12, hermitian=True) @ rhs[sing])[..., 0]
         mu = np.einsum("bkl,bl->bk", Kt, lt) - 1.0
         new = np.where(Ft, lt > 0, mu < 0)
         conv = np.all(new == Ft, axis=1)

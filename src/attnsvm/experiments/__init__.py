@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from .base import Claim, Context, ExperimentConfig, Outcome
 
 IDS = ("p1-single", "p1-multi", "p1-joint", "p1-loss", "p3-paths", "p3-local", "p3-rank", "p3-multitoken",
-       "p2-diag", "p2-full", "ntp-global", "ntp-local")
+       "p2-diag", "p2-full", "ntp-global", "ntp-local", "md-local", "md-joint", "md-sign-adam")
 
 
 @dataclass(frozen=True)
