@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import COLORS, band, column_figure, ray
+from .common import COLORS, band, column_figure, legend_below, ray, styled
 
 
 def _tag(p: float) -> str:
     return f"{p:g}".replace(".", "_")
 
 
+@styled
 def local_figures(cfg, data: dict, single: dict) -> dict:
     """md-local: per trajectory p, the directional Bregman divergence (the paper's Fig. 4) and the cosine
     correlation with every ℓq-AttSVM at the reached selection (mean ± std over trials); the single
@@ -24,17 +25,14 @@ def local_figures(cfg, data: dict, single: dict) -> dict:
             R = a[f"{key}_{_tag(p)}"].shape[1]
             x = np.linspace(0, steps, R)
             for k, q in enumerate(cfg.ps):
-                y = a[f"{key}_{_tag(q)}"]
-                if log:
-                    y = np.maximum(y, 1e-16)
-                band(ax, x, y, label=rf"$\ell_{{{q:g}}}$-AttSVM", color=COLORS[k], log_y=log)
+                band(ax, x, a[f"{key}_{_tag(q)}"], label=rf"$\ell_{{{q:g}}}$-AttSVM", color=COLORS[k], log_y=log,
+                     hi=None if log else 1.0)
             ax.set_title(rf"$\ell_{{{p:g}}}$-AttGD")
             ax.set_xlabel("iteration")
             ax.set_ylabel(ylabel)
             if not log:
                 ax.set_ylim(0, 1.02)
-        axes[0][0].legend(loc="upper right" if log else "lower right")
-        fig.tight_layout()
+        legend_below(fig, axes=[axes[0][0]])
         figs[f"md_local_{key}"] = fig
     fig, axes = column_figure(ncols=len(cfg.ps), nrows=1, height=2.4)
     i, j = (1, 2), (3, 4)  # the entries the authors plot
@@ -44,16 +42,16 @@ def local_figures(cfg, data: dict, single: dict) -> dict:
         ax.plot(W[:, i[0], i[1]], W[:, j[0], j[1]], color=COLORS[k], label=rf"$\ell_{{{p:g}}}$-AttGD")
         end = np.hypot(W[-1, i[0], i[1]], W[-1, j[0], j[1]])
         if np.all(np.isfinite(S)) and np.hypot(S[i], S[j]) > 0:
-            ray(ax, np.array([S[i], S[j]]), end, label=rf"$\ell_{{{p:g}}}$-AttSVM")
+            ray(ax, np.array([S[i], S[j]]), end, label=rf"$\ell_{{{p:g}}}$-AttSVM", color=COLORS[k])
         ax.set_xlabel(rf"$W_{{{i[0]}{i[1]}}}$")
         ax.set_ylabel(rf"$W_{{{j[0]}{j[1]}}}$")
-        ax.set_title(rf"p = {p:g}, W$_0$ = 0")
-        ax.legend(loc="best")
-    fig.tight_layout()
+        ax.set_title(rf"$p = {p:g}$, $W_0 = 0$")
+    legend_below(fig)
     figs["md_local_single"] = fig
     return figs
 
 
+@styled
 def joint_figures(cfg, data: dict) -> dict:
     """md-joint: softmax / logistic probabilities over the first steps, and the (W, v) iterates with the
     ℓp-AttSVM and ℓp-SVM rays (two entries of W, both entries of v), one panel per p."""
@@ -67,26 +65,25 @@ def joint_figures(cfg, data: dict) -> dict:
         ax.set_xlabel("iteration")
         ax.set_title(rf"$\ell_{{{p:g}}}$-JointGD")
         ax.set_ylim(0, 1.02)
-    axes[0][0].legend(loc="lower right")
-    fig.tight_layout()
+    legend_below(fig, axes=[axes[0][0]])
     figs["md_joint_prob"] = fig
     fig, axes = column_figure(ncols=len(cfg.ps), nrows=1, height=2.4)
     for ax, p in zip(axes[0], cfg.ps, strict=True):
         a = data[p]
         W, v = a["W"], a["v"]
-        ax.plot(W[:, 0, 0], W[:, 0, 1], color=COLORS[0], label="W (entries 00, 01)")
-        ax.plot(v[:, 0], v[:, 1], color=COLORS[1], label="v")
+        ax.plot(W[:, 0, 0], W[:, 0, 1], color=COLORS[0], label=r"$(W_{00}, W_{01})$")
+        ax.plot(v[:, 0], v[:, 1], color=COLORS[1], label=r"$(v_0, v_1)$")
         if np.all(np.isfinite(a["W_svm"])):
-            ray(ax, a["W_svm"][0, :2], np.hypot(*W[-1, 0, :2]), label=rf"$\ell_{{{p:g}}}$-AttSVM", color=COLORS[0])
+            ray(ax, a["W_svm"][0, :2], np.hypot(*W[-1, 0, :2]), label=r"$\ell_p$-AttSVM", color=COLORS[0])
         if np.all(np.isfinite(a["v_svm"])):
-            ray(ax, a["v_svm"], np.hypot(*v[-1]), label=rf"$\ell_{{{p:g}}}$-SVM", color=COLORS[1])
+            ray(ax, a["v_svm"], np.hypot(*v[-1]), label=r"$\ell_p$-SVM", color=COLORS[1])
         ax.set_title(rf"$\ell_{{{p:g}}}$-JointGD")
-    axes[0][0].legend(loc="best")
-    fig.tight_layout()
+    legend_below(fig, axes=[axes[0][0]])
     figs["md_joint_iterates"] = fig
     return figs
 
 
+@styled
 def sign_adam_figure(cfg, data: dict):
     """md-sign-adam: correlation (top) and margin ratio (bottom) of W with the ℓ1, Frobenius, ℓ∞ and
     nuclear Att-SVMs at the reached selection, one column per optimizer, mean ± std over trials."""
@@ -100,14 +97,13 @@ def sign_adam_figure(cfg, data: dict):
         R = a["corr_fro"].shape[1]
         x = np.linspace(0, cfg.steps, R)
         for k, n in enumerate(SIGN_ADAM_NORMS):
-            band(axes[0][c], x, a[f"corr_{n}"], label=labels[n], color=COLORS[k])
-            band(axes[1][c], x, a[f"ratio_{n}"], label=labels[n], color=COLORS[k])
+            band(axes[0][c], x, a[f"corr_{n}"], label=labels[n], color=COLORS[k], hi=1.0)
+            band(axes[1][c], x, a[f"ratio_{n}"], label=labels[n], color=COLORS[k], hi=1.0)
         axes[0][c].set_title({"ngd": "normalized GD", "sign": "sign-GD", "adam": "Adam"}[opt])
         axes[0][c].set_ylim(0, 1.02)
         axes[1][c].set_ylim(-0.5, 1.02)
         axes[1][c].set_xlabel("iteration")
     axes[0][0].set_ylabel("correlation")
     axes[1][0].set_ylabel("margin ratio")
-    axes[0][0].legend(loc="lower right")
-    fig.tight_layout()
+    legend_below(fig, axes=[axes[0][0]])
     return fig
