@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def sweep(
         sweep_file: Path = typer.Argument(None, metavar="SWEEP.toml",
-                                          help="A training config plus [sweep] grid = {...} / zip = {...}."),
+                                          help="A training config plus \\[sweep] grid = {...} / zip = {...}."),
         out: Path = typer.Option(None, "--out", "-o", help="Sweep directory (results, manifests, status)."),
         scheduler: str = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
                                       "(tcp://HOST:8786); default: a local cluster."),

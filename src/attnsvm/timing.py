@@ -1,8 +1,7 @@
 """Where the time of a run goes: compile, run, solvers, figures, I/O, waiting on workers.
 
-:class:`TimeSplit` samples the stack of the thread that runs the work every few milliseconds (a background
-thread reading ``sys._current_frames()``) and files each sample under the category of the innermost frame
-that belongs to one:
+:class:`TimeSplit` samples the stack of the thread that runs the work every 50 ms (from a background
+thread) and files each sample under the category of the innermost frame that belongs to one:
 
 * ``compile``  JAX tracing, lowering and XLA compilation (or loading a compiled program from the cache);
 * ``solvers``  the Att-SVM and token-certificate solvers (attnsvm.svm, attnsvm.tokens, attnsvm.kkt, SCS,
@@ -12,15 +11,20 @@ that belongs to one:
 * ``workers``  waiting for tasks on Dask workers (the parallel parts: the work runs in other processes);
 * ``run``      everything else: running the compiled programs, NumPy, Python glue, importing modules.
 
-Each category's seconds are its share of samples times the wall time. A sampler cannot be exact for short
-categories (one sample every ``interval`` seconds), but it needs no change to the code it measures and
-costs well under 1% of the run. JAX's own compile-time events give an exact compile total beside it
-(``compile_events``), as a cross-check.
+Each category's seconds are its share of samples times the wall time. The stack is read with
+:func:`faulthandler.dump_traceback` (innermost 100 frames), which is safe while the thread runs; one read
+costs about 1 ms, so a sample every 50 ms costs about 2% of one core. A sampler cannot be exact for short
+categories, but it needs no change to the code it measures. JAX's own compile-time events give an exact
+compile total beside it (``compile_events``), as a cross-check.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import re
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -44,18 +48,12 @@ _IO_PARTS = ("numpy/lib/_npyio", "numpy/lib/npyio", "/pyarrow/", "pandas/io/", "
 _WORKER_PARTS = ("/distributed/client.py", "/distributed/utils.py")
 
 
-def _category(frame) -> str:
-    """The category of the innermost frame of ``frame``'s stack that belongs to one; else 'run'."""
-    f = frame
-    while f is not None:  # importing a module is not the work of the module imported
-        if f.f_code.co_filename.startswith("<frozen importlib"):
+def _category(stack: list[tuple[str, str]]) -> str:
+    """The category of the innermost frame that belongs to one ((file, function) pairs, innermost first)."""
+    for path, _ in stack:  # importing a module is not the work of the module imported
+        if path.startswith("<frozen importlib"):
             return "run"
-        f = f.f_back
-    f = frame
-    while f is not None:
-        code = f.f_code
-        path = code.co_filename.replace("\\", "/")
-        name = code.co_name
+    for path, name in stack:
         if "jax/_src" in path and name in _JAX_COMPILE_FUNCS:
             return "compile"
         if any(p in path for p in _FIGURE_PARTS):
@@ -66,8 +64,21 @@ def _category(frame) -> str:
             return "workers"
         if any(p in path for p in _SOLVER_PARTS):
             return "solvers"
-        f = f.f_back
     return "run"
+
+
+_FRAME = re.compile(r'^\s+File "(.*)", line \d+ in (\S+)$', re.M)
+
+
+def _stack_of(dump: str, ident: int) -> list[tuple[str, str]] | None:
+    """The (file, function) frames of thread ``ident`` in a :func:`faulthandler.dump_traceback` text."""
+    key = f"hread 0x{ident:016x}"
+    start = dump.find(key)
+    if start < 0:
+        return None
+    end = dump.find("hread 0x", start + len(key))
+    block = dump[start:end if end >= 0 else len(dump)]
+    return [(path.replace("\\", "/"), name) for path, name in _FRAME.findall(block)]
 
 
 class TimeSplit:
@@ -76,7 +87,7 @@ class TimeSplit:
     Samples the thread that entered the context every ``interval`` seconds.
     """
 
-    def __init__(self, interval: float = 0.005) -> None:
+    def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.counts: Counter[str] = Counter()
         self.wall = 0.0
@@ -87,11 +98,34 @@ class TimeSplit:
         self._listener = None
 
     def _sample(self) -> None:
-        frames = sys._current_frames
-        while not self._stop.wait(self.interval):
-            f = frames().get(self._target)
-            if f is not None:
-                self.counts[_category(f)] += 1
+        # The stack is read by faulthandler, in C and without releasing the GIL: walking another thread's
+        # frames from Python (sys._current_frames()[...].f_back) can crash CPython 3.11 when that thread pops
+        # frames between two steps of the walk.
+        fd = os.memfd_create("attnsvm-time-split") if hasattr(os, "memfd_create") else None
+        tmp = None
+        if fd is None:
+            tmp = tempfile.TemporaryFile()
+            fd = tmp.fileno()
+        try:
+            while not self._stop.wait(self.interval):
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                faulthandler.dump_traceback(fd, all_threads=True)
+                os.lseek(fd, 0, os.SEEK_SET)
+                chunks = []
+                while True:
+                    b = os.read(fd, 1 << 16)
+                    if not b:
+                        break
+                    chunks.append(b)
+                stack = _stack_of(b"".join(chunks).decode("utf-8", "replace"), self._target)
+                if stack is not None:
+                    self.counts[_category(stack)] += 1
+        finally:
+            if tmp is not None:
+                tmp.close()
+            else:
+                os.close(fd)
 
     def __enter__(self) -> TimeSplit:
         self._target = threading.get_ident()

@@ -21,14 +21,16 @@ import time
 import warnings
 from typing import Literal
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pandas as pd
 
-from ..mirror_descent import directional_bregman
-from ..models import Model
+from ..mirror_descent import directional_bregman, mirror_descent
+from ..models import Model, model_data, stable_grad, stack_data
 from ..problem import AttentionProblem, unit_gaussian
 from ..svm import OPTIMAL, build_constraints, correlation, lp_norm_name, norm_value, solve_svm, solve_v_svm_lp
-from ..training import MD, NGD, Adam, Descent, Init, Save, Sign, train
 from . import Experiment, register
 from .base import Claim, Context, ExperimentConfig, Outcome, spread
 
@@ -36,15 +38,58 @@ PAPER = "MD (Julistiono, Tarzanagh, Azizan, Optimizing Attention with Mirror Des
 
 
 # ============================================================================================================
-# training: attnsvm.train with the registry's optimizers (md, ngd, sign, adam)
+# training: descent with an optax transformation fed by the stable direction
 # ============================================================================================================
 
-def _train_W(problems: list[AttentionProblem], optimizer, W0: np.ndarray, steps: int, records: int):
-    """``steps`` steps of ``optimizer`` on W from W₀ (B, d, d), W kept at ``records`` + 1 records."""
-    if steps % records:
-        raise ValueError(f"steps ({steps}) must be a multiple of records ({records})")
-    return train(problems, Model(parameterization="combined"), Descent(optimizer, steps),
-                 init=Init(given={"W": W0}), save=Save(every=steps // records, path=True))
+_PROGRAMS: dict = {}
+
+
+def _program(model: Model, tx_key: tuple, steps_per_record: int, n_records: int):
+    """A compiled run: vmap over trials, scan over records, fori_loop over the steps between records."""
+    key = (model, tx_key, steps_per_record, n_records)
+    if key in _PROGRAMS:
+        return _PROGRAMS[key]
+    tx = _transformation(*tx_key)
+
+    def one(params, data):
+        def step(_, carry):
+            p, st = carry
+            sg = stable_grad(model, p, data)
+            upd, st = tx.update({b: sg.g[b] for b in p}, st, p)
+            return optax.apply_updates(p, upd), st
+
+        def chunk(carry, _):
+            carry = jax.lax.fori_loop(0, steps_per_record, step, carry)
+            return carry, carry[0]
+
+        carry, path = jax.lax.scan(chunk, (params, tx.init(params)), None, length=n_records)
+        return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), params, path)
+
+    prog = jax.jit(jax.vmap(one))
+    _PROGRAMS[key] = prog
+    return prog
+
+
+def _transformation(name: str, lr: float, p: float = 2.0, normalize: bool = True, per_block: bool = False,
+                    eps: float = 0.0) -> optax.GradientTransformation:
+    if name == "md":
+        return mirror_descent(lr, p, normalize=normalize, per_block=per_block, eps=eps)
+    if name == "sign":
+        return optax.chain(optax.scale_by_sign(), optax.scale(-lr))
+    if name == "adam":
+        return optax.adam(lr)
+    raise ValueError(f"optimizer: unknown {name!r}")
+
+
+def _descend(problems: list[AttentionProblem], model: Model, tx_key: tuple, init: dict[str, np.ndarray],
+             steps: int, record_every: int) -> dict[str, np.ndarray]:
+    """Parameters at every record (B, R + 1, ...) of ``steps`` steps from ``init`` (B, ...)."""
+    if steps % record_every:
+        raise ValueError(f"steps ({steps}) must be a multiple of record_every ({record_every})")
+    data = stack_data([model_data(pr, model) for pr in problems])
+    prog = _program(model, tx_key, record_every, steps // record_every)
+    out = prog({b: jnp.asarray(v) for b, v in init.items()}, data)
+    return {b: np.asarray(v) for b, v in out.items()}
 
 
 def _selection(problem: AttentionProblem, W: np.ndarray) -> np.ndarray:
@@ -101,15 +146,15 @@ def _md_local_trials(cfg: MDLocalConfig, k: int, idx: np.ndarray) -> dict[str, n
     """Train with p = ps[k] on trials ``idx``; compare with every ℓq-AttSVM (q ∈ ps) at the reached selection."""
     p, steps = cfg.ps[k], cfg.steps[k]
     problems = _local_problems(cfg, idx)
-    run = _train_W(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps), _local_init(cfg, idx, cfg.init_std)["W"], steps,
-                   cfg.records)
-    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": [], "diverged": []}
+    model = Model(parameterization="combined")
+    path = _descend(problems, model, ("md", cfg.lr, p, True, False, cfg.eps), _local_init(cfg, idx, cfg.init_std),
+                    steps, steps // cfg.records)["W"]
+    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": []}
     for q in cfg.ps:
         for key in ("corr", "breg", "status", "value"):
             out[f"{key}_{_p_tag(q)}"] = []
     for b, pr in enumerate(problems):
-        W = np.where(run.ok[b], run.path[b], np.nan)  # a diverged trial counts apart, in no statistic
-        out["diverged"].append(not run.ok[b])
+        W = path[b]
         sel = _selection(pr, W[-1])
         out["selection"].append(sel)
         out["max_softmax"].append(_max_softmax(pr, W))
@@ -117,7 +162,7 @@ def _md_local_trials(cfg: MDLocalConfig, k: int, idx: np.ndarray) -> dict[str, n
         for q in cfg.ps:
             r = solve_svm(pr, sel, lp_norm_name(q))
             tag = _p_tag(q)
-            ok = r.status == OPTIMAL and run.ok[b]
+            ok = r.status == OPTIMAL
             out[f"corr_{tag}"].append(correlation(W, r.W) if ok else np.full(W.shape[0], np.nan))
             out[f"breg_{tag}"].append(directional_bregman(r.W, W, p) if ok else np.full(W.shape[0], np.nan))
             out[f"status_{tag}"].append(ok)
@@ -132,8 +177,9 @@ def _md_single(cfg: MDLocalConfig, k: int) -> dict[str, np.ndarray]:
     B = min(cfg.chunk, cfg.trials)
     idx = np.full(B, cfg.single_seed - cfg.seed)
     problems = _local_problems(cfg, idx)
-    W = _train_W(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps), _local_init(cfg, idx, 0.0)["W"], steps,
-                 cfg.records).path[0]
+    model = Model(parameterization="combined")
+    W = _descend(problems, model, ("md", cfg.lr, p, True, False, cfg.eps), _local_init(cfg, idx, 0.0), steps,
+                 steps // cfg.records)["W"][0]
     r = solve_svm(problems[0], _selection(problems[0], W[-1]), lp_norm_name(p))
     return {"path": W, "svm": r.W}
 
@@ -212,8 +258,8 @@ def _md_local_claims(cfg: MDLocalConfig, data: dict) -> list[Claim]:
             + "; ".join(f"ℓ{q:g} corr {np.nanmean(others[q]):.4f}, Bregman {np.nanmean(bothers[q]):.2e}"
                         for q in others),
             "reproduced" if ok else "differs",
-            f"own q best in {wins:.0%} of trials (corr); diverged trials (left out): {int(a['diverged'].sum())}; "
-            "criterion: mean corr ≥ 0.99 and own q best on average in both measures"))
+            f"own q best in {wins:.0%} of trials (corr); criterion: mean corr ≥ 0.99 and own q best on average "
+            "in both measures"))
     return claims
 
 
@@ -243,7 +289,6 @@ class MDJointConfig(ExperimentConfig):
     lr: float = 0.1
     eps: float = 0.0
     plotted_steps: int = 100
-    records: int = 100
 
 
 def joint_problem() -> AttentionProblem:
@@ -251,29 +296,13 @@ def joint_problem() -> AttentionProblem:
     return AttentionProblem(X=JOINT_X, Y=JOINT_Y, v=np.zeros(2), query_index=0)
 
 
-def _joint_path(pr: AttentionProblem, optimizer, steps: int, every_step: int, segments: int = 100
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(W, v) along a run from W₀ = 0, v₀ = 0: every step for the first ``every_step`` steps, then at
-    ``segments`` equally spaced points. The run is continued call after call from the last parameters (the
-    optimizer is stateless, so the chained calls are the one run); a record of v needs its own call."""
-    model = Model(parameterization="combined", train_v=True)
-    params = {"W": np.zeros((pr.d, pr.d)), "v": np.zeros(pr.d)}
-    head = min(every_step, steps)
-    sizes = [1] * head + [len(c) for c in np.array_split(np.arange(steps - head), min(segments, steps - head))
-                          if len(c)]
-    Ws, vs = [params["W"]], [params["v"]]
-    for k in sizes:
-        run = train(pr, model, Descent(optimizer, k), init=Init(given=params), save=Save(every=k))
-        params = {b: a[0] for b, a in run.params.items()}
-        Ws.append(params["W"])
-        vs.append(params["v"])
-    return np.stack(Ws), np.stack(vs)
-
-
 def _md_joint_run(cfg: MDJointConfig, k: int) -> dict[str, np.ndarray]:
     p, steps = cfg.ps[k], cfg.steps[k]
     pr = joint_problem()
-    W, v = _joint_path(pr, MD(lr=cfg.lr, p=p, scope="block", eps=cfg.eps), steps, cfg.plotted_steps, cfg.records)
+    model = Model(parameterization="combined", train_v=True)
+    init = {"W": np.zeros((1, 2, 2)), "v": np.zeros((1, 2))}
+    path = _descend([pr], model, ("md", cfg.lr, p, True, True, cfg.eps), init, steps, 1)
+    W, v = path["W"][0], path["v"][0]
     sel = _selection(pr, W[-1])
     rW = solve_svm(pr, sel, lp_norm_name(p))
     rv = solve_v_svm_lp(pr, sel, p)
@@ -334,8 +363,7 @@ def run_md_joint(cfg: MDJointConfig, ctx: Context) -> Outcome:
 register(Experiment(
     id="md-joint", paper=PAPER,
     title="ℓp-JointGD on (W, v): W → ℓp-AttSVM, v → ℓp-SVM on the authors' 2-sample toy",
-    config_cls=MDJointConfig, run=run_md_joint,
-    quick={"steps": [1500, 2000, 4000], "plotted_steps": 20, "records": 20}))
+    config_cls=MDJointConfig, run=run_md_joint, quick={"steps": [1500, 2000, 4000]}))
 
 
 # ============================================================================================================
@@ -368,15 +396,16 @@ def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[
     b = 1.0 / np.sqrt(cfg.d)  # P3-local's initialization: PyTorch nn.Linear default U(−1/√d, 1/√d)
     init = {"W": np.stack([np.random.default_rng([cfg.seed, int(j), 1]).uniform(-b, b, (cfg.d, cfg.d))
                            for j in idx])}
-    spec = {"ngd": NGD(lr=cfg.lr_ngd), "sign": Sign(lr=cfg.lr_sign), "adam": Adam(lr=cfg.lr_adam)}[opt]
-    run = _train_W(problems, spec, init["W"], cfg.steps, cfg.records)
-    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": [], "diverged": []}
+    key = {"ngd": ("md", cfg.lr_ngd, 2.0, True, False, 0.0), "sign": ("sign", cfg.lr_sign),
+           "adam": ("adam", cfg.lr_adam)}[opt]
+    model = Model(parameterization="combined")
+    path = _descend(problems, model, key, init, cfg.steps, cfg.steps // cfg.records)["W"]
+    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": []}
     for name in SIGN_ADAM_NORMS:
         for k in ("corr", "ratio", "ok"):
             out[f"{k}_{name}"] = []
     for i, pr in enumerate(problems):
-        W = np.where(run.ok[i], run.path[i], np.nan)  # a diverged trial counts apart, in no statistic
-        out["diverged"].append(not run.ok[i])
+        W = path[i]
         sel = _selection(pr, W[-1])
         out["selection"].append(sel)
         out["max_softmax"].append(_max_softmax(pr, W))
@@ -385,7 +414,7 @@ def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[
         m = rows @ W.reshape(len(W), -1).T  # (m, R)
         for name, norm in SIGN_ADAM_NORMS.items():
             r = solve_svm(pr, sel, norm)
-            ok = r.status == OPTIMAL and run.ok[i]
+            ok = r.status == OPTIMAL
             out[f"ok_{name}"].append(ok)
             out[f"corr_{name}"].append(correlation(W, r.W) if ok else np.full(len(W), np.nan))
             # fraction of the norm's optimal margin reached by W's direction (1 iff optimal; tie-break free)
@@ -431,8 +460,7 @@ def run_md_sign_adam(cfg: MDSignAdamConfig, ctx: Context) -> Outcome:
             + "; margin ratio " + ", ".join(f"{n} {np.nanmean(ratio[n]):.3f}" for n in SIGN_ADAM_NORMS),
             "new",
             f"highest mean corr: {best_c}; highest mean margin ratio: {best_r}; per trial the best ratio is "
-            + ", ".join(f"{n} {share[n]:.0%}" for n in SIGN_ADAM_NORMS)
-            + f"; diverged trials (left out): {int(a['diverged'].sum())}"))
+            + ", ".join(f"{n} {share[n]:.0%}" for n in SIGN_ADAM_NORMS)))
     from ..plots.md import sign_adam_figure
 
     with warnings.catch_warnings():
@@ -449,4 +477,4 @@ def run_md_sign_adam(cfg: MDSignAdamConfig, ctx: Context) -> Outcome:
 register(Experiment(
     id="md-sign-adam", paper="new (no paper): sign-GD and Adam on attention",
     title="Which Att-SVM do sign-GD and Adam approach? (ℓ1, ℓ2, ℓ∞, nuclear at the reached selection)",
-    config_cls=MDSignAdamConfig, run=run_md_sign_adam, quick={"trials": 6, "chunk": 6}))
+    config_cls=MDSignAdamConfig, run=run_md_sign_adam, quick={"trials": 8, "chunk": 8}))

@@ -76,7 +76,14 @@ from ._constraints import Constraints, build_constraints, check_margins, check_s
 from ._graph import GRAPH_NORMS, GraphConstraints, GraphSVMResult, graph_certificate, graph_constraints, solve_graph_svm
 from ._kkt import DEFAULT_NORM as KKT_DEFAULT_NORM
 from ._kkt import RANK_TOL as KKT_RANK_TOL
-from ._kkt import KKTCertificate, kkt_certificate, kkt_norm_variable, kkt_table, parameter_kkt_certificate
+from ._kkt import (
+    KKTCertificate,
+    kkt_certificate,
+    kkt_norm_variable,
+    kkt_path,
+    kkt_table,
+    parameter_kkt_certificate,
+)
 from ._lp import lp_norm, lp_norm_name, margin_ratio, solve_v_svm_lp
 from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
@@ -90,7 +97,7 @@ from ._registry import (
     register_norm,
 )
 from ._results import Certificate, SVMResult
-from ._solve import SUPPORT_TOL, check_tol, constraints_feasible, solve_svm
+from ._solve import SUPPORT_TOL, check_tol, constraints_feasible, rows_feasible, solve_svm
 from ._status import INACCURATE, INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, SOLVER_ERROR, STATUSES
 from ._vsvm import VSVMResult, relaxed_margins_from_v, solve_v_svm
 
@@ -108,9 +115,9 @@ __all__ = [
     "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
     "check_selection", "check_tol", "constraints_feasible", "correlation", "dual_norm_value", "get_norm",
     "graph_certificate", "graph_constraints", "logits", "lp_norm", "lp_norm_name", "margin_ratio", "multitoken_svm",
-    "norm_value", "pow2_scale", "register_family", "register_norm", "relaxed_margins_from_v",
+    "norm_value", "pow2_scale", "register_family", "register_norm", "relaxed_margins_from_v", "rows_feasible",
     "solve_fro_stacked", "solve_graph_svm", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",
 ]
 # ε-KKT certificates (own list, so that additions elsewhere do not conflict)
-__all__ += ["KKT_DEFAULT_NORM", "KKT_RANK_TOL", "KKTCertificate", "kkt_certificate", "kkt_norm_variable", "kkt_table",
-            "parameter_kkt_certificate"]
+__all__ += ["KKT_DEFAULT_NORM", "KKT_RANK_TOL", "KKTCertificate", "kkt_certificate", "kkt_norm_variable", "kkt_path",
+            "kkt_table", "parameter_kkt_certificate"]
