@@ -19,6 +19,7 @@ A config has five sections::
                  seed = 0                         # initialization seed
                  record_every = 10
                  references = ["fro", "nuclear"]  # Att-SVMs at opt to correlate with at every record
+                                                  # ("lp" with p = P: the entrywise ℓP SVM; "linf": ℓ∞)
                  verdict = true                   # compare the end of the run with the theory (SPEC §5)
 
 Unknown keys are errors (a typo must not silently fall back to a default), and every error names its key.
@@ -134,7 +135,9 @@ class RunConfig(_Section):
     trials: int = Field(default=1, ge=1)
     seed: int = 0
     record_every: int = Field(default=10, ge=1)
-    references: list[Literal["l2", "fro", "nuclear", "l1"]] = Field(default_factory=list)
+    references: list[Literal["l2", "fro", "nuclear", "l1", "lp", "linf"]] = Field(default_factory=list)
+    p: float | None = Field(default=None, ge=1, allow_inf_nan=False,
+                            description="exponent P of the 'lp' reference (the entrywise ℓP Att-SVM)")
     keep_path: bool = False
     verdict: bool = True
 
@@ -151,10 +154,14 @@ class TrainConfig(_Section):
         if self.optimizer.name in ("gd", "ngd") and self.optimizer.steps % self.run.record_every:
             raise ValueError(f"optimizer.steps ({self.optimizer.steps}) must be a multiple of "
                              f"run.record_every ({self.run.record_every})")
-        if self.model.parameterization == "prompt" and any(r != "l2" for r in self.run.references):
-            raise ValueError("run.references: the prompt model is compared with the 'l2' SVM only")
+        if self.model.parameterization == "prompt" and any(r not in ("l2", "lp", "linf") for r in self.run.references):
+            raise ValueError("run.references: the prompt model is compared with the 'l2', 'lp' and 'linf' SVMs only")
         if self.model.parameterization != "prompt" and "l2" in self.run.references:
-            raise ValueError("run.references: 'l2' is the prompt-model SVM; use fro, nuclear or l1 for W")
+            raise ValueError("run.references: 'l2' is the prompt-model SVM; use fro, nuclear, l1, lp or linf for W")
+        if "lp" in self.run.references and self.run.p is None:
+            raise ValueError("run.p: references = [\"lp\"] needs the exponent, e.g. p = 1.75 (in [run])")
+        if self.run.p is not None and "lp" not in self.run.references:
+            raise ValueError("run.p: only used by the 'lp' reference (add \"lp\" to run.references)")
         return self
 
 
