@@ -1,4 +1,4 @@
-"""JAX set-up shared by the numerical modules: float64 everywhere (SPEC §2)."""
+"""JAX set-up shared by the numerical modules: float64 everywhere (docs/concepts/numerics.md)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ A config has five sections::
                  record_every = 10
                  references = ["fro", "nuclear"]  # Att-SVMs at opt to correlate with at every record
                                                   # ("lp" with p = P: the entrywise ℓP SVM; "linf": ℓ∞)
-                 verdict = true                   # compare the end of the run with the theory (SPEC §5)
+                 verdict = true                   # compare the end of the run with the theory (docs/concepts)
 
 Unknown keys are errors (a typo must not silently fall back to a default), and every error names its key.
 """

@@ -1,4 +1,4 @@
-"""Training engines (SPEC §4): gradient descent and normalized GD over many trials in one compiled program.
+"""Training engines (docs/concepts/dynamics.md): GD and normalized GD over many trials in one compiled program.
 
 One call of :func:`train` runs B independent trials (seeds, initializations, problems of one shape) as a
 single XLA program: ``vmap`` (or a sequential ``lax.map`` at large sizes, where vmap is memory-bound) over
@@ -114,7 +114,8 @@ def constraint_margins(model: Model, params: dict, data: Data, alpha: jax.Array)
 
 
 def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.Array) -> dict:
-    """All per-record quantities of SPEC §5 for one trial (``refs``: (r, *W.shape) reference solutions)."""
+    """All per-record quantities of one trial (docs/concepts/dynamics.md; ``refs``: (r, *W.shape) reference
+    solutions)."""
     fw = forward(model, params, data)
     W = attention_weights(model, params)
     s = jnp.exp(fw.log_s)

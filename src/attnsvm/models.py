@@ -1,4 +1,5 @@
-"""One-layer softmax attention (SPEC §2): parameterizations, heads, risk, and its gradient in log space.
+"""One-layer softmax attention (docs/concepts/problems.md): parameterizations, heads, risk, and its gradient in
+log space (docs/concepts/numerics.md).
 
 Logit of token t in sequence i, for each parameterization (``Model.parameterization``):
 
