@@ -179,7 +179,9 @@ def _stop_values(model: Model, names: tuple[str, ...], thresholds: jax.Array, y:
     ±inf switches a stop off."""
     fns = {
         "saturation": lambda: thresholds[0] - log_saturation(model, y["params"], data),
-        "radius": lambda: _weights_norm(model, y["params"]) - thresholds[1],
+        # relative, so that the event's bisection (atol 1e−12) can locate it at any radius: ‖W‖ − R cannot get
+        # below ~R·1e−16 in rounding, and at R ≈ 1e5 the location failed ("root not contained")
+        "radius": lambda: _weights_norm(model, y["params"]) / thresholds[1] - 1.0,
         "time": lambda: y["tau"] - thresholds[2],
     }
     return jnp.stack([fns[k]() for k in names])
