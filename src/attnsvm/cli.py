@@ -19,8 +19,10 @@ def _root(no_cache: bool = typer.Option(False, "--no-cache", help="Do not use th
                                         "programs (also: ATTNSVM_NO_CACHE=1); see `attnsvm cache info`.")
           ) -> None:
     """attnsvm: train attention, solve Att-SVMs, certify tokens, reproduce the papers."""
+    from ._jax import enable_x64
     from .cache import configure_from_cli
 
+    enable_x64()  # the command line is its own process: float64 throughout
     configure_from_cli(no_cache)
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, TrainConfig, dump_config
-from .dynamics import Optimizer, TrainResult, train
+from .config import ConfigError, TrainConfig, dump_config, method_of, stops_of
 from .models import Model
 from .problem import AttentionProblem
+from .training import Init, Run, Save, train
 
 
 def build_problems(cfg: TrainConfig, base_dir: Path | None = None) -> list[AttentionProblem]:
@@ -38,7 +38,7 @@ def build_problems(cfg: TrainConfig, base_dir: Path | None = None) -> list[Atten
 def build_model(cfg: TrainConfig) -> Model:
     m = cfg.model
     return Model(parameterization=m.parameterization, loss=m.loss, reduction=m.reduction, head=m.head,
-                 train_v=m.train_v, hidden=m.hidden)
+                 train_v=m.train_v, hidden=m.hidden, heads=m.heads, head_parameterization=m.head_parameterization)
 
 
 def relu_head(cfg: TrainConfig, d: int) -> np.ndarray | None:
@@ -97,36 +97,26 @@ def reference_solutions(problems: list[AttentionProblem], norms: list[str], tria
 
 
 def run_engine(cfg: TrainConfig, problems: list[AttentionProblem], model: Model,
-               references: dict[str, np.ndarray], progress: bool | Callable = False) -> TrainResult:
-    """Dispatch the config's optimizer to its engine."""
-    o, r = cfg.optimizer, cfg.run
-    V = relu_head(cfg, problems[0].d)
+               references: dict[str, np.ndarray], progress: bool | Callable = False) -> Run:
+    """Run the config's method through :func:`attnsvm.train` (every key of the config is used)."""
+    r = cfg.run
     target = problems if len(problems) > 1 else problems[0]
-    common = dict(trials=r.trials, init_scheme=cfg.init.scheme, init_scale=cfg.init.scale, seed=r.seed,
-                  references=references, head_V=V)
-    if o.name in ("gd", "ngd"):
-        opt = Optimizer(name=o.name, lr=o.lr, normalize=o.normalize, ridge=o.ridge, freeze=tuple(o.freeze))
-        return train(target, model, opt, o.steps, record_every=r.record_every, keep_path=r.keep_path,
-                     progress=progress, **common)
-    if o.name == "flow":
-        from .flow import gradient_flow
-
-        return gradient_flow(target, model, rtol=o.rtol, atol=o.atol, stop_saturation=o.stop_saturation,
-                             stop_radius=o.stop_radius, max_steps=o.max_steps, ridge=o.ridge, **common)
-    from .regpath import regularization_path
-
-    return regularization_path(target, model, o.radii, tol=o.tol, **common)
+    return train(target, model, method_of(cfg.optimizer), init=Init(cfg.init.scheme, cfg.init.scale, r.seed),
+                 save=Save(every=r.record_every, records=r.records, path=r.keep_path), stop=stops_of(cfg.optimizer),
+                 trials=r.trials, references=references, head_V=relu_head(cfg, problems[0].d), progress=progress)
 
 
-def write_run(out: Path, cfg: TrainConfig, result: TrainResult, extra: dict | None = None,
+def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = None,
               verdict=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_config(cfg))
     result.table().to_parquet(out / "metrics.parquet", index=False)
     arrays: dict[str, np.ndarray] = {
-        ("p" if result.model.parameterization == "prompt" else "W"): result.W,
+        ("p" if result.model.name == "prompt" else "W"): result.W,
         "selection": result.selection[:, -1],
-        "steps": result.steps,
+        result.time_axis: result.time,  # step (descent), record (flow) or radius index (path)
+        "status": result.status,
+        "stop_reason": result.stop_reason,
     }
     for name, val in result.params.items():
         arrays.setdefault(name, val)
@@ -141,20 +131,28 @@ def write_run(out: Path, cfg: TrainConfig, result: TrainResult, extra: dict | No
     (out / "summary.md").write_text(summary_markdown(result, extra, verdict))
 
 
-def summary_rows(result: TrainResult, verdict=None) -> list[tuple[str, str]]:
-    """(quantity, value over trials) for the end of the run."""
+def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
+    """(quantity, value over trials) for the end of the run; diverged trials are counted, and left out of
+    every statistic."""
     m = result.metrics
+    ok = result.ok
 
     def stat(x: np.ndarray) -> str:
-        x = np.asarray(x, dtype=float)
+        x = np.asarray(x, dtype=float)[ok]
+        if x.size == 0:
+            return "no trial (all diverged)"
         if x.size == 1:
             return f"{x[0]:.6g}"
         return f"{np.nanmean(x):.6g} ± {np.nanstd(x):.2g} (min {np.nanmin(x):.6g}, max {np.nanmax(x):.6g})"
 
-    sel_opt = np.mean(np.all(result.selection[:, -1] == result.alpha, axis=1))
+    last = result.selection[:, -1]  # (B, n), or (B, H, n): every head selecting opt
+    alpha = result.alpha.reshape((result.trials,) + (1,) * (last.ndim - 2) + (-1,))
+    sel = np.all((last == alpha).reshape(result.trials, -1), axis=1)[ok]
+    sel_opt = np.mean(sel) if sel.size else float("nan")
     rows = [
         ("trials", str(result.trials)),
-        ("final step / record", str(result.steps[-1])),
+        ("diverged trials (non-finite values; left out below)", str(result.n_diverged)),
+        (f"final {result.time_axis}", str(result.time[-1])),
         ("loss", stat(m["loss"][:, -1])),
         ("L − L*", stat(m["excess_loss"][:, -1])),
         ("‖θ‖", stat(m["theta_norm"][:, -1])),
@@ -165,7 +163,7 @@ def summary_rows(result: TrainResult, verdict=None) -> list[tuple[str, str]]:
     ]
     for name, c in result.correlations.items():
         rows.append((f"corr(W, {name} SVM at opt)", stat(c[:, -1])))
-    frozen = np.sum(np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
+    frozen = np.sum(ok & np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
     rows.append(("frozen trials (zero gradient, attention not one-hot)", str(int(frozen))))
     rows.append(("compile / run seconds", f"{result.compile_seconds:.2f} / {result.run_seconds:.2f}"))
     if verdict is not None:
@@ -175,7 +173,7 @@ def summary_rows(result: TrainResult, verdict=None) -> list[tuple[str, str]]:
     return rows
 
 
-def summary_markdown(result: TrainResult, extra: dict | None = None, verdict=None) -> str:
+def summary_markdown(result: Run, extra: dict | None = None, verdict=None) -> str:
     lines = ["# attnsvm train: summary", "", "| quantity | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary_rows(result, verdict)]
     if extra:
@@ -187,13 +185,13 @@ def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = F
                       base_dir: Path | None = None):
     """Build problems, model and references from ``cfg``, run the engine, write the run directory.
 
-    Returns (TrainResult, verdict DataFrame or None)."""
+    Returns (Run, verdict DataFrame or None)."""
     try:
         problems = build_problems(cfg, base_dir)
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"problem: {exc}") from None
     model = build_model(cfg)
-    if model.parameterization != "prompt" and problems[0].kind == "prompt":
+    if model.param.needs_queries and problems[0].kind == "prompt":
         raise ConfigError(f"model.parameterization: {model.parameterization!r} needs queries, but the problem "
                           "has none (give Z or query_index in the problem, or use parameterization = 'prompt')")
     norms = reference_norms(cfg, problems[0])
