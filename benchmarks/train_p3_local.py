@@ -1,7 +1,8 @@
 """Benchmark: attnsvm's batched training engine against an eager PyTorch loop, on P3-local.
 
-P3-local (SPEC §6): n=6 sequences, T=8 tokens, d=10, cross-attention, unit-norm Gaussian x, z, v, random
-labels ±1; trial j uses the problem of data seed j. Normalized GD with η = 0.1 for 2000 steps, float64,
+P3-local (docs/reproductions/p3-local.md): n=6 sequences, T=8 tokens, d=10, cross-attention, unit-norm
+Gaussian x, z, v, random labels ±1; trial j uses the problem of data seed j. Normalized GD with η = 0.1 for
+2000 steps, float64,
 logistic loss (mean), for two parameterizations:
 
 * W (combined), W₀ = 0, one global norm: W ← W − η ∇L/‖∇L‖;

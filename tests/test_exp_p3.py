@@ -1,4 +1,4 @@
-"""P3 reproductions (SPEC §6 rows P3-local, P3-rank, P3-paths, P3-multitoken): quick runs land within a stated
+"""P3 reproductions (reproductions P3-local, P3-rank, P3-paths, P3-multitoken): quick runs land within a stated
 tolerance of the full-setting claims, and every packaged config equals its class defaults."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Att-SVM solvers (SPEC §3): closed forms, agreement with independently formulated cvxpy problems,
+"""Att-SVM solvers (docs/concepts/att-svm.md): closed forms, agreement with independently formulated cvxpy problems,
 KKT certificates, rank, infeasibility certificates, batch, v-SVM, multi-token equivalence, errors."""
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def random_selection(rng, problem):
     return np.array([rng.choice(np.flatnonzero(problem.mask[i])) for i in range(problem.n)])
 
 
-# ---- P1 closed forms (SPEC §6) ------------------------------------------------------------------------
+# ---- P1 closed forms (docs/reproductions/index.md) -------------------------------------------------------
 
 
 def test_p1_single_global_closed_form():

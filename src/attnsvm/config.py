@@ -25,7 +25,7 @@ A config has five sections::
                  record_every = 10                # descent: steps between records
                  records = 50                     # flow: records per trial (equally spaced in arc length)
                  references = ["fro", "nuclear"]  # Att-SVMs at opt to correlate with at every record
-                 verdict = true                   # compare the end of the run with the theory (SPEC §5)
+                 verdict = true                   # compare the end of the run with the theory (docs/concepts)
 
 Unknown keys are errors (a typo must not silently fall back to a default), every error names its key,
 and every key is used: :func:`method_of` turns ``[optimizer]`` into the method object of

@@ -1,4 +1,5 @@
-"""Token optimality (SPEC §3, P1 Def. 2, P3): scores, optimal tokens, support tokens, local optimality.
+"""Token optimality (docs/concepts/local-optimality.md; P1 Def. 2, P3): scores, optimal tokens, support
+tokens, local optimality.
 
 * scores γ_it = Y_i vᵀx_it and opt_i = argmax_t γ_it with ties reported (``problem.optimal_tokens``);
 * support tokens of a selection α: T_i = {t ≠ α_i : ⟨A_it, θ^mm⟩ − c_i ≤ tol} with θ^mm the Att-SVM(α)
@@ -69,7 +70,7 @@ def support_tokens(result: SVMResult) -> tuple[tuple[int, ...], ...]:
 
 @dataclass(frozen=True)
 class LocalOptimality:
-    """Outcome of the local-optimality test of a selection α (SPEC §3)."""
+    """Outcome of the local-optimality test of a selection α (docs/concepts/local-optimality.md)."""
 
     locally_optimal: bool
     feasible: bool
@@ -380,14 +381,16 @@ def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
         rhs = Ft.astype(float)[..., None]
         # a singular K_FF (more free rows than the dimension of θ, e.g. a short prompt vector) gets the
         # minimum-norm solution; the residual test below rejects an inconsistent one
-        sign, _ = np.linalg.slogdet(M)
-        sing = sign == 0
-        lt = np.empty(rhs.shape[:2])
         try:
-            lt[~sing] = np.linalg.solve(M[~sing], rhs[~sing])[..., 0]
-        except np.linalg.LinAlgError:
-            sing[:] = True
-        if sing.any():
+            lt = np.linalg.solve(M, rhs)[..., 0]
+        except np.linalg.LinAlgError:  # split the batch: LU for the regular systems, pinv for the singular
+            sign, _ = np.linalg.slogdet(M)
+            sing = sign == 0
+            lt = np.empty(rhs.shape[:2])
+            try:
+                lt[~sing] = np.linalg.solve(M[~sing], rhs[~sing])[..., 0]
+            except np.linalg.LinAlgError:
+                sing[:] = True
             lt[sing] = (np.linalg.pinv(M[sing], rcond=1e-12, hermitian=True) @ rhs[sing])[..., 0]
         mu = np.einsum("bkl,bl->bk", Kt, lt) - 1.0
         new = np.where(Ft, lt > 0, mu < 0)

@@ -1,6 +1,7 @@
-"""The experiment catalog: every row of SPEC §6 as a named, configurable, resumable reproduction.
+"""The experiment catalog: every experiment of the papers (docs/reproductions/index.md) as a named,
+configurable, resumable reproduction.
 
-Each experiment is registered with its id (SPEC §6 in lower case), its paper, a one-line title, a config
+Each experiment is registered with its id (the experiment's name in lower case), its paper, a one-line title, a config
 class whose defaults are the paper's settings (also stored as ``attnsvm/configs/<id>.toml`` for users to
 copy and edit), the overrides ``--quick`` applies, and its ``run(cfg, ctx) -> Outcome`` function.
 """

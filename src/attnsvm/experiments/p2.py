@@ -1,5 +1,5 @@
 """P2 (Sheen, Chen, Wang, Zhou, *Implicit Regularization of Gradient Flow on One-Layer Softmax Attention*,
-2024): SPEC §6 rows P2-diag and P2-full, and the regularization path on P3-local data (W vs (K, Q)).
+2024): reproductions P2-diag and P2-full, and the regularization path on P3-local data (W vs (K, Q)).
 
 P2 publishes no experiments; these designs are this project's own. Every function here is pure
 computation — no files, no figures — and returns a dict with the arrays, the per-trial numbers and a list of
@@ -8,9 +8,10 @@ computation — no files, no figures — and returns a dict with the arrays, the
 P2's statements, as tested here: gradient flow dθ/dt = −∇L on the exponential loss summed over samples
 (P2 eq. (2.2)–(2.3); ``Model(loss="exponential", reduction="sum")``), with key and query trained separately,
 converges in direction to the nuclear-norm Att-SVM at the reached selection (P2 Thm. for the diagonal case:
-w = k⊙q, w/‖w‖₁ → the ℓ1 SVM, SPEC §3 "ℓ1 of the diagonal"; for general (K, Q) under aligned singular spaces
+w = k⊙q, w/‖w‖₁ → the ℓ1 SVM of the diagonal (docs/concepts/att-svm.md); for general (K, Q) under aligned
+singular spaces
 at initialization: KQᵀ → W^mm_★), while the combined W goes to the Frobenius SVM (P1/P3). The conservation
-law of the flow, k_j² − q_j² = const (SPEC §4), fixes the sign of w_j = k_j q_j from a balanced start
+law of the flow, k_j² − q_j² = const (docs/concepts/dynamics.md), fixes the sign of w_j = k_j q_j from a balanced start
 k = s⊙q (s ∈ {±1}^d): such a flow can only reach the ℓ1 SVM restricted to the orthant s⊙w ≥ 0.
 """
 
@@ -39,7 +40,7 @@ P2_MODEL = dict(loss="exponential", reduction="sum")
 
 
 def diag_rows(problem: AttentionProblem, alpha: np.ndarray) -> np.ndarray:
-    """Constraint vectors a_it = (x_iα − x_it) ⊙ z_i (m, d) of the diagonal Att-SVM at α (SPEC §3)."""
+    """Constraint vectors a_it = (x_iα − x_it) ⊙ z_i (m, d) of the diagonal Att-SVM at α (docs/concepts/att-svm.md)."""
     return build_constraints(problem, alpha, "l1").rows
 
 
@@ -266,7 +267,7 @@ def diag_notes(a: dict[str, np.ndarray], reach_tol: float) -> list[str]:
 
 
 def run_p2_diag(cfg: P2DiagConfig | dict) -> dict:
-    """P2-diag (SPEC §6): does diagonal (k, q) flow reach the ℓ1 SVM, and what happens otherwise?
+    """P2-diag (docs/reproductions/p2-diag.md): does diagonal (k, q) flow reach the ℓ1 SVM, and what happens otherwise?
 
     For each problem ``unit_gaussian(n, T, d, seed)`` of ``problem_seeds`` (cross-attention, unit-norm
     Gaussian tokens, queries and head, random labels; with n(T−1) ≤ d every selection is separable):
@@ -337,7 +338,7 @@ def _diag_claims(cfg: P2DiagConfig, a: dict[str, np.ndarray]) -> list[Claim]:
     bl = a["kind"] == "balanced"
     claims.append(Claim(
         "balanced start k = s⊙|q|: sign lock sign(w_j) = s_j, and → ℓ1 SVM restricted to the orthant s⊙w ≥ 0",
-        "conservation of k_j² − q_j² (SPEC §4)",
+        "conservation of k_j² − q_j² (docs/concepts/dynamics.md)",
         f"sign locked in {a['sign_locked'][bl].mean():.0%} of runs; max conservation drift "
         f"{np.nanmax(a['max_drift'][a['kind'] != 'combined']):.1e}; 1 − corr with the orthant ℓ1 SVM "
         f"{spread(a['gap_restricted'][bl], '.2e')}",
@@ -508,7 +509,8 @@ def full_family_rows(cfg: P2FullConfig, family: str, setup: dict | None = None) 
 
 
 def run_p2_full(cfg: P2FullConfig | dict) -> dict:
-    """P2-full (SPEC §6): (K, Q) flow → nuclear SVM and W flow → Frobenius SVM on the same aligned data,
+    """P2-full (docs/reproductions/p2-full.md): (K, Q) flow → nuclear SVM and W flow → Frobenius SVM on the same
+    aligned data,
     then (K, Q) from random unaligned initializations (an open question the tool measures).
 
     Data: :func:`aligned_problem` (docstring: the construction and why it is aligned). The gap between the
@@ -668,7 +670,7 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
     claims = _diag_claims(cfg, a)
     ctx.figure(diag_figure(a, cfg.reach_tol), "p2_diag")
     notes = [
-        f"P2 publishes no experiments: this design is the project's own (SPEC §6). Problems unit_gaussian(n={cfg.n}, "
+        f"P2 publishes no experiments: this design is the project's own. Problems unit_gaussian(n={cfg.n}, "
         f"T={cfg.T}, d={cfg.d}, seed) for seeds {seeds}; per seed {cfg.trials} unbalanced, {cfg.trials} balanced "
         f"and {cfg.trials} combined-W runs; exponential loss summed over samples; gradient flow (Tsit5, rtol "
         f"{cfg.rtol:g}, atol {cfg.atol:g}) to ‖w‖_F = {cfg.stop_radius:g}; init scale {cfg.init_scale:g}.",
@@ -744,7 +746,7 @@ def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
         claims += path_claims
         a.update(path_arrays)
     notes = [
-        f"P2 publishes no experiments: this design is the project's own (SPEC §6). Aligned data: aligned_problem("
+        f"P2 publishes no experiments: this design is the project's own. Aligned data: aligned_problem("
         f"n0={cfg.n0}, T={cfg.T}, d={cfg.d}, seed={cfg.problem_seed}) — Hadamard sign-symmetrized sequences "
         f"(n = {setup['problem'].n}, d = {setup['problem'].d}), whose Frobenius and nuclear SVMs are diagonal; "
         f"aligned inits are diagonal K₀, Q₀ (W₀). Flows (exponential loss, sum; Tsit5 rtol {cfg.rtol:g}, "

@@ -403,9 +403,10 @@ def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
         cls = classify(a["eps"][m], a["eps_param"][m] if family.startswith("KQ") else a["eps"][m], a["W_fro"][m],
                        cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
         per_r = ", ".join(f"{r:g}: {np.nanmedian(a['eps'][m, k]):.2e}" for k, r in enumerate(radii))
+        exc = a["excess"][m]
+        falling = np.all(np.diff(exc, axis=1) < 0, axis=1)
+        per_x = ", ".join(f"{r:g}: {np.nanmedian(exc[:, k]):.2e}" for k, r in enumerate(radii))
         what = "(K, Q)" if family.startswith("KQ") else "W"
-        counts = {c: int(np.sum(cls == c)) for c in ("kkt", "converging", "slow", "settled", "settled-param-kkt",
-                                                     "failed") if np.any(cls == c)}
         extra = ""
         if family.startswith("KQ"):
             go = a["g_off"][m, -1]
@@ -416,8 +417,13 @@ def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
         claims.append(Claim(
             f"generic data, {what} flows: ε-KKT of the {norm} Att-SVM at the reached selection, ‖W‖_F up to "
             f"{radii[-1]:g}", "(K, Q): no theorem without alignment" if what != "W" else "→ W^mm_α (P3)",
-            f"median ε by ‖W‖_F: {per_r}; slope over the last decade {_med(slopes(a['eps'][m], a['W_fro'][m]), '.2f')}"
-            f"; classes {counts}", "new",
+            f"median ε by ‖W‖_F: {per_r}; slope over the last two radii "
+            f"{_med(slopes(a['eps'][m], a['W_fro'][m]), '.2f')}"
+            f"; by that slope: ≤ {cfg.converge_slope:g} (converging) {int(np.sum(cls == 'converging'))}, flatter than "
+            f"{cfg.plateau_slope:g} {int(np.sum(np.char.startswith(cls, 'settled')))}, between "
+            f"{int(np.sum(cls == 'slow'))}, ε ≤ {cfg.kkt_tol:g} {int(np.sum(cls == 'kkt'))}; value excess by ‖W‖_F: "
+            f"{per_x}, falling at every radius in "
+            f"{int(falling.sum())} of {int(m.sum())} runs, slope {_med(slopes(exc, a['W_fro'][m]), '.2f')}", "new",
             f"value excess ‖W̃‖/‖W*_α‖ − 1 at the last radius {_med(a['excess'][m, -1])}; 1 − corr "
             f"{_med(a['gap_corr'][m, -1])}; selection = opt in {np.nanmean(a['is_opt'][m, -1]):.0%}" + extra))
         if family.startswith("KQ"):

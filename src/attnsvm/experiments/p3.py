@@ -1,5 +1,5 @@
-"""P3 (Tarzanagh, Li, Thrampoulidis, Oymak, *Transformers as Support Vector Machines*, 2023): SPEC §6 rows
-P3-local, P3-rank, P3-paths and P3-multitoken.
+"""P3 (Tarzanagh, Li, Thrampoulidis, Oymak, *Transformers as Support Vector Machines*, 2023): the
+reproductions P3-local, P3-rank, P3-paths and P3-multitoken (docs/reproductions/index.md).
 
 Settings come from the authors' public notebooks (github.com/umich-sota/TF-as-SVM): ``local_converge.ipynb``
 (P3-local, Fig. "local convergence", W and (K, Q) panels), ``svm_rank.ipynb`` (P3-rank, Fig. "rank of
@@ -50,7 +50,8 @@ def _uniform_init(rng: np.random.Generator, shape: tuple[int, ...], d: int) -> n
 
 
 class P3LocalConfig(ExperimentConfig):
-    """P3-local (SPEC §6): NGD on n=6, T=8, d=10 unit-Gaussian cross-attention problems, W vs (K, Q)."""
+    """P3-local (docs/reproductions/p3-local.md): NGD on n=6, T=8, d=10 unit-Gaussian cross-attention
+    problems, W vs (K, Q)."""
 
     n: int = 6
     T: int = 8
@@ -283,7 +284,7 @@ def _local_claims(cfg: P3LocalConfig, data: dict[str, dict[str, np.ndarray]], st
     claims.append(Claim(
         f"(K,Q) with the authors' ridge λ = {cfg.ridge_lambda:g}: corr(KQᵀ, W^mm_★,α) at step {last}",
         "≈ 0.997", spread(c_r), verdict_within(float(np.nanmean(c_r)), 0.997, 0.01 if full else 0.03),
-        f"tolerance ±{0.01 if full else 0.03}; the ridge is hidden in the authors' loss (SPEC §6)"))
+        f"tolerance ±{0.01 if full else 0.03}; the ridge is hidden in the authors' loss"))
     c_n = KQ["corr_nuc"][:, -1]
     lo, hi = float(np.nanmin(c_n)), float(np.nanmax(c_n))
     claims.append(Claim(
@@ -303,7 +304,7 @@ def _local_claims(cfg: P3LocalConfig, data: dict[str, dict[str, np.ndarray]], st
         ref = "W^mm_α" if name == "W-flow" else "W^mm_★,α"
         claims.append(Claim(
             f"{name[:-5]} gradient flow (no ridge): corr with {ref} at the stop",
-            "(not in P3; SPEC: show what gradient flow reaches)", spread(a[key][:, -1]), "new",
+            "(not in P3: what gradient flow reaches)", spread(a[key][:, -1]), "new",
             f"other SVM: corr {spread(a['corr_nuc' if key == 'corr_fro' else 'corr_fro'][:, -1], '.3f')}; "
             f"stop at ‖W‖_F {spread(a['W_fro'][:, -1], '.3g')} (saturation E ≤ {cfg.flow_saturation:g} or "
             f"‖W‖_F = {cfg.flow_radius:g})"))
@@ -315,7 +316,7 @@ def _local_claims(cfg: P3LocalConfig, data: dict[str, dict[str, np.ndarray]], st
             f"α = opt {g.mean():.0%}, certified locally optimal {lo_.mean():.0%} "
             f"(of which not global {np.mean(lo_ & ~g):.0%}), not certified {np.mean(~lo_):.0%}",
             "new", f"certificate: {'Frobenius' if name == 'W' else 'nuclear'} Att-SVM(α) support tokens "
-            "(tol 1e−6) all score below α (SPEC §3)"))
+            "(tol 1e−6) all score below α (docs/concepts/local-optimality.md)"))
     return claims
 
 
@@ -331,7 +332,7 @@ register(Experiment(
 
 
 class P3RankConfig(ExperimentConfig):
-    """P3-rank (SPEC §6): rank of the Frobenius and nuclear Att-SVM solutions at α = opt."""
+    """P3-rank (docs/reproductions/p3-rank.md): rank of the Frobenius and nuclear Att-SVM solutions at α = opt."""
 
     ns: list[int] = [5, 10, 15]
     Ts: list[int] = [5, 10, 15]
@@ -552,7 +553,8 @@ register(Experiment(
 
 
 class P3PathsConfig(ExperimentConfig):
-    """P3-paths (SPEC §6): 2-D paths of W z_i and K Qᵀ z_i against the rays of W^mm z_i and W^mm_★ z_i."""
+    """P3-paths (docs/reproductions/p3-paths.md): 2-D paths of W z_i and K Qᵀ z_i against the rays of W^mm z_i
+    and W^mm_★ z_i."""
 
     problem_seed: int = 3
     steps: int = 2000
@@ -669,7 +671,8 @@ MT_ACCEPTED, MT_BAND, MT_FINITE, MT_SVM = 0, 1, 2, 3
 
 
 class P3MultitokenConfig(ExperimentConfig):
-    """P3-multitoken (SPEC §6): ReLU head h(u) = 1ᵀReLU(Vᵀu), multi-token SVM-equivalence."""
+    """P3-multitoken (docs/reproductions/p3-multitoken.md): ReLU head h(u) = 1ᵀReLU(Vᵀu), multi-token
+    SVM-equivalence."""
 
     n: int = 3
     T: int = 4

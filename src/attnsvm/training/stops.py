@@ -70,7 +70,9 @@ class Radius(Stop):
         from ..models import attention_weights
 
         W = attention_weights(model, params)
-        return jnp.sqrt(jnp.sum(W**2)) - level
+        # relative, so that the event's bisection (atol 1e−12) can locate it at any radius: ‖W‖ − R cannot get
+        # below ~R·1e−16 in rounding, and at R ≈ 1e5 the location failed ("root not contained")
+        return jnp.sqrt(jnp.sum(W**2)) / level - 1.0
 
 
 @dataclass(frozen=True)
