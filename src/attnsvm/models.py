@@ -242,12 +242,21 @@ def stable_grad(model: Model, params: dict, data: Data) -> ScaledGrad:
     """The gradient of L, block by block, with its scale kept as a logarithm.
 
     The objective gives ∂L/∂a = e^M c in log space (:mod:`attnsvm.objectives`, equation (★)); c is pulled
-    back through the parameterization's logits with ``jax.vjp`` (the pullback is linear, so the common
-    scale e^M stays apart and the direction is exact at any ‖W‖)."""
+    back through the parameterization's logits with ``jax.vjp`` (for logits x_itᵀ W(θ) z_i: through W(θ),
+    after ∂L/∂W = Σ c x zᵀ). The pullback is linear, so the common scale e^M stays apart and the direction
+    is exact at any ‖W‖."""
+    param = model.param
     att = {b: params[b] for b in model.attention_blocks}
-    a, pullback = jax.vjp(lambda p: model.param.logits(p, data), att)
-    cot = model.objective.cotangent(jnp.where(data.mask, a, NEG_INF), params, data)
-    (g,) = pullback(cot.c)
+    if param.bilinear:
+        # a_it = x_itᵀ W(θ) z_i: ∂L/∂W = e^M Σ_it c_it x_it z_iᵀ, then jax.vjp through W(θ)
+        cot = model.objective.cotangent(logits(model, params, data), params, data)
+        GW = jnp.einsum("...it,itd,ie->...de", cot.c, data.X, data.Z)
+        _, pullback = jax.vjp(param.weights, att)
+        (g,) = pullback(GW)
+    else:
+        a, pullback = jax.vjp(lambda p: param.logits(p, data), att)
+        cot = model.objective.cotangent(jnp.where(data.mask, a, NEG_INF), params, data)
+        (g,) = pullback(cot.c)
     g = dict(g)
     ls = {b: cot.log_scale for b in g}
     for b, (gb, lb) in cot.extra.items():

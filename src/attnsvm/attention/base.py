@@ -11,6 +11,7 @@ A parameterization is a small frozen dataclass (hashable: the compiled engines k
   (‖K‖² + ‖Q‖²)/2 ≤ R maps onto ‖KQᵀ‖_* ≤ R);
 * ``predicted_norm`` / ``compared_norms`` — the Att-SVM norm its direction is predicted to minimise and
   the ones a verdict compares (``l2`` p, ``fro`` W, ``nuclear`` (K, Q), ``l1`` diag(k⊙q));
+* ``bilinear`` — True when the logits are x_itᵀ W(θ) z_i (the gradient is then pulled back through W);
 * optionally ``conserved(θ)`` — (C(θ), size) of a conservation law of the gradient flow, or None.
 
 Nothing else: the gradient is the objective's log-space ∂L/∂a (:mod:`attnsvm.objectives`) pulled back
@@ -39,6 +40,10 @@ class Parameterization:
     #: the logits use the queries Z (False: the prompt model, whose logits use a fixed key matrix)
     needs_queries: ClassVar[bool] = True
     heads: ClassVar[int] = 1
+    #: the logits are x_itᵀ W(θ) z_i: the gradient is then pulled back in two stages, ∂L/∂W = Σ_it c_it x_it z_iᵀ
+    #: (one einsum) and ``jax.vjp`` through W(θ) (cheaper than through the logits; the summation order of
+    #: the original engine, so the numbers stay the same to the last bit)
+    bilinear: ClassVar[bool] = True
 
     def shapes(self, d: int, d_key: int) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError

@@ -50,6 +50,10 @@ class MultiHead(Parameterization):
         return ("gaussian", 0.01)
 
     @property
+    def bilinear(self) -> bool:  # type: ignore[override]
+        return self.head.bilinear
+
+    @property
     def predicted_norm(self) -> str:  # type: ignore[override]
         return self.head.predicted_norm
 

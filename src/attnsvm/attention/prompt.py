@@ -17,6 +17,7 @@ class Prompt(Parameterization):
     predicted_norm: ClassVar[str] = "l2"
     compared_norms: ClassVar[tuple[str, ...]] = ("l2",)
     needs_queries: ClassVar[bool] = False
+    bilinear: ClassVar[bool] = False
 
     def shapes(self, d, d_key):
         return {"p": (d_key,)}

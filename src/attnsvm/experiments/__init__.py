@@ -43,8 +43,12 @@ class Experiment:
         try:
             return self.config_cls.model_validate(data)
         except ValidationError as exc:
+            from ..rundir import did_you_mean
+
+            fields = list(self.config_cls.model_fields)
             msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: "
-                             f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+                             + (f"unknown key{did_you_mean(e['loc'][-1], fields)}" if e["type"] == "extra_forbidden"
+                                else e["msg"])
                              for e in exc.errors())
             raise ValueError(f"{self.id} config: {msgs}") from None
 

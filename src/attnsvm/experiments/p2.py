@@ -142,9 +142,20 @@ class P2DiagConfig(ExperimentConfig):
     atol: float = 1e-10
     n_records: int = 40
     reach_tol: float = 3e-3
+    # ε-KKT study (attnsvm.experiments.p2_kkt): init scale × balancedness, flows certified at kkt_radii
+    kkt_scales: list[float] = Field(default_factory=lambda: [1.0, 0.1, 0.01, 0.001])
+    kkt_kinds: list[str] = Field(default_factory=lambda: ["unbalanced", "balanced"])
+    kkt_radii: list[float] = Field(default_factory=lambda: [1e2, 1e3, 1e4, 1e5])
+    kkt_trials: int | None = None
+    kkt_max_steps: int | None = 400_000
+    kkt_tol: float = 1e-3
+    converge_slope: float = -0.5
+    plateau_slope: float = -0.2
+    restricted_tol: float = 1e-3
 
 
-P2_DIAG_QUICK = {"problem_seeds": [0], "trials": 6, "stop_radius": 1000.0}
+P2_DIAG_QUICK = {"problem_seeds": [0], "trials": 6, "stop_radius": 1000.0, "kkt_scales": [1.0, 0.01],
+                 "kkt_radii": [100.0, 1000.0], "kkt_max_steps": None}
 
 
 def _diag_refs(problem: AttentionProblem, alpha: np.ndarray) -> dict[str, np.ndarray]:
@@ -362,10 +373,17 @@ class P2FullConfig(ExperimentConfig):
     generic_n: int = 4
     generic_d: int = 6
     local_path: bool = False
+    # ε-KKT study of the generic-data flows (attnsvm.experiments.p2_kkt), continued to kkt_radii
+    kkt_radii: list[float] = Field(default_factory=lambda: [1e3, 3e3, 1e4, 3e4, 1e5])
+    kkt_max_steps: int | None = 400_000
+    kkt_tol: float = 1e-3
+    converge_slope: float = -0.5
+    plateau_slope: float = -0.2
 
 
 # aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program
-P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 4, "stop_radius": 300.0, "generic_trials": 4}
+P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 4, "stop_radius": 300.0, "generic_trials": 4,
+                 "kkt_radii": [300.0, 600.0], "kkt_max_steps": None}
 
 
 def aligned_problem(n0: int, T: int, d: int, seed: int) -> AttentionProblem:
@@ -659,7 +677,50 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
         "sign, extra = nonzero where w_ℓ1 is zero):",
         *diag_notes(a, cfg.reach_tol),
     ]
-    return Outcome(claims=claims, tables={"runs": _table(a)}, arrays=a, notes=notes)
+    runs_table = _table(a)
+    kc, kn, ka, kt = _diag_kkt_part(cfg, ctx)
+    claims += kc
+    notes += kn
+    a.update({f"kkt_{k}": v for k, v in ka.items()})
+    return Outcome(claims=claims, tables={"runs": runs_table, "kkt": kt}, arrays=a, notes=notes)
+
+
+def _kkt_table(ka: dict[str, np.ndarray], cls: np.ndarray, keys: tuple[str, ...]) -> pd.DataFrame:
+    """One row per run: its labels, the class, and every ε-KKT quantity at the last radius."""
+    cols = {k: ka[k] for k in keys}
+    cols["class"] = cls
+    for k in ("W_fro", "eps", "stationarity", "complementarity", "discarded", "rank", "eps_param", "excess",
+              "gap_corr", "is_opt"):
+        cols[k] = ka[k][:, -1]
+    return pd.DataFrame(cols)
+
+
+def _diag_kkt_part(cfg: P2DiagConfig, ctx: Context):
+    """The ε-KKT study of P2-diag (init scale × balancedness): one resumable chunk per (problem seed, scale,
+    kind) cell; its claims, notes, arrays and per-run table, and its figure."""
+    from ..plots.p2 import kkt_diag_figure
+    from .p2_kkt import classify, diag_kkt_claims, diag_study_cell
+
+    cells = [(ps, sc, kind) for ps in cfg.problem_seeds for sc in cfg.kkt_scales for kind in cfg.kkt_kinds]
+    kcfg = cfg.model_copy(update={"kkt_trials": cfg.kkt_trials or cfg.trials})
+
+    def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[None] for k, v in diag_study_cell(kcfg, *cells[int(idx[0])]).items()}
+
+    raw = ctx.trials("kkt", len(cells), 1, fn, description="p2-diag: ε-KKT by init scale and balancedness")
+    ka = {k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()}
+    claims, notes = diag_kkt_claims(kcfg, ka)
+    cls = classify(ka["eps"], ka["eps_param"], ka["W_fro"], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+    ctx.figure(kkt_diag_figure(ka, cls, list(cfg.kkt_scales), cfg.kkt_tol), "p2_diag_kkt")
+    notes.insert(0, f"ε-KKT study: flows continued to ‖w‖ = {', '.join(f'{r:g}' for r in cfg.kkt_radii)} "
+                    f"(max_steps {cfg.kkt_max_steps} per segment), certified at each radius; a run with convex ε "
+                    f"≤ {cfg.kkt_tol:g} at the last radius counts as reaching the ℓ1 SVM (attnsvm.experiments."
+                    "p2_kkt docstring: the classes and the slopes).")
+    table = _kkt_table(ka, cls, ("problem_seed", "scale", "kind", "trial"))
+    for k in ("restricted_gap", "support", "g_off", "exponent_error", "exponent_measured", "exponent_predicted",
+              "log10_escape"):
+        table[k] = ka[k]
+    return claims, notes, {**ka, "class": cls}, table
 
 
 def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
@@ -695,7 +756,39 @@ def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
         + ("included above (the two 'path' claims)." if cfg.local_path else
            "not part of this run: set local_path = true to add its two claims (≈20 s more)."),
     ]
-    return Outcome(claims=claims, tables={"runs": table}, arrays=a, notes=notes)
+    kc, kn, ka, kt = _full_kkt_part(cfg, ctx, setup)
+    claims += kc
+    notes += kn
+    a.update({f"kkt_{k}": v for k, v in ka.items()})
+    return Outcome(claims=claims, tables={"runs": table, "kkt": kt}, arrays=a, notes=notes)
+
+
+def _full_kkt_part(cfg: P2FullConfig, ctx: Context, setup: dict):
+    """The ε-KKT study of P2-full on generic data ((K, Q) and W flows continued to ``kkt_radii``): one
+    resumable chunk per family; claims, notes, arrays, per-run table and figure."""
+    from ..plots.p2 import kkt_full_figure
+    from .p2_kkt import FULL_KKT_FAMILIES, classify, full_kkt_claims, full_study_family
+
+    parts = []
+    for fam in FULL_KKT_FAMILIES:
+        n = len(setup["problems"][fam])
+        parts.append(ctx.trials(f"kkt-{fam}", n, n, lambda idx, f=fam: full_study_family(cfg, f, setup),
+                                description=f"p2-full: ε-KKT of {fam} to ‖W‖ = {cfg.kkt_radii[-1]:g}"))
+    ka = _merge(parts)
+    claims, notes = full_kkt_claims(cfg, ka)
+    cls = np.empty(ka["eps"].shape[0], dtype="<U20")
+    per = {}
+    for fam in FULL_KKT_FAMILIES:
+        m = ka["family"] == fam
+        per[fam] = classify(ka["eps"][m], ka["eps_param"][m] if fam.startswith("KQ") else ka["eps"][m],
+                            ka["W_fro"][m], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+        cls[m] = per[fam]
+    ctx.figure(kkt_full_figure(ka, per), "p2_full_kkt")
+    notes.insert(0, f"ε-KKT study on generic data: the KQ-generic and W-generic flows continued to ‖W‖_F = "
+                    f"{', '.join(f'{r:g}' for r in cfg.kkt_radii)} (max_steps {cfg.kkt_max_steps} per segment), "
+                    "certified at each radius against the nuclear ((K, Q)) / Frobenius (W) SVM at the reached "
+                    "selection; classes as in attnsvm.experiments.p2_kkt.")
+    return claims, notes, {**ka, "class": cls}, _kkt_table(ka, cls, ("family", "trial"))
 
 
 _CLAIM_FIELDS = ("claim", "paper", "measured", "verdict", "note")
