@@ -1,0 +1,43 @@
+"""The log-space saturation stop: E can be asked to fall far below the smallest float (log E = −1e5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnsvm.models import Model
+from attnsvm.problem import unit_gaussian
+from attnsvm.training import Flow, Init, LogSaturation, Radius, Saturation, Save, train
+
+
+def test_log_saturation_level_is_checked() -> None:
+    for bad in (0.0, 1.0, float("nan"), float("-inf")):
+        with pytest.raises(ValueError, match="log_saturation"):
+            LogSaturation(bad)
+    assert LogSaturation(-1e5).traced() == -1e5
+    # the same flow program for any level (the level is traced)
+    assert LogSaturation(-1e5).static() == LogSaturation(-3.0).static()
+
+
+@pytest.mark.slow  # two flow compilations and a flow to ‖W‖ = 1e4: ≈ 1 min on a free 2-core machine
+def test_factored_flow_runs_past_float_saturation_to_the_radius() -> None:
+    """(K, Q) flow on P2-full-size generic data (n = 4, T = 3, d = 6, exponential loss summed) with
+    stop_log_saturation = −1e5 and stop_radius = 1e4: it stops by radius, at ‖W‖_F = 1e4, with finite records
+    whose log E is far below log(5e−324) ≈ −744 (E itself underflows there; the records keep log E)."""
+    prob = unit_gaussian(4, 3, 6, seed=0)
+    run = train(prob, Model("factored", loss="exponential", reduction="sum"), Flow(error_estimate=False),
+                trials=2, init=Init("gaussian", 0.1, seed=0), save=Save(records=8),
+                stop=[LogSaturation(-1e5), Radius(1e4)])
+    assert list(run.stop_reason) == ["radius", "radius"]
+    np.testing.assert_allclose(run.metrics["W_fro"][:, -1], 1e4, rtol=1e-6)
+    for k in ("loss", "W_fro", "log_saturation", "sigma"):
+        assert np.all(np.isfinite(run.metrics[k])), k
+    assert np.all(run.metrics["log_saturation"][:, -1] < -744)
+    assert np.all(run.metrics["log_saturation"][:, -1] > -1e5)
+    assert np.all(np.diff(run.metrics["log_saturation"], axis=1) < 0)  # E falls along the flow
+    # the float stop cannot express this level: its smallest positive level (5e−324) stops much earlier
+    early = train(prob, Model("factored", loss="exponential", reduction="sum"), Flow(error_estimate=False),
+                  trials=2, init=Init("gaussian", 0.1, seed=0), save=Save(records=8),
+                  stop=[Saturation(5e-324), Radius(1e4)])
+    assert list(early.stop_reason) == ["saturation", "saturation"]
+    assert np.all(early.metrics["W_fro"][:, -1] < 1e4)
