@@ -212,6 +212,9 @@ class RunConfig(_Section):
     references: list[Literal["l2", "fro", "nuclear", "l1"]] = Field(default_factory=list)
     keep_path: bool = False
     verdict: bool = True
+    # ε-KKT certificate of every recorded direction against each reference norm (metrics columns kkt_<norm>;
+    # attnsvm.svm.kkt_path): keeps the path; costs ~1–100 ms per (trial, record, norm)
+    kkt: bool = False
 
 
 class _TrainConfigBase(_Section):
