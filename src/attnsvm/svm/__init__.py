@@ -76,7 +76,7 @@ from ._constraints import Constraints, build_constraints, check_margins, check_s
 from ._graph import GRAPH_NORMS, GraphConstraints, GraphSVMResult, graph_certificate, graph_constraints, solve_graph_svm
 from ._kkt import DEFAULT_NORM as KKT_DEFAULT_NORM
 from ._kkt import RANK_TOL as KKT_RANK_TOL
-from ._kkt import KKTCertificate, kkt_certificate, kkt_norm_variable, kkt_table, parameter_kkt_certificate
+from ._kkt import KKTCertificate, kkt_certificate, kkt_norm_variable, kkt_path, kkt_table, parameter_kkt_certificate
 from ._lp import lp_norm, lp_norm_name, margin_ratio, solve_v_svm_lp
 from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
@@ -112,5 +112,5 @@ __all__ = [
     "solve_fro_stacked", "solve_graph_svm", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",
 ]
 # ε-KKT certificates (own list, so that additions elsewhere do not conflict)
-__all__ += ["KKT_DEFAULT_NORM", "KKT_RANK_TOL", "KKTCertificate", "kkt_certificate", "kkt_norm_variable", "kkt_table",
-            "parameter_kkt_certificate"]
+__all__ += ["KKT_DEFAULT_NORM", "KKT_RANK_TOL", "KKTCertificate", "kkt_certificate", "kkt_norm_variable", "kkt_path",
+            "kkt_table", "parameter_kkt_certificate"]

@@ -528,5 +528,30 @@ def kkt_table(problems: list[AttentionProblem], directions: np.ndarray, norms: l
     return pd.DataFrame(rows)
 
 
+def kkt_path(problems: list[AttentionProblem], path: np.ndarray, norms: list[str],
+             rank_tol: float | None = RANK_TOL) -> dict[str, np.ndarray]:
+    """ε of every recorded direction of a run: norm → (B, R) array (``path``: (B, R, d, d) W, or (B, R, d')
+    prompt vectors p), each record certified at its own reached selection; NaN where the direction is not
+    finite, inf where it does not separate its selection (ε of :class:`KKTCertificate`)."""
+    path = np.asarray(path, dtype=np.float64)
+    B, R = path.shape[:2]
+    if len(problems) not in (1, B):
+        raise ValueError(f"problems: give one shared problem or one per trial ({B}), got {len(problems)}")
+    out = {}
+    for norm in norms:
+        eps = np.full((B, R), np.nan)
+        for b in range(B):
+            pr = problems[b] if len(problems) > 1 else problems[0]
+            for r in range(R):
+                theta = path[b, r]
+                if not np.all(np.isfinite(theta)) or not np.any(theta):
+                    continue
+                if norm == "l1" and theta.ndim == 2:
+                    theta = np.diag(theta)
+                eps[b, r] = kkt_certificate(pr, theta, norm, rank_tol=rank_tol).epsilon
+        out[norm] = eps
+    return out
+
+
 __all__ = ["DEFAULT_NORM", "KKTCertificate", "KKT_NORMS", "PARAMETER_SPACES", "RANK_TOL", "kkt_certificate",
-           "kkt_norm_variable", "kkt_table", "parameter_kkt_certificate"]
+           "kkt_norm_variable", "kkt_path", "kkt_table", "parameter_kkt_certificate"]
