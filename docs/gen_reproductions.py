@@ -36,6 +36,24 @@ def _page(text: str) -> str:
     return re.sub(r"\[([^\]]+)\]\((?!https?://|figures/|#)[^)]+\)", r"`\1`", text)
 
 
+#: reports written before the spec references in the code were replaced: the same phrases as site links
+_UNSPEC = [
+    (r" \(not in P3; SPEC: show what gradient flow reaches\)", " (not in P3: what gradient flow reaches)"),
+    (r" \(SPEC §4\)", " ([conservation laws](../concepts/dynamics.md#gradient-flow))"),
+    (r"the ridge is hidden in the authors' loss \(SPEC §6\)", "the ridge is hidden in the authors' loss"),
+    (r"\(SPEC\)", "(estimate)"),
+    (r"all score below α \(SPEC §3\)", "all score below α ([local optimality](../concepts/local-optimality.md))"),
+    (r"this design is the project's own \(SPEC §6\)", "this design is the project's own"),
+    (r", SPEC's 'W\^mm'\)", ")"),
+]
+
+
+def _unspec(text: str) -> str:
+    for pat, rep in _UNSPEC:
+        text = re.sub(pat, rep, text)
+    return text
+
+
 def _summary(text: str) -> str:
     # [id](id/report.md) → [id](id.md)
     return re.sub(r"\]\(([\w-]+)/report\.md\)", r"](\1.md)", text)
@@ -68,7 +86,7 @@ def build(run: Path, command: str, load: str, out: Path = OUT) -> list[Path]:
         text = rep.read_text()
         first, _, rest = text.partition("\n")
         page = OUT / f"{exp_id}.md"
-        page.write_text(first + "\n\n" + stamp + _page(rest))
+        page.write_text(first + "\n\n" + stamp + _unspec(_page(rest)))
         written.append(page)
     text = summary.read_text()
     first, _, rest = text.partition("\n")
@@ -79,7 +97,7 @@ def build(run: Path, command: str, load: str, out: Path = OUT) -> list[Path]:
                      "the note), **differs** (outside it, by how much in the note), **corrected** (the published "
                      "number comes from a flaw of the original code or plot that the note names; both numbers "
                      "are shown), **new** (no published number: our own measurement).\n\n"
-                     + _summary(rest.replace("# attnsvm reproduce: all experiments", "")))
+                     + _unspec(_summary(rest.replace("# attnsvm reproduce: all experiments", ""))))
     written.append(index)
     return written
 

@@ -31,9 +31,18 @@ def _cli_markdown() -> str:
     ctx = typer.Context(cmd)
     text = typer.cli.get_docs_for_click(obj=cmd, ctx=ctx, name="attnsvm", title="attnsvm")
     # typer titles the page itself (level 1); the page has its own title, so every heading goes one down
-    lines = []
+    lines, fenced = [], False
     for line in text.splitlines():
-        lines.append("#" + line if line.startswith("#") else line)
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            if line.startswith("#"):
+                line = "#" + line
+            # help texts such as "runs/<config name>" would be read as HTML tags: escape outside code spans
+            parts = line.split("`")
+            parts[::2] = [q.replace("<", "&lt;").replace(">", "&gt;") for q in parts[::2]]
+            line = "`".join(parts)
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -143,6 +143,7 @@ def test_tokens_command(tmp_path):
     assert out["opt"] == [0]
     assert [s["selection"] for s in out["locally_optimal"]] == [[0], [1]]
     assert out["locally_optimal"][1]["margin"] == pytest.approx(1.0)
+    assert out["search"]["total"] == 3 and out["search"]["screened"] + out["search"]["solved"] >= 3
     res = _run("tokens", path)
     assert res.exit_code == 0 and "locally-optimal" in res.stdout
     glob = json.loads(_run("tokens", p1_single("global").save(tmp_path / "g.npz"), "--json").stdout)

@@ -71,6 +71,21 @@ def test_solve_prints_every_digit_of_W_at_80_columns(tmp_path):
     np.testing.assert_allclose(np.array(printed).reshape(10, 10), W, atol=5e-7)
 
 
+def test_no_help_text_loses_bracketed_words():
+    """Rich markup eats "[word]" in help texts unless escaped: every bracketed word of every option and
+    argument help must survive into `--help`."""
+    import re
+
+    import typer
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():
+        out = " ".join(runner.invoke(app, [name, "--help"], env={"COLUMNS": "250"}).output.split())
+        for param in cmd.params:
+            for word in re.findall(r"\[(\w+)\]", getattr(param, "help", None) or ""):
+                assert f"[{word}]" in out, f"`attnsvm {name} --help` drops [{word}]"
+
+
 def test_train_help_shows_the_table_names():
     res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0

@@ -24,6 +24,18 @@ def test_mkdocs_build_strict(tmp_path):
     cli = (site / "cli" / "index.html").read_text()
     for command in ("problem", "solve", "tokens", "train", "reproduce", "list"):
         assert re.search(rf"attnsvm {command}\b", cli), f"CLI page lacks `attnsvm {command}`"
+    # help texts with <...> (e.g. "runs/<config name>") are shown, not swallowed as HTML tags
+    import html
+
+    import typer
+
+    from attnsvm.cli import app
+
+    text = html.unescape(re.sub(r"<[^>]+>", "", cli))
+    for cmd in typer.main.get_command(app).commands.values():
+        for param in cmd.params:
+            for tag in re.findall(r"<[^>]+>", getattr(param, "help", None) or ""):
+                assert tag in text, f"CLI page lost {tag!r}"
     api = (site / "api" / "index.html").read_text()
     for name in ("attnsvm.problem", "AttentionProblem", "solve_svm", "attnsvm.plots.common"):
         assert name in api, f"API page lacks {name}"

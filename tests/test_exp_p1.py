@@ -1,4 +1,4 @@
-"""The P1 reproductions (SPEC §6 rows P1-single, P1-multi, P1-joint, P1-loss) in their quick settings.
+"""The P1 reproductions (reproductions P1-single, P1-multi, P1-joint, P1-loss) in their quick settings.
 
 Each experiment runs once per module with ``quick=True`` (200 steps) and the tests assert on the numbers it
 wrote, against the closed forms of the P1 toy problems (which the experiments never use: they solve the
@@ -22,7 +22,7 @@ from attnsvm.svm import correlation as cosine
 
 P1_IDS = ("p1-single", "p1-multi", "p1-joint", "p1-loss")
 
-# closed forms of the P1 toy solutions (SPEC §6)
+# closed forms of the P1 toy solutions (docs/reproductions/index.md)
 P_MM_SINGLE = np.array([-0.1, 1.0, 0.0]) / 1.01
 P_MM_LOCAL = np.array([1.0, 0.0, 0.0])
 V_MM_JOINT = np.array([0.0, 1.0])
@@ -85,7 +85,8 @@ def test_p1_single_quick(quick):
 
 
 def test_float32_emulation_reverses_local_convergence():
-    """SPEC §6 note: in the authors' float32 arithmetic the local paths hold at 200 steps, reverse by 1000."""
+    """In the authors' float32 arithmetic (docs/concepts/numerics.md) the local paths hold at 200 steps and
+    reverse by 1000."""
     pr = p1_single("local")
     p0 = np.array([[0.0, -1.0, 0.0], [0.0, -1.5, 0.0]])
     P, _ = naive_float32_ngd(pr, p0, 1000, 0.1, eps_p=1e-9)

@@ -1,5 +1,5 @@
 """Gradient flow engine (flow.py): agreement with GD as η → 0, with itself at tighter tolerance, the
-conservation laws of SPEC §4, the stop events, and the P3-local radius stop."""
+conservation laws of docs/concepts/dynamics.md, the stop events, and the P3-local radius stop."""
 
 from __future__ import annotations
 

@@ -326,3 +326,22 @@ def test_cli_solve_ntp_local_selection(tmp_path):
     assert out["problem"]["n"] == sum(len(s) for s in sel)
     res = run("solve", path, "--select", "0,1,2")
     assert res.exit_code == 2 and "--select" in res.output
+
+
+def test_token_mass_sums_duplicates_and_with_labels():
+    p = generate_ntp(n=5, T=7, K=4, d=4, graphs="any", seed=2)  # T > K: repeated ids
+    W = np.random.default_rng(0).standard_normal((4, 4))
+    a = p.logits(W)
+    s = np.exp(a - a.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    mass = p.token_mass(W)
+    for i in range(p.n):
+        for j in range(p.K):
+            assert mass[i, j] == pytest.approx(s[i, p.tokens[i] == j].sum(), abs=1e-15)
+    np.testing.assert_allclose(mass.sum(axis=1), 1.0, atol=1e-14)
+    sel, und = p.selected_tokens(W, hi=0.2, lo=0.1)
+    assert all(set(sel[i]) == set(np.flatnonzero(mass[i] > 0.2)) for i in range(p.n))
+    q = p.with_labels(sel)
+    assert q.n == sum(len(c) for c in sel)
+    with pytest.raises(ValueError, match="labels: sample 0"):
+        p.with_labels([()] + list(sel[1:]))

@@ -186,6 +186,14 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
     for i in IDS:
         assert (out / i / "report.md").exists() and f"[{i}]({i}/report.md)" in summary
         assert list((out / i / "figures").glob("*.png")), i
+        assert "Where the time went: compile" in (out / i / "report.md").read_text()
+    # where the time goes: one row per experiment and a total, the categories adding up to each wall time
+    table = summary.split("## Where the time goes (s)")[1].split("##")[0].strip().splitlines()
+    assert table[0] == "| experiment | total | compile | run | solvers | figures | io | workers |"
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert [r[0] for r in rows] == [*IDS, "all"]
+    for r in rows:
+        assert abs(sum(float(x) for x in r[2:]) - float(r[1])) <= 0.05 * len(r), r  # rounding of the cells
     # the style is applied inside the plotting functions only
     assert {k: v for k, v in mpl.rcParams.items() if rc_before.get(k) != v} == {}
     pngs = sorted(out.glob("*/figures/*.png"))
@@ -420,3 +428,12 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
     assert "interrupted" in text and f"attnsvm reproduce p1-loss --quick --out {out}` resumes" in text
     assert json.loads((out / "run.json").read_text())["status"] == "running"  # resumable, not failed
     assert len(list((out / "trials" / "x").glob("*.json"))) == 2
+
+
+def test_misspelled_experiment_key_suggests_the_right_one(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("trails = 3\n")
+    res = runner.invoke(app, ["reproduce", "p3-local", "--config", str(bad), "--no-progress", "--out",
+                              str(tmp_path / "x")])
+    assert res.exit_code == 2 and "trails: unknown key (did you mean 'trials'?)" in " ".join(res.output.split())
+    assert not (tmp_path / "x").exists()

@@ -1,4 +1,4 @@
-"""Att-SVM solvers (SPEC §3): closed forms, agreement with independently formulated cvxpy problems,
+"""Att-SVM solvers (docs/concepts/att-svm.md): closed forms, agreement with independently formulated cvxpy problems,
 KKT certificates, rank, infeasibility certificates, batch, v-SVM, multi-token equivalence, errors."""
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def random_selection(rng, problem):
     return np.array([rng.choice(np.flatnonzero(problem.mask[i])) for i in range(problem.n)])
 
 
-# ---- P1 closed forms (SPEC §6) ------------------------------------------------------------------------
+# ---- P1 closed forms (docs/reproductions/index.md) -------------------------------------------------------
 
 
 def test_p1_single_global_closed_form():
@@ -675,3 +675,24 @@ def test_batch_scale_invariance_and_certificate():
     for b, p in enumerate(prs):
         single = solve_svm(p, sel[b], "fro")
         assert single.status == base.status[b]
+
+
+def test_v_svm_and_multitoken_scale():
+    """The v-SVM and the multi-token direction W_dir scale back exactly with the data."""
+    p = p1_joint("relaxed")
+    base = solve_v_svm(p, [1, 1, 1])
+    for s in (1e-6, 1e6):
+        q = AttentionProblem(X=s * p.X, Y=p.Y, v=p.v)
+        r = solve_v_svm(q, [1, 1, 1])
+        assert r.status == base.status == "optimal" and r.support_samples == base.support_samples
+        np.testing.assert_allclose(r.v * s, base.v, atol=1e-12)
+    pr = unit_gaussian(3, 4, 5, seed=1)
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(4) * 0.3, size=3)
+    w = np.where(w > 1e-3, w, 1e-8)
+    w /= w.sum(axis=1, keepdims=True)
+    a = multitoken_svm(pr, w)
+    b = multitoken_svm(AttentionProblem(X=1e-4 * pr.X, Y=pr.Y, v=pr.v, Z=1e-4 * pr.queries), w)
+    assert a.status == b.status
+    if a.status == "optimal":
+        np.testing.assert_allclose(b.W_dir * 1e-8, a.W_dir, rtol=1e-8, atol=1e-10 * np.abs(a.W_dir).max())

@@ -1,5 +1,5 @@
-"""Token optimality (SPEC §3): local optimality against a brute-force check built on cvxpy, enumeration,
-selection from W, cone membership, size guard."""
+"""Token optimality (docs/concepts/local-optimality.md): local optimality against a brute-force check built
+on cvxpy, enumeration, selection from W, cone membership, size guard."""
 
 from __future__ import annotations
 

@@ -15,11 +15,15 @@ err_console = Console(stderr=True)
 
 
 @app.callback()
-def _root() -> None:
+def _root(no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the on-disk cache of compiled "
+                                        "programs (also: ATTNSVM_NO_CACHE=1); see `attnsvm cache info`.")
+          ) -> None:
     """attnsvm: train attention, solve Att-SVMs, certify tokens, reproduce the papers."""
     from ._jax import enable_x64
+    from .cache import configure_from_cli
 
     enable_x64()  # the command line is its own process: float64 throughout
+    configure_from_cli(no_cache)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -91,8 +95,9 @@ def reproduce(
     from contextlib import nullcontext
 
     from .experiments import all_experiments, get
-    from .experiments.runner import RUN_MARKER, check_writable_dir, run_experiment, write_summary
-    from .report import rich_table, summary_markdown
+    from .experiments.runner import RUN_MARKER, run_experiment, write_summary
+    from .report import rich_table, summary_markdown, time_split_rich
+    from .rundir import check_writable_dir
 
     if all_ == (exp_id is not None):
         fail("give one experiment ID or --all (see `attnsvm list`)")
@@ -136,6 +141,7 @@ def reproduce(
             console.print(f"→ {target / 'report.md'}")
     if all_:
         write_summary(base, reports, quick, summary_markdown(reports))
+        console.print(time_split_rich(reports))
         console.print(f"all experiments: {time.perf_counter() - t0:.1f} s → {base / 'report.md'}")
 
 
@@ -154,6 +160,7 @@ cli_kkt.register(app)
 from . import cli_sweep  # noqa: E402  (registers `sweep`)
 
 cli_sweep.register(app)
+cli_sweep.register_cache(app)
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -232,8 +232,7 @@ def register(app: typer.Typer) -> None:
             except ValueError as exc:
                 if not str(exc).startswith("max_selections"):
                     raise
-                local, skipped = None, str(exc).replace("max_selections", "--max-selections", 1)
-                skipped = skipped.replace("above max_selections", "above --max-selections")
+                local, skipped = None, str(exc).replace("max_selections", "--max-selections")
         except (ValueError, FileNotFoundError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

@@ -1,4 +1,5 @@
-"""``attnsvm sweep``: a grid of training configs on a Dask cluster (see :mod:`attnsvm.sweep`)."""
+"""``attnsvm sweep`` (a grid of training configs on a Dask cluster, :mod:`attnsvm.sweep`) and ``attnsvm cache``
+(the on-disk cache of compiled programs, :mod:`attnsvm.cache`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def sweep(
         sweep_file: Path = typer.Argument(None, metavar="SWEEP.toml",
-                                          help="A training config plus [sweep] grid = {...} / zip = {...}."),
+                                          help="A training config plus \\[sweep] grid = {...} / zip = {...}."),
         out: Path = typer.Option(None, "--out", "-o", help="Sweep directory (results, manifests, status)."),
         scheduler: str = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
                                       "(tcp://HOST:8786); default: a local cluster."),
@@ -124,3 +125,31 @@ def _print_status(console, out: Path, st: dict) -> None:
     for pt, why in st["pending"]:
         if why:
             console.print(f"pending {pt.label()}: stored result {why}", highlight=False)
+
+
+def register_cache(app: typer.Typer) -> None:
+    from .cli import console
+
+    cache_app = typer.Typer(no_args_is_help=True, help="The on-disk cache of compiled programs (JAX's "
+                            "persistent compilation cache), on by default for every attnsvm command.")
+    app.add_typer(cache_app, name="cache")
+
+    @cache_app.command("info")
+    def cache_info_cmd() -> None:
+        """Where the cache is, how many programs it holds and its size."""
+        from .cache import ENV_DIR, ENV_OFF, cache_info
+
+        info = cache_info()
+        console.print(f"cache directory: {info['dir']} (set {ENV_DIR} to move it)", highlight=False)
+        console.print(f"entries: {info['entries']}, size: {info['bytes'] / 2**20:.1f} MiB", highlight=False)
+        state = "on" if info["enabled_by_default"] else f"off ({ENV_OFF} is set)"
+        console.print(f"for attnsvm commands: {state}; `attnsvm --no-cache COMMAND` turns it off for one run",
+                      highlight=False)
+
+    @cache_app.command("clear")
+    def cache_clear_cmd() -> None:
+        """Delete every compiled program in the cache (the next run of each program compiles again)."""
+        from .cache import cache_dir, clear_cache
+
+        n = clear_cache()
+        console.print(f"removed {n} files from {cache_dir()}", highlight=False)

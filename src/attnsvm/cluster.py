@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,8 @@ def default_workers() -> int:
 
 def existing_client():
     """The Dask client already active in this process, or None."""
+    if "distributed" not in sys.modules:
+        return None  # no client can exist, and importing dask costs a second
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - dask is a dependency
@@ -55,6 +58,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, reuse:
             return
     if scheduler is not None:
         client = Client(scheduler, set_as_default=False)
+        _share_cache_setting(client, local=False)
         try:
             yield client
         finally:
@@ -67,6 +71,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, reuse:
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=logging.ERROR)
     client = Client(cluster, set_as_default=False)
+    _share_cache_setting(client, local=True)
     try:
         yield client
     finally:
@@ -86,6 +91,38 @@ def task_client(workers: int) -> Iterator[Any]:
             yield c
     else:
         yield None
+
+
+class _CompilationCache:
+    """A Dask worker plugin: the compilation-cache setting of the process that started the cluster, applied
+    in every worker (also in one restarted after a crash)."""
+
+    name = "attnsvm-compilation-cache"
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def setup(self, worker) -> None:
+        from .cache import enable_compilation_cache
+
+        try:
+            enable_compilation_cache(self.path)
+        except OSError:
+            pass  # a worker that cannot write the cache compiles as without it
+
+
+def _share_cache_setting(client, local: bool) -> None:
+    """If this process uses the persistent compilation cache, so do the workers: the same directory on this
+    machine, each worker's own default directory on a remote cluster."""
+    from .cache import active_cache_dir
+
+    path = active_cache_dir()
+    if path is None:
+        return
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    plugin = type("CompilationCache", (_CompilationCache, WorkerPlugin), {})(path if local else None)
+    client.register_plugin(plugin)
 
 
 def map_ordered(client, fn: Callable, items: Iterable, batch: int = 1) -> list:

@@ -25,7 +25,8 @@ A config has five sections::
                  record_every = 10                # descent: steps between records
                  records = 50                     # flow: records per trial (equally spaced in arc length)
                  references = ["fro", "nuclear"]  # Att-SVMs at opt to correlate with at every record
-                 verdict = true                   # compare the end of the run with the theory (SPEC §5)
+                                                  # ("lp" with p = P: the entrywise ℓP SVM; "linf": ℓ∞)
+                 verdict = true                   # compare the end of the run with the theory (docs/concepts)
 
 Unknown keys are errors (a typo must not silently fall back to a default), every error names its key,
 and every key is used: :func:`method_of` turns ``[optimizer]`` into the method object of
@@ -209,7 +210,9 @@ class RunConfig(_Section):
     seed: int = 0
     record_every: int = Field(default=10, ge=1)
     records: int = Field(default=50, ge=2)
-    references: list[Literal["l2", "fro", "nuclear", "l1"]] = Field(default_factory=list)
+    references: list[Literal["l2", "fro", "nuclear", "l1", "lp", "linf"]] = Field(default_factory=list)
+    p: float | None = Field(default=None, ge=1, allow_inf_nan=False,
+                            description="exponent P of the 'lp' reference (the entrywise ℓP Att-SVM)")
     keep_path: bool = False
     verdict: bool = True
     # ε-KKT certificate of every recorded direction against each reference norm (metrics columns kkt_<norm>;
@@ -236,10 +239,14 @@ class _TrainConfigBase(_Section):
         if not isinstance(o, FlowSection | PathSection) and o.steps % self.run.record_every:
             raise ValueError(f"optimizer.steps ({o.steps}) must be a multiple of "
                              f"run.record_every ({self.run.record_every})")
-        if self.model.parameterization == "prompt" and any(r != "l2" for r in self.run.references):
-            raise ValueError("run.references: the prompt model is compared with the 'l2' SVM only")
+        if self.model.parameterization == "prompt" and any(r not in ("l2", "lp", "linf") for r in self.run.references):
+            raise ValueError("run.references: the prompt model is compared with the 'l2', 'lp' and 'linf' SVMs only")
         if self.model.parameterization != "prompt" and "l2" in self.run.references:
-            raise ValueError("run.references: 'l2' is the prompt-model SVM; use fro, nuclear or l1 for W")
+            raise ValueError("run.references: 'l2' is the prompt-model SVM; use fro, nuclear, l1, lp or linf for W")
+        if "lp" in self.run.references and self.run.p is None:
+            raise ValueError("run.p: references = [\"lp\"] needs the exponent, e.g. p = 1.75 (in [run])")
+        if self.run.p is not None and "lp" not in self.run.references:
+            raise ValueError("run.p: only used by the 'lp' reference (add \"lp\" to run.references)")
         from .models import Model
 
         m = self.model

@@ -1,4 +1,4 @@
-"""Gradient flow dθ/dt = −∇L(θ) (SPEC §4, P2 eq. (3)), integrated with error control in arc length.
+"""Gradient flow dθ/dt = −∇L(θ) (docs/concepts/dynamics.md, P2 eq. (3)), integrated with error control in arc length.
 
 **Why arc length.** In physical time t the flow slows down like 1/t while ‖W‖ grows like log t, so an
 adaptive solver in t needs ever more steps and a fixed-step scheme stalls. The same trajectory is
@@ -42,7 +42,7 @@ it as a displacement along the path). Per record, besides :func:`attnsvm.dynamic
 ``sigma``, ``t``, ``log_t``, ``log_saturation``, ``solver_steps`` (accepted steps so far),
 ``error_estimate`` and, for factored / diagonal models, ``conservation_drift``: ‖C(θ) − C(θ₀)‖_F /
 (‖KᵀK‖_F + ‖QᵀQ‖_F) with C = KᵀK − QᵀQ (k² − q² with k², q² for the diagonal model), the conservation law
-of SPEC §4 measured relative to the size of the terms whose difference is conserved. It holds exactly
+of docs/concepts/dynamics.md measured relative to the size of the terms whose difference is conserved. It holds exactly
 for the flow without ridge (both blocks trained); a ridge λ makes C decay like e^{−2λt}.
 """
 

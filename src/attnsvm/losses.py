@@ -7,7 +7,7 @@ Every loss here is a function of the signed margin x = Y·f. They are pure funct
 * exponential  ℓ(x) = e^{−x},                            ℓ'(x) = −e^{−x},  log|ℓ'(x)| = −x
 * correlation  ℓ(x) = −x,                                ℓ'(x) = −1,       log|ℓ'(x)| = 0
 
-All three are strictly decreasing (ℓ' < 0), which is what the max-margin theory needs (SPEC §1).
+All three are strictly decreasing (ℓ' < 0), which is what the max-margin theory needs (docs/concepts/problems.md).
 """
 
 from __future__ import annotations

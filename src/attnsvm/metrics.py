@@ -1,10 +1,10 @@
-"""What a finished run says about the theory (SPEC §5 "verdict").
+"""What a finished run says about the theory (docs/concepts/dynamics.md#what-a-run-records-and-the-verdict).
 
 For every trial, from the final attention weights W (or p):
 
 * the selection reached, α_i = argmax_t a_it, and whether it is the global opt (ties allowed) or a
-  locally-optimal selection certified by the test of SPEC §3 (under the norm the parameterization is
-  predicted to minimise: ℓ2 for p, Frobenius for W, nuclear for (K, Q), ℓ1 for diagonal (k, q));
+  locally-optimal selection certified by the test of docs/concepts/local-optimality.md (under the norm the
+  parameterization is predicted to minimise: ℓ2 for p, Frobenius for W, nuclear for (K, Q), ℓ1 for diagonal (k, q));
 * corr(W, θ^mm_α) = ⟨W, θ^mm_α⟩ / (‖W‖_F ‖θ^mm_α‖_F) for each Att-SVM norm, and which norm fits best;
 * the normalized margin min_{i, t≠α_i} (a_iα − a_it)/‖W‖_F: positive iff W separates α from every other token;
 * whether the run was long enough to tell: attention saturated (min_i max_t s_it ≥ 1 − ``sat_tol``) and the

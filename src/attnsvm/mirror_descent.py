@@ -28,8 +28,8 @@ import numpy as np
 import optax
 
 
-def _safe_lp_norm(x: jax.Array, p: float) -> jax.Array:
-    """‖x‖_p with a max-scaling (exact at any magnitude); 0 for x = 0."""
+def lp_norm_jax(x: jax.Array, p: float) -> jax.Array:
+    """Entrywise ‖x‖_p with a max-scaling (exact at any magnitude); 0 for x = 0."""
     a = jnp.abs(x)
     m = jnp.max(a) if a.size else jnp.zeros((), x.dtype)
     ms = jnp.where(m > 0, m, 1.0)
@@ -43,7 +43,7 @@ def _tree_lp_norm(tree, p: float) -> jax.Array:
     leaves = [jnp.ravel(x) for x in jax.tree.leaves(tree)]
     if not leaves:
         return jnp.zeros(())
-    return _safe_lp_norm(jnp.concatenate(leaves), p)
+    return lp_norm_jax(jnp.concatenate(leaves), p)
 
 
 def mirror_map(theta: jax.Array, p: float) -> jax.Array:
@@ -104,12 +104,12 @@ def mirror_descent(learning_rate: float, p: float, normalize: bool = True, per_b
             if eps > 0:
                 # the authors' arithmetic: raw g over (‖g‖_q + eps), per tensor
                 if per_block:
-                    steps = jax.tree.map(lambda g: _scaled(g, _safe_lp_norm(g, q), eps), updates)
+                    steps = jax.tree.map(lambda g: _scaled(g, lp_norm_jax(g, q), eps), updates)
                 else:
                     nrm = _tree_lp_norm(updates, q)
                     steps = jax.tree.map(lambda g: _scaled(g, nrm, eps), updates)
             elif per_block:
-                steps = jax.tree.map(lambda g: _scaled(_normalize_by_max(g), _safe_lp_norm(_normalize_by_max(g), q),
+                steps = jax.tree.map(lambda g: _scaled(_normalize_by_max(g), lp_norm_jax(_normalize_by_max(g), q),
                                                        0.0), updates)
             else:
                 m = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(updates)]))
@@ -120,14 +120,37 @@ def mirror_descent(learning_rate: float, p: float, normalize: bool = True, per_b
         else:
             steps = updates
 
-        def one(g, th):
-            phi = mirror_map(th, p) - learning_rate * g
-            # an entry without gradient does not move (exactly: no round trip through the mirror map)
-            return jnp.where(g == 0, 0.0, inverse_mirror_map(phi, p) - th)
-
-        return jax.tree.map(one, steps, params), state
+        return _mirror_update(steps, params, learning_rate, p), state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _mirror_update(steps, params, learning_rate: float, p: float):
+    """θ⁺ − θ with ∇ψ(θ⁺) = ∇ψ(θ) − lr·u, leaf by leaf."""
+
+    def one(u, th):
+        if p == 2.0:
+            return -learning_rate * u  # ∇ψ is the identity: no round trip through θ
+        phi = mirror_map(th, p) - learning_rate * u
+        # an entry without gradient does not move (exactly: no round trip through the mirror map)
+        return jnp.where(u == 0, 0.0, inverse_mirror_map(phi, p) - th)
+
+    return jax.tree.map(one, steps, params)
+
+
+def mirror_step(learning_rate: float, p: float) -> optax.GradientTransformation:
+    """The mirror step on a given direction u (already normalized or not): the update θ⁺ − θ with
+    ∇ψ(θ⁺) = ∇ψ(θ) − lr·u, ψ = ‖·‖_p^p/p entrywise. Needs ``params``; stateless."""
+    p = float(p)
+    if not 1.0 < p < float("inf"):
+        raise ValueError(f"p: mirror descent needs 1 < p < inf, got {p}")
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("mirror_step needs params (optax: tx.update(grads, state, params))")
+        return _mirror_update(updates, params, learning_rate, p), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
 def directional_bregman(reference: np.ndarray, W: np.ndarray, p: float) -> np.ndarray:

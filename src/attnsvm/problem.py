@@ -1,4 +1,4 @@
-"""The data of an attention problem (SPEC §1): sequences, labels, queries, head, mask.
+"""The data of an attention problem (docs/concepts/problems.md): sequences, labels, queries, head, mask.
 
 A problem holds n sequences X_i ∈ R^{T×d} with labels Y_i ∈ {−1, +1}, a linear head v ∈ R^d and the
 query of each sequence, in one of three kinds:
@@ -81,7 +81,8 @@ class OptimalTokens:
 
 @dataclass(frozen=True, eq=False)
 class AttentionProblem:
-    """One attention classification problem (SPEC §1). Arrays are validated and stored read-only float64.
+    """One attention classification problem (docs/concepts/problems.md). Arrays are validated and stored
+    read-only float64.
 
     Parameters
     ----------
@@ -225,7 +226,8 @@ class AttentionProblem:
 
     def optimal_loss(self, loss: str = "logistic", reduction: str = "mean", v: np.ndarray | None = None
                      ) -> float:
-        """L* = scale · Σ_i ℓ(γ_{i,opt_i}): the infimum of the risk with a fixed linear head (SPEC §1)."""
+        """L* = scale · Σ_i ℓ(γ_{i,opt_i}): the infimum of the risk with a fixed linear head
+        (docs/concepts/problems.md)."""
         check_loss(loss)
         top = self.scores(v).max(axis=1)
         return float(reduce_scale(reduction, self.n) * loss_value(loss, top).sum())

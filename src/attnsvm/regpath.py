@@ -1,4 +1,5 @@
-"""Regularization path θ̄(R) = argmin_{‖θ‖ ≤ R} L(θ) (SPEC §4; P1 Thm. 1 / P3 Thm. 1 for p and W, P3 for (K, Q)).
+"""Regularization path θ̄(R) = argmin_{‖θ‖ ≤ R} L(θ) (docs/concepts/dynamics.md; P1 Thm. 1 / P3 Thm. 1 for p
+and W, P3 for (K, Q)).
 
 The ball is the ℓ2 ball ‖p‖ ≤ R (prompt) or the Frobenius ball ‖W‖_F ≤ R (combined); for the factored
 (diagonal) model it is (‖K‖_F² + ‖Q‖_F²)/2 ≤ R ((‖k‖² + ‖q‖²)/2 ≤ R), whose image in W = KQᵀ is the

@@ -22,6 +22,8 @@ class ExperimentReport:
     loaded_chunks: int = 0
     recomputed_chunks: int = 0
     trial_counts: dict[str, int] = field(default_factory=dict)
+    #: seconds by category: compile, run, solvers, figures, io, workers (attnsvm.timing)
+    time_split: dict[str, float] = field(default_factory=dict)
 
 
 def _cell(text: str) -> str:
@@ -51,6 +53,9 @@ def experiment_markdown(rep: ExperimentReport, figure_dir: str = "figures") -> s
              f"{recomputed}).", ""]
     if counts:
         lines += [f"Trials: {counts}.", ""]
+    if rep.time_split:
+        lines += ["Where the time went: " + ", ".join(f"{k} {v:.1f} s" for k, v in rep.time_split.items()) + ".",
+                  ""]
     lines += claims_table(rep.claims)
     if rep.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in rep.notes]
@@ -71,10 +76,45 @@ def summary_markdown(reports: Sequence[ExperimentReport]) -> str:
         counts = {v: sum(c.verdict == v for c in r.claims) for v in ("reproduced", "differs", "corrected", "new")}
         lines.append(f"| [{r.id}]({r.id}/report.md) | {_cell(r.title)} | {r.seconds:.1f} | {counts['reproduced']} "
                      f"| {counts['differs']} | {counts['corrected']} | {counts['new']} |")
+    lines += time_split_table(reports)
     lines += ["", "## Every claim", ""]
     for r in reports:
         lines += claims_table(r.claims, with_id=r.id)[2 if r is not reports[0] else 0:]
     return "\n".join(lines) + "\n"
+
+
+def time_split_table(reports: Sequence[ExperimentReport]) -> list[str]:
+    """Where the time of each experiment went (seconds; sampled, see attnsvm.timing), as Markdown lines."""
+    reps = [r for r in reports if r.time_split]
+    if not reps:
+        return []
+    cats = list(reps[0].time_split)
+    lines = ["", "## Where the time goes (s)", "", "| experiment | total | " + " | ".join(cats) + " |",
+             "|---|" + "---|" * (len(cats) + 1)]
+    for r in reps:
+        lines.append(f"| {r.id} | {r.seconds:.1f} | " + " | ".join(f"{r.time_split.get(c, 0.0):.1f}" for c in cats)
+                     + " |")
+    tot = {c: sum(r.time_split.get(c, 0.0) for r in reps) for c in cats}
+    lines.append(f"| all | {sum(r.seconds for r in reps):.1f} | " + " | ".join(f"{tot[c]:.1f}" for c in cats)
+                 + " |")
+    return lines
+
+
+def time_split_rich(reports: Sequence[ExperimentReport]):
+    """The where-the-time-goes table for the terminal."""
+    from rich.table import Table
+
+    reps = [r for r in reports if r.time_split]
+    cats = list(reps[0].time_split) if reps else []
+    t = Table(title="where the time goes (s, sampled)")
+    for col in ("experiment", "total", *cats):
+        t.add_column(col, justify="left" if col == "experiment" else "right")
+    for r in reps:
+        t.add_row(r.id, f"{r.seconds:.1f}", *(f"{r.time_split.get(c, 0.0):.1f}" for c in cats))
+    if len(reps) > 1:
+        t.add_row("all", f"{sum(r.seconds for r in reps):.1f}",
+                  *(f"{sum(r.time_split.get(c, 0.0) for r in reps):.1f}" for c in cats))
+    return t
 
 
 def rich_table(rep: ExperimentReport):

@@ -49,6 +49,23 @@ def relu_head(cfg: TrainConfig, d: int) -> np.ndarray | None:
     return rng.standard_normal((d, cfg.model.head_width)) / np.sqrt(d)
 
 
+def reference_norms(cfg, problem: AttentionProblem) -> list[str]:
+    """The registry names of ``run.references``: "lp" → ``lp:P`` (``lp-prompt:P`` for the prompt model) with
+    P = ``run.p``, "linf" → ``lp:inf``; the other names as they are."""
+    from .svm import lp_norm_name
+
+    prompt = problem.kind == "prompt"
+    out = []
+    for r in cfg.run.references:
+        if r == "lp":
+            out.append(lp_norm_name(cfg.run.p, prompt))
+        elif r == "linf":
+            out.append(lp_norm_name(float("inf"), prompt))
+        else:
+            out.append(r)
+    return out
+
+
 def reference_solutions(problems: list[AttentionProblem], norms: list[str], trials: int
                         ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """The Att-SVM solution at the optimal selection, per trial, for every requested norm.
@@ -68,7 +85,8 @@ def reference_solutions(problems: list[AttentionProblem], norms: list[str], tria
             sols.append(np.asarray(res.solution) if res.status in SOLUTION_PRESENT else None)
         shape = next((s.shape for s in sols if s is not None), None)
         if shape is None:
-            shape = (problems[0].keys.shape[1],) if norm == "l2" else (problems[0].d, problems[0].d)
+            prompt = norm == "l2" or norm.startswith("lp-prompt:")
+            shape = (problems[0].keys.shape[1],) if prompt else (problems[0].d, problems[0].d)
         arr = np.stack([s if s is not None else np.zeros(shape) for s in sols])
         if len(problems) == 1 and trials > 1:
             arr = np.broadcast_to(arr[0], (trials,) + shape)
@@ -192,8 +210,11 @@ def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = F
     if model.param.needs_queries and problems[0].kind == "prompt":
         raise ConfigError(f"model.parameterization: {model.parameterization!r} needs queries, but the problem "
                           "has none (give Z or query_index in the problem, or use parameterization = 'prompt')")
-    refs, status = reference_solutions(problems, list(cfg.run.references), cfg.run.trials) \
-        if cfg.run.references else ({}, {})
+    norms = reference_norms(cfg, problems[0])
+    refs, status = reference_solutions(problems, norms, cfg.run.trials) if cfg.run.references else ({}, {})
+    # the records are named as the config names them ("lp", not "lp:1.75")
+    refs = {r: refs[n] for r, n in zip(cfg.run.references, norms, strict=True)}
+    status = {r: status[n] for r, n in zip(cfg.run.references, norms, strict=True)}
     result = run_engine(cfg, problems, model, refs, progress)
     if cfg.run.kkt:
         result = with_kkt(result, problems, list(cfg.run.references))

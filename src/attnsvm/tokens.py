@@ -1,4 +1,5 @@
-"""Token optimality (SPEC §3, P1 Def. 2, P3): scores, optimal tokens, support tokens, local optimality.
+"""Token optimality (docs/concepts/local-optimality.md; P1 Def. 2, P3): scores, optimal tokens, support
+tokens, local optimality.
 
 * scores γ_it = Y_i vᵀx_it and opt_i = argmax_t γ_it with ties reported (``problem.optimal_tokens``);
 * support tokens of a selection α: T_i = {t ≠ α_i : ⟨A_it, θ^mm⟩ − c_i ≤ tol} with θ^mm the Att-SVM(α)
@@ -31,6 +32,8 @@ from .svm import (
     check_tol,
     correlation,
     logits,
+    pow2_scale,
+    rows_feasible,
     solve_svm,
     solve_svm_batch,
 )
@@ -67,7 +70,7 @@ def support_tokens(result: SVMResult) -> tuple[tuple[int, ...], ...]:
 
 @dataclass(frozen=True)
 class LocalOptimality:
-    """Outcome of the local-optimality test of a selection α (SPEC §3)."""
+    """Outcome of the local-optimality test of a selection α (docs/concepts/local-optimality.md)."""
 
     locally_optimal: bool
     feasible: bool
@@ -213,23 +216,17 @@ def _coupled(problem: AttentionProblem, norm: str) -> bool:
     return True
 
 
-def _prefix_feasible(problem: AttentionProblem, norm: str, prefix: tuple[int, ...]) -> bool:
-    """Are the constraints of samples 0 … k−1 under the selection prefix jointly feasible? Infeasible only
-    with a verified Farkas certificate (an undecided case counts as feasible: never prunes wrongly)."""
-    from .svm._constraints import pow2_scale
-    from .svm._ldp import farkas_lp, least_distance
-
-    k = len(prefix)
-    sub = AttentionProblem(X=problem.X[:k], Y=problem.Y[:k], v=problem.v,
-                           Z=None if problem.Z is None else problem.Z[:k], query_index=problem.query_index,
-                           key_matrix=problem.key_matrix, mask=problem.mask[:k])
-    cons = build_constraints(sub, np.array(prefix), norm)
-    A = cons.rows / pow2_scale(cons.rows)
-    # the feasible set does not depend on the norm: decided by the exact Euclidean solver for every norm
-    r = least_distance(A, cons.rhs)
-    if r.status != INFEASIBLE:
-        return True
-    return farkas_lp(A, cons.rhs) is None
+def _sample_rows(problem: AttentionProblem, norm: str, cands: list[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
+    """The constraint rows of sample i when it selects t, for every candidate (i, t) (built once)."""
+    out = {}
+    for i, ci in enumerate(cands):
+        sub = AttentionProblem(X=problem.X[i:i + 1], Y=problem.Y[i:i + 1], v=problem.v,
+                               Z=None if problem.Z is None else problem.Z[i:i + 1],
+                               query_index=problem.query_index, key_matrix=problem.key_matrix,
+                               mask=problem.mask[i:i + 1])
+        for t in ci:
+            out[(i, int(t))] = build_constraints(sub, [int(t)], norm).rows
+    return out
 
 
 def _selection_chunks(problem: AttentionProblem, norm: str, cands: list[np.ndarray], chunk: int,
@@ -248,6 +245,7 @@ def _selection_chunks(problem: AttentionProblem, norm: str, cands: list[np.ndarr
             yield np.stack([cands[i][digits[i]] for i in range(n)], axis=1)
         return
     # depth-first over samples; a prefix whose constraints are infeasible has no feasible extension
+    rows = _sample_rows(problem, norm, cands)
     buf: list[tuple[int, ...]] = []
     below = [int(np.prod(sizes[k + 1:], dtype=object)) for k in range(n)]
     stack: list[tuple[int, ...]] = [()]
@@ -262,7 +260,10 @@ def _selection_chunks(problem: AttentionProblem, norm: str, cands: list[np.ndarr
             continue
         for t in cands[k][::-1]:
             ext = prefix + (int(t),)
-            if k == 0 or _prefix_feasible(problem, norm, ext):
+            # the constraints of samples 0 … k under the prefix: infeasible only with a verified Farkas
+            # certificate (an undecided case counts as feasible, so nothing is pruned wrongly)
+            A = np.vstack([rows[(i, a)] for i, a in enumerate(ext)])
+            if k == 0 or rows_feasible(A, np.ones(A.shape[0])) is not False:
                 stack.append(ext)
             else:
                 stats["pruned"] += below[k]
@@ -286,8 +287,6 @@ class _ReducedTest:
     """
 
     def __init__(self, problem: AttentionProblem, norm: str, tol: float) -> None:
-        from .svm._constraints import pow2_scale
-
         mask = problem.mask
         if norm == "l2":
             Xt = np.where(mask[..., None], problem.prompt_tokens(), 0.0)
@@ -365,7 +364,7 @@ class _ReducedTest:
 
 
 def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
-    """min ½λᵀKλ − 1ᵀλ over λ ≥ 0 for a batch of positive definite K (B, m, m), by the primal–dual active-set
+    """min ½λᵀKλ − 1ᵀλ over λ ≥ 0 for a batch of Gram matrices K (B, m, m), by the primal–dual active-set
     method: free set F, solve K_FF λ_F = 1, then F ← {λ_k > 0 in F} ∪ {(Kλ)_k < 1 outside F}. A fixed point
     satisfies the KKT conditions exactly (λ ≥ 0, Kλ ≥ 1, complementarity). Returns (λ, converged)."""
     B, m, _ = K.shape
@@ -379,10 +378,20 @@ def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
             break
         Kt, Ft = K[todo], free[todo]
         M = np.where(Ft[:, :, None] & Ft[:, None, :], Kt, 0.0) + eye * (~Ft)[:, :, None]
+        rhs = Ft.astype(float)[..., None]
+        # a singular K_FF (more free rows than the dimension of θ, e.g. a short prompt vector) gets the
+        # minimum-norm solution; the residual test below rejects an inconsistent one
         try:
-            lt = np.linalg.solve(M, Ft.astype(float)[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            break  # a singular Gram matrix in the batch: leave the rest undecided
+            lt = np.linalg.solve(M, rhs)[..., 0]
+        except np.linalg.LinAlgError:  # split the batch: LU for the regular systems, pinv for the singular
+            sign, _ = np.linalg.slogdet(M)
+            sing = sign == 0
+            lt = np.empty(rhs.shape[:2])
+            try:
+                lt[~sing] = np.linalg.solve(M[~sing], rhs[~sing])[..., 0]
+            except np.linalg.LinAlgError:
+                sing[:] = True
+            lt[sing] = (np.linalg.pinv(M[sing], rcond=1e-12, hermitian=True) @ rhs[sing])[..., 0]
         mu = np.einsum("bkl,bl->bk", Kt, lt) - 1.0
         new = np.where(Ft, lt > 0, mu < 0)
         conv = np.all(new == Ft, axis=1)
@@ -391,6 +400,9 @@ def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
         conv_all[todo[conv]] = True
         todo = todo[~conv]
     ok = conv_all & np.all(np.isfinite(lam), axis=1) & (np.abs(lam).max(axis=1, initial=0.0) < 1e8)
+    # KKT: the free rows hold with equality (not only in the least-squares sense of a singular solve)
+    eq = np.abs(np.einsum("bkl,bl->bk", K, lam) - 1.0)
+    ok &= np.where(free, eq, 0.0).max(axis=1, initial=0.0) <= 1e-9 * (1.0 + np.abs(lam).max(axis=1, initial=0.0))
     return lam, ok
 
 

@@ -1,6 +1,7 @@
-"""The experiment catalog: every row of SPEC §6 as a named, configurable, resumable reproduction.
+"""The experiment catalog: every experiment of the papers (docs/reproductions/index.md) as a named,
+configurable, resumable reproduction.
 
-Each experiment is registered with its id (SPEC §6 in lower case), its paper, a one-line title, a config
+Each experiment is registered with its id (the experiment's name in lower case), its paper, a one-line title, a config
 class whose defaults are the paper's settings (also stored as ``attnsvm/configs/<id>.toml`` for users to
 copy and edit), the overrides ``--quick`` applies, and its ``run(cfg, ctx) -> Outcome`` function.
 """
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from .base import Claim, Context, ExperimentConfig, Outcome
 
 IDS = ("p1-single", "p1-multi", "p1-joint", "p1-loss", "p3-paths", "p3-local", "p3-rank", "p3-multitoken",
-       "p2-diag", "p2-full", "ntp-global", "ntp-local")
+       "p2-diag", "p2-full", "ntp-global", "ntp-local", "md-local", "md-joint", "md-sign-adam")
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,12 @@ class Experiment:
         try:
             return self.config_cls.model_validate(data)
         except ValidationError as exc:
+            from ..rundir import did_you_mean
+
+            fields = list(self.config_cls.model_fields)
             msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: "
-                             f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+                             + (f"unknown key{did_you_mean(e['loc'][-1], fields)}" if e["type"] == "extra_forbidden"
+                                else e["msg"])
                              for e in exc.errors())
             raise ValueError(f"{self.id} config: {msgs}") from None
 

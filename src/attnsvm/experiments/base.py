@@ -45,7 +45,8 @@ class Claim:
     """One statement of a paper, the number it gives, what we measured, and the verdict.
 
     verdict: ``reproduced`` (within the stated tolerance), ``differs`` (outside it: the note says by how
-    much), ``corrected`` (the published number comes from a flaw SPEC §6 names; both are shown), ``new``
+    much), ``corrected`` (the published number comes from a flaw of the original code or plot that the note
+    names; both are shown), ``new``
     (no published number: this project's own measurement).
     """
 

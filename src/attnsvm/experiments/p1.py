@@ -1,10 +1,11 @@
 """P1 (Tarzanagh, Li, Zhang, Oymak, *Max-Margin Token Selection in Attention Mechanism*, NeurIPS 2023).
 
-The four toy experiments of P1's numerical section (SPEC §6, rows P1-single, P1-multi, P1-joint, P1-loss),
+The four toy experiments of P1's numerical section (reproductions P1-single, P1-multi, P1-joint, P1-loss),
 with the settings of the authors' public notebooks (``ucr-optml/max_margin_attention``:
 ``single_input_converge.ipynb``, ``multi_input_converge.ipynb``, ``joint_training.ipynb``,
 ``diff_loss_function.ipynb``). All runs train the prompt model f(X) = vᵀXᵀ softmax(X W p) (P1's model) with
-the logit a_t = x_tᵀ W p of SPEC §2, W the fixed key matrix of the problem generator.
+the logit a_t = x_tᵀ W p of the prompt model (docs/concepts/problems.md), W the fixed key matrix of the
+problem generator.
 
 * ``p1-single`` — P1's single-input figure (global / local case): GD paths of p from six initializations
   on one input converge to p^mm of the globally optimal token (global case) or, from some initializations,
@@ -23,8 +24,8 @@ Every reference direction is computed by the exact solvers (:func:`attnsvm.svm.s
 :func:`attnsvm.svm.solve_v_svm`, :func:`attnsvm.svm.relaxed_margins_from_v`) and every selection is certified
 by :func:`attnsvm.tokens.is_locally_optimal`; nothing is hard-coded.
 
-**The horizon (SPEC §6 note).** The authors ran float32, where the gradient becomes rounding noise once
-‖p‖ ≈ 16; local convergence (P1-single) and p → p^relax (P1-joint) hold at their 200 plotted steps but
+**The horizon (docs/concepts/numerics.md).** The authors ran float32, where the gradient becomes rounding noise
+once ‖p‖ ≈ 16; local convergence (P1-single) and p → p^relax (P1-joint) hold at their 200 plotted steps but
 reverse by step 1000. This library runs float64 with log-space gradients, so every claim is reported at the
 plotted step *and* at the end of the run, and (``float32_check``) beside an emulation of the authors'
 naive float32 arithmetic (softmax, logistic loss and chain rule in float32, gradient normalized by

@@ -1,5 +1,5 @@
 """P2 (Sheen, Chen, Wang, Zhou, *Implicit Regularization of Gradient Flow on One-Layer Softmax Attention*,
-2024): SPEC §6 rows P2-diag and P2-full, and the regularization path on P3-local data (W vs (K, Q)).
+2024): reproductions P2-diag and P2-full, and the regularization path on P3-local data (W vs (K, Q)).
 
 P2 publishes no experiments; these designs are this project's own. Every function here is pure
 computation — no files, no figures — and returns a dict with the arrays, the per-trial numbers and a list of
@@ -8,9 +8,10 @@ computation — no files, no figures — and returns a dict with the arrays, the
 P2's statements, as tested here: gradient flow dθ/dt = −∇L on the exponential loss summed over samples
 (P2 eq. (2.2)–(2.3); ``Model(loss="exponential", reduction="sum")``), with key and query trained separately,
 converges in direction to the nuclear-norm Att-SVM at the reached selection (P2 Thm. for the diagonal case:
-w = k⊙q, w/‖w‖₁ → the ℓ1 SVM, SPEC §3 "ℓ1 of the diagonal"; for general (K, Q) under aligned singular spaces
+w = k⊙q, w/‖w‖₁ → the ℓ1 SVM of the diagonal (docs/concepts/att-svm.md); for general (K, Q) under aligned
+singular spaces
 at initialization: KQᵀ → W^mm_★), while the combined W goes to the Frobenius SVM (P1/P3). The conservation
-law of the flow, k_j² − q_j² = const (SPEC §4), fixes the sign of w_j = k_j q_j from a balanced start
+law of the flow, k_j² − q_j² = const (docs/concepts/dynamics.md), fixes the sign of w_j = k_j q_j from a balanced start
 k = s⊙q (s ∈ {±1}^d): such a flow can only reach the ℓ1 SVM restricted to the orthant s⊙w ≥ 0.
 """
 
@@ -39,7 +40,7 @@ P2_MODEL = dict(loss="exponential", reduction="sum")
 
 
 def diag_rows(problem: AttentionProblem, alpha: np.ndarray) -> np.ndarray:
-    """Constraint vectors a_it = (x_iα − x_it) ⊙ z_i (m, d) of the diagonal Att-SVM at α (SPEC §3)."""
+    """Constraint vectors a_it = (x_iα − x_it) ⊙ z_i (m, d) of the diagonal Att-SVM at α (docs/concepts/att-svm.md)."""
     return build_constraints(problem, alpha, "l1").rows
 
 
@@ -142,9 +143,20 @@ class P2DiagConfig(ExperimentConfig):
     atol: float = 1e-10
     n_records: int = 40
     reach_tol: float = 3e-3
+    # ε-KKT study (attnsvm.experiments.p2_kkt): init scale × balancedness, flows certified at kkt_radii
+    kkt_scales: list[float] = Field(default_factory=lambda: [1.0, 0.1, 0.01, 0.001])
+    kkt_kinds: list[str] = Field(default_factory=lambda: ["unbalanced", "balanced"])
+    kkt_radii: list[float] = Field(default_factory=lambda: [1e2, 1e3, 1e4, 1e5])
+    kkt_trials: int | None = None
+    kkt_max_steps: int | None = 400_000
+    kkt_tol: float = 1e-3
+    converge_slope: float = -0.5
+    plateau_slope: float = -0.2
+    restricted_tol: float = 1e-3
 
 
-P2_DIAG_QUICK = {"problem_seeds": [0], "trials": 6, "stop_radius": 1000.0}
+P2_DIAG_QUICK = {"problem_seeds": [0], "trials": 6, "stop_radius": 1000.0, "kkt_scales": [1.0, 0.01],
+                 "kkt_radii": [100.0, 1000.0], "kkt_max_steps": None}
 
 
 def _diag_refs(problem: AttentionProblem, alpha: np.ndarray) -> dict[str, np.ndarray]:
@@ -255,7 +267,7 @@ def diag_notes(a: dict[str, np.ndarray], reach_tol: float) -> list[str]:
 
 
 def run_p2_diag(cfg: P2DiagConfig | dict) -> dict:
-    """P2-diag (SPEC §6): does diagonal (k, q) flow reach the ℓ1 SVM, and what happens otherwise?
+    """P2-diag (docs/reproductions/p2-diag.md): does diagonal (k, q) flow reach the ℓ1 SVM, and what happens otherwise?
 
     For each problem ``unit_gaussian(n, T, d, seed)`` of ``problem_seeds`` (cross-attention, unit-norm
     Gaussian tokens, queries and head, random labels; with n(T−1) ≤ d every selection is separable):
@@ -326,7 +338,7 @@ def _diag_claims(cfg: P2DiagConfig, a: dict[str, np.ndarray]) -> list[Claim]:
     bl = a["kind"] == "balanced"
     claims.append(Claim(
         "balanced start k = s⊙|q|: sign lock sign(w_j) = s_j, and → ℓ1 SVM restricted to the orthant s⊙w ≥ 0",
-        "conservation of k_j² − q_j² (SPEC §4)",
+        "conservation of k_j² − q_j² (docs/concepts/dynamics.md)",
         f"sign locked in {a['sign_locked'][bl].mean():.0%} of runs; max conservation drift "
         f"{np.nanmax(a['max_drift'][a['kind'] != 'combined']):.1e}; 1 − corr with the orthant ℓ1 SVM "
         f"{spread(a['gap_restricted'][bl], '.2e')}",
@@ -362,10 +374,17 @@ class P2FullConfig(ExperimentConfig):
     generic_n: int = 4
     generic_d: int = 6
     local_path: bool = False
+    # ε-KKT study of the generic-data flows (attnsvm.experiments.p2_kkt), continued to kkt_radii
+    kkt_radii: list[float] = Field(default_factory=lambda: [1e3, 3e3, 1e4, 3e4, 1e5])
+    kkt_max_steps: int | None = 400_000
+    kkt_tol: float = 1e-3
+    converge_slope: float = -0.5
+    plateau_slope: float = -0.2
 
 
 # aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program
-P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 4, "stop_radius": 300.0, "generic_trials": 4}
+P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 4, "stop_radius": 300.0, "generic_trials": 4,
+                 "kkt_radii": [300.0, 600.0], "kkt_max_steps": None}
 
 
 def aligned_problem(n0: int, T: int, d: int, seed: int) -> AttentionProblem:
@@ -490,7 +509,8 @@ def full_family_rows(cfg: P2FullConfig, family: str, setup: dict | None = None) 
 
 
 def run_p2_full(cfg: P2FullConfig | dict) -> dict:
-    """P2-full (SPEC §6): (K, Q) flow → nuclear SVM and W flow → Frobenius SVM on the same aligned data,
+    """P2-full (docs/reproductions/p2-full.md): (K, Q) flow → nuclear SVM and W flow → Frobenius SVM on the same
+    aligned data,
     then (K, Q) from random unaligned initializations (an open question the tool measures).
 
     Data: :func:`aligned_problem` (docstring: the construction and why it is aligned). The gap between the
@@ -650,7 +670,7 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
     claims = _diag_claims(cfg, a)
     ctx.figure(diag_figure(a, cfg.reach_tol), "p2_diag")
     notes = [
-        f"P2 publishes no experiments: this design is the project's own (SPEC §6). Problems unit_gaussian(n={cfg.n}, "
+        f"P2 publishes no experiments: this design is the project's own. Problems unit_gaussian(n={cfg.n}, "
         f"T={cfg.T}, d={cfg.d}, seed) for seeds {seeds}; per seed {cfg.trials} unbalanced, {cfg.trials} balanced "
         f"and {cfg.trials} combined-W runs; exponential loss summed over samples; gradient flow (Tsit5, rtol "
         f"{cfg.rtol:g}, atol {cfg.atol:g}) to ‖w‖_F = {cfg.stop_radius:g}; init scale {cfg.init_scale:g}.",
@@ -659,7 +679,50 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
         "sign, extra = nonzero where w_ℓ1 is zero):",
         *diag_notes(a, cfg.reach_tol),
     ]
-    return Outcome(claims=claims, tables={"runs": _table(a)}, arrays=a, notes=notes)
+    runs_table = _table(a)
+    kc, kn, ka, kt = _diag_kkt_part(cfg, ctx)
+    claims += kc
+    notes += kn
+    a.update({f"kkt_{k}": v for k, v in ka.items()})
+    return Outcome(claims=claims, tables={"runs": runs_table, "kkt": kt}, arrays=a, notes=notes)
+
+
+def _kkt_table(ka: dict[str, np.ndarray], cls: np.ndarray, keys: tuple[str, ...]) -> pd.DataFrame:
+    """One row per run: its labels, the class, and every ε-KKT quantity at the last radius."""
+    cols = {k: ka[k] for k in keys}
+    cols["class"] = cls
+    for k in ("W_fro", "eps", "stationarity", "complementarity", "discarded", "rank", "eps_param", "excess",
+              "gap_corr", "is_opt"):
+        cols[k] = ka[k][:, -1]
+    return pd.DataFrame(cols)
+
+
+def _diag_kkt_part(cfg: P2DiagConfig, ctx: Context):
+    """The ε-KKT study of P2-diag (init scale × balancedness): one resumable chunk per (problem seed, scale,
+    kind) cell; its claims, notes, arrays and per-run table, and its figure."""
+    from ..plots.p2 import kkt_diag_figure
+    from .p2_kkt import classify, diag_kkt_claims, diag_study_cell
+
+    cells = [(ps, sc, kind) for ps in cfg.problem_seeds for sc in cfg.kkt_scales for kind in cfg.kkt_kinds]
+    kcfg = cfg.model_copy(update={"kkt_trials": cfg.kkt_trials or cfg.trials})
+
+    def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[None] for k, v in diag_study_cell(kcfg, *cells[int(idx[0])]).items()}
+
+    raw = ctx.trials("kkt", len(cells), 1, fn, description="p2-diag: ε-KKT by init scale and balancedness")
+    ka = {k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()}
+    claims, notes = diag_kkt_claims(kcfg, ka)
+    cls = classify(ka["eps"], ka["eps_param"], ka["W_fro"], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+    ctx.figure(kkt_diag_figure(ka, cls, list(cfg.kkt_scales), cfg.kkt_tol), "p2_diag_kkt")
+    notes.insert(0, f"ε-KKT study: flows continued to ‖w‖ = {', '.join(f'{r:g}' for r in cfg.kkt_radii)} "
+                    f"(max_steps {cfg.kkt_max_steps} per segment), certified at each radius; a run with convex ε "
+                    f"≤ {cfg.kkt_tol:g} at the last radius counts as reaching the ℓ1 SVM (attnsvm.experiments."
+                    "p2_kkt docstring: the classes and the slopes).")
+    table = _kkt_table(ka, cls, ("problem_seed", "scale", "kind", "trial"))
+    for k in ("restricted_gap", "support", "g_off", "exponent_error", "exponent_measured", "exponent_predicted",
+              "log10_escape"):
+        table[k] = ka[k]
+    return claims, notes, {**ka, "class": cls}, table
 
 
 def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
@@ -683,7 +746,7 @@ def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
         claims += path_claims
         a.update(path_arrays)
     notes = [
-        f"P2 publishes no experiments: this design is the project's own (SPEC §6). Aligned data: aligned_problem("
+        f"P2 publishes no experiments: this design is the project's own. Aligned data: aligned_problem("
         f"n0={cfg.n0}, T={cfg.T}, d={cfg.d}, seed={cfg.problem_seed}) — Hadamard sign-symmetrized sequences "
         f"(n = {setup['problem'].n}, d = {setup['problem'].d}), whose Frobenius and nuclear SVMs are diagonal; "
         f"aligned inits are diagonal K₀, Q₀ (W₀). Flows (exponential loss, sum; Tsit5 rtol {cfg.rtol:g}, "
@@ -695,7 +758,39 @@ def run_full(cfg: P2FullConfig, ctx: Context) -> Outcome:
         + ("included above (the two 'path' claims)." if cfg.local_path else
            "not part of this run: set local_path = true to add its two claims (≈20 s more)."),
     ]
-    return Outcome(claims=claims, tables={"runs": table}, arrays=a, notes=notes)
+    kc, kn, ka, kt = _full_kkt_part(cfg, ctx, setup)
+    claims += kc
+    notes += kn
+    a.update({f"kkt_{k}": v for k, v in ka.items()})
+    return Outcome(claims=claims, tables={"runs": table, "kkt": kt}, arrays=a, notes=notes)
+
+
+def _full_kkt_part(cfg: P2FullConfig, ctx: Context, setup: dict):
+    """The ε-KKT study of P2-full on generic data ((K, Q) and W flows continued to ``kkt_radii``): one
+    resumable chunk per family; claims, notes, arrays, per-run table and figure."""
+    from ..plots.p2 import kkt_full_figure
+    from .p2_kkt import FULL_KKT_FAMILIES, classify, full_kkt_claims, full_study_family
+
+    parts = []
+    for fam in FULL_KKT_FAMILIES:
+        n = len(setup["problems"][fam])
+        parts.append(ctx.trials(f"kkt-{fam}", n, n, lambda idx, f=fam: full_study_family(cfg, f, setup),
+                                description=f"p2-full: ε-KKT of {fam} to ‖W‖ = {cfg.kkt_radii[-1]:g}"))
+    ka = _merge(parts)
+    claims, notes = full_kkt_claims(cfg, ka)
+    cls = np.empty(ka["eps"].shape[0], dtype="<U20")
+    per = {}
+    for fam in FULL_KKT_FAMILIES:
+        m = ka["family"] == fam
+        per[fam] = classify(ka["eps"][m], ka["eps_param"][m] if fam.startswith("KQ") else ka["eps"][m],
+                            ka["W_fro"][m], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+        cls[m] = per[fam]
+    ctx.figure(kkt_full_figure(ka, per), "p2_full_kkt")
+    notes.insert(0, f"ε-KKT study on generic data: the KQ-generic and W-generic flows continued to ‖W‖_F = "
+                    f"{', '.join(f'{r:g}' for r in cfg.kkt_radii)} (max_steps {cfg.kkt_max_steps} per segment), "
+                    "certified at each radius against the nuclear ((K, Q)) / Frobenius (W) SVM at the reached "
+                    "selection; classes as in attnsvm.experiments.p2_kkt.")
+    return claims, notes, {**ka, "class": cls}, _kkt_table(ka, cls, ("family", "trial"))
 
 
 _CLAIM_FIELDS = ("claim", "paper", "measured", "verdict", "note")

@@ -20,6 +20,8 @@ import numpy as np
 
 from ..config import read_toml, to_toml
 from ..report import ExperimentReport, experiment_markdown
+from ..rundir import check_writable_dir
+from ..timing import TimeSplit
 from . import get
 from .base import Context, config_hash
 
@@ -76,22 +78,6 @@ def read_run_state(out: Path) -> dict | None:
     if stamp.is_file():
         return {"experiment": None, "config_hash": stamp.read_text().strip(), "status": "running"}
     return None
-
-
-def check_writable_dir(out: Path, what: str = "--out") -> None:
-    """Refuse (ValueError) an output path that is a file or a folder we cannot write, before any work."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{what} {out} is a file; give a folder (it is created if missing)")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ValueError(f"{what} {out}: {probe} is a file, not a folder")
-    import os
-
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {out}: {probe} is not writable; give a folder you can write to")
 
 
 def _clear(out: Path) -> None:
@@ -162,18 +148,22 @@ def run_experiment(exp_id: str, out: Path, config_file: Path | None = None, tria
     t0 = time.perf_counter()
     from .._jax import float64
 
+    split = TimeSplit()  # where the time goes: compile, run, solvers, figures, I/O, workers
     try:
-        with float64():  # the caller's JAX precision is left as it was
+        with split, float64():  # the caller's JAX precision is left as it was
             outcome = exp.run(cfg, ctx)
     except Exception as exc:
         _write_state(out, exp.id, h, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    seconds = time.perf_counter() - t0
+    t_io = time.perf_counter()
     for name, df in outcome.tables.items():
         df.to_parquet(out / f"{name}.parquet", index=False)
         df.to_csv(out / f"{name}.csv", index=False)
     if outcome.arrays:
         np.savez(out / "results.npz", **outcome.arrays)
+    time_split = split.seconds
+    time_split["io"] += time.perf_counter() - t_io
+    seconds = time.perf_counter() - t0
     notes = list(outcome.notes) + ([note] if note else [])
     if ctx.recomputed_chunks:
         notes.append(f"{len(ctx.recomputed_chunks)} stored trial chunk(s) failed verification and were "
@@ -182,7 +172,7 @@ def run_experiment(exp_id: str, out: Path, config_file: Path | None = None, tria
                            figures=list(dict.fromkeys(ctx.figures + outcome.figures)), notes=notes,
                            config=config_text, computed_chunks=len(ctx.computed_chunks),
                            loaded_chunks=len(ctx.loaded_chunks), recomputed_chunks=len(ctx.recomputed_chunks),
-                           trial_counts=dict(ctx.trial_counts))
+                           trial_counts=dict(ctx.trial_counts), time_split=time_split)
     (out / "report.md").write_text(experiment_markdown(rep))
     _write_state(out, exp.id, h, "done", seconds=round(seconds, 3))
     return rep

@@ -16,7 +16,20 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .common import BLUE, GREEN, PURPLE, REF_STYLE, VERMILLION, figure, floor_note, legend_below, proxy, styled
+from .common import (
+    BLUE,
+    GREEN,
+    GREY,
+    ORANGE,
+    PURPLE,
+    REF_STYLE,
+    VERMILLION,
+    figure,
+    floor_note,
+    legend_below,
+    proxy,
+    styled,
+)
 
 FLOOR = 1e-12  # 1 − corr below this (rounding) is drawn at the floor of the log axis
 DRIFT_FLOOR = 1e-16  # the same for the relative conservation drift (exactly 0 for a balanced start)
@@ -116,4 +129,82 @@ def full_figure(a: dict[str, np.ndarray]) -> Figure:
     return fig
 
 
-__all__ = ["diag_figure", "full_figure"]
+# ε-KKT studies: one colour per class of run (attnsvm.experiments.p2_kkt), in every panel
+CLASS_COLORS = {"kkt": BLUE, "converging": GREEN, "slow": GREY, "settled": VERMILLION,
+                "settled-param-kkt": ORANGE, "failed": PURPLE}
+CLASS_LABELS = {"kkt": r"$\varepsilon\leq$ tol", "converging": "converging", "slow": "slow", "settled": "settled",
+                "settled-param-kkt": "settled, parameter-space KKT", "failed": "failed"}
+
+
+def _by_class(ax, x: np.ndarray, y: np.ndarray, cls: np.ndarray) -> list:
+    """One curve per run (markers at the radii), coloured by its class; returns the classes drawn."""
+    drawn = []
+    for c, color in CLASS_COLORS.items():
+        m = cls == c
+        if m.any():
+            for j in np.flatnonzero(m):
+                ax.plot(x[j], np.maximum(y[j], FLOOR), "-o", color=color, lw=0.7, ms=1.8, alpha=0.75)
+            drawn.append(c)
+    return drawn
+
+
+def _class_legend(fig: Figure, drawn: list, counts: dict, extra: tuple = ((), ())) -> None:
+    handles = [proxy(CLASS_COLORS[c], "-", marker="o") for c in drawn] + list(extra[0])
+    labels = [f"{CLASS_LABELS[c]} ({counts[c]})" for c in drawn] + list(extra[1])
+    legend_below(fig, handles, labels, ncol=min(4, len(handles)))
+
+
+@styled
+def kkt_diag_figure(a: dict[str, np.ndarray], cls: np.ndarray, scales: list[float], tol: float) -> Figure:
+    """P2-diag ε-KKT study: (a) fraction of runs with convex ε ≤ tol at the last radius by init scale (unbalanced
+    / balanced starts); (b) the ℓ1 problem's ε and (c) the parameter-space ε against ‖w‖, one curve per run,
+    coloured by its class."""
+    fig, axes = figure(3, 1, height=2.2)
+    ax = axes[0, 0]
+    for kind, color, mk in (("unbalanced", GREEN, "o"), ("balanced", PURPLE, "s")):
+        fr = [np.mean(cls[(a["kind"] == kind) & np.isclose(a["scale"], sc)] == "kkt")
+              if np.any((a["kind"] == kind) & np.isclose(a["scale"], sc)) else np.nan for sc in scales]
+        ax.plot(scales, fr, "-", marker=mk, color=color, ms=3)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("init scale")
+    ax.set_ylabel(rf"fraction with $\varepsilon_{{\ell_1}}\leq${tol:g}")
+    ax.set_title(r"(a) reach the $\ell_1$ SVM")
+    wl = r"$\|w\|$"
+    drawn = _by_class(axes[0, 1], a["W_fro"], a["eps"], cls)
+    axes[0, 1].axhline(tol, color="0.4", ls=":", lw=0.8)
+    _loglog(axes[0, 1], wl, r"$\varepsilon$ of the $\ell_1$ Att-SVM", r"(b) convex $\varepsilon$-KKT")
+    _by_class(axes[0, 2], a["W_fro"], a["eps_param"], cls)
+    _loglog(axes[0, 2], wl, r"$\varepsilon$ in $(k, q)$", r"(c) parameter-space $\varepsilon$-KKT")
+    counts = {c: int(np.sum(cls == c)) for c in drawn}
+    _class_legend(fig, drawn, counts, ((proxy(GREEN, "-", marker="o"), proxy(PURPLE, "-", marker="s"),
+                                        proxy("0.4", ":", lw=0.8)),
+                                       ("(a) unbalanced", "(a) balanced", f"tolerance {tol:g}")))
+    return fig
+
+
+@styled
+def kkt_full_figure(a: dict[str, np.ndarray], cls: dict[str, np.ndarray]) -> Figure:
+    """P2-full ε-KKT study on generic data, against ‖W‖_F: (a) ε of the nuclear SVM for the (K, Q) runs
+    (coloured by class) and of the Frobenius SVM for the W runs (grey, dashed); (b) the (K, Q) parameter-space
+    ε; (c) the exact value excess ‖W̃‖/‖W*_α‖ − 1."""
+    fig, axes = figure(3, 1, height=2.2)
+    kq, w = a["family"] == "KQ-generic", a["family"] == "W-generic"
+    drawn: list = []
+    if kq.any():
+        drawn = _by_class(axes[0, 0], a["W_fro"][kq], a["eps"][kq], cls["KQ-generic"])
+        _by_class(axes[0, 1], a["W_fro"][kq], a["eps_param"][kq], cls["KQ-generic"])
+        _by_class(axes[0, 2], a["W_fro"][kq], a["excess"][kq], cls["KQ-generic"])
+    if w.any():
+        for ax, key in ((axes[0, 0], "eps"), (axes[0, 2], "excess")):
+            _curves(ax, a["W_fro"][w], a[key][w], GREY, None, style="--", lw=0.6, alpha=0.6)
+    wl = r"$\|W\|_F$"
+    _loglog(axes[0, 0], wl, r"$\varepsilon$ (convex)", r"(a) $\varepsilon$-KKT, nuclear / Frobenius")
+    _loglog(axes[0, 1], wl, r"$\varepsilon$ in $(K, Q)$", r"(b) parameter-space $\varepsilon$-KKT")
+    _loglog(axes[0, 2], wl, r"$\|\tilde W\|/\|W^\ast_\alpha\| - 1$", "(c) value excess (exact)")
+    counts = {c: int(np.sum(cls["KQ-generic"] == c)) for c in drawn} if kq.any() else {}
+    _class_legend(fig, drawn, counts, ((proxy(GREY, "--"),), (r"$W$ runs vs the Frobenius SVM",)))
+    return fig
+
+
+__all__ = ["diag_figure", "full_figure", "kkt_diag_figure", "kkt_full_figure"]

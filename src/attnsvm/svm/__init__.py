@@ -72,11 +72,18 @@ from __future__ import annotations
 from . import _l2, _fro, _nuclear, _l1, _lp  # noqa: F401  (each registers its norm)  # isort: skip
 from ._batch import SVMBatch, solve_fro_stacked, solve_svm_batch
 from ._certificate import certificate_rows, dual_norm_value, norm_value
-from ._constraints import Constraints, build_constraints, check_margins, check_selection
+from ._constraints import Constraints, build_constraints, check_margins, check_selection, pow2_scale
 from ._graph import GRAPH_NORMS, GraphConstraints, GraphSVMResult, graph_certificate, graph_constraints, solve_graph_svm
 from ._kkt import DEFAULT_NORM as KKT_DEFAULT_NORM
 from ._kkt import RANK_TOL as KKT_RANK_TOL
-from ._kkt import KKTCertificate, kkt_certificate, kkt_norm_variable, kkt_path, kkt_table, parameter_kkt_certificate
+from ._kkt import (
+    KKTCertificate,
+    kkt_certificate,
+    kkt_norm_variable,
+    kkt_path,
+    kkt_table,
+    parameter_kkt_certificate,
+)
 from ._lp import lp_norm, lp_norm_name, margin_ratio, solve_v_svm_lp
 from ._measures import correlation, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
@@ -90,7 +97,7 @@ from ._registry import (
     register_norm,
 )
 from ._results import Certificate, SVMResult
-from ._solve import SUPPORT_TOL, check_tol, solve_svm
+from ._solve import SUPPORT_TOL, check_tol, constraints_feasible, rows_feasible, solve_svm
 from ._status import INACCURATE, INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, SOLVER_ERROR, STATUSES
 from ._vsvm import VSVMResult, relaxed_margins_from_v, solve_v_svm
 
@@ -106,9 +113,9 @@ __all__ = [
     "RawSolution", "SVMBatch", "SVMResult",
     "VSVMResult",
     "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
-    "check_selection", "check_tol", "correlation", "dual_norm_value", "get_norm", "graph_certificate",
-    "graph_constraints", "logits", "lp_norm", "lp_norm_name",
-    "margin_ratio", "multitoken_svm", "norm_value", "register_family", "register_norm", "relaxed_margins_from_v",
+    "check_selection", "check_tol", "constraints_feasible", "correlation", "dual_norm_value", "get_norm",
+    "graph_certificate", "graph_constraints", "logits", "lp_norm", "lp_norm_name", "margin_ratio", "multitoken_svm",
+    "norm_value", "pow2_scale", "register_family", "register_norm", "relaxed_margins_from_v", "rows_feasible",
     "solve_fro_stacked", "solve_graph_svm", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",
 ]
 # ε-KKT certificates (own list, so that additions elsewhere do not conflict)

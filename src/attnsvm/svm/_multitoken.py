@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..problem import AttentionProblem
-from ._ldp import least_distance
+from ._constraints import pow2_scale
+from ._ldp import farkas_lp, least_distance
 from ._measures import correlation
-from ._status import OPTIMAL
+from ._status import INFEASIBLE, OPTIMAL, SOLVER_ERROR
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,18 @@ def multitoken_svm(problem: AttentionProblem, weights: np.ndarray, W: np.ndarray
     else:
         N = np.eye(d * d)
     if Ain.shape[0]:
-        r = least_distance(Ain @ N, np.ones(Ain.shape[0]))
+        An = Ain @ N
+        sigma = pow2_scale(An)  # unit scale, undone exactly: W_dir = N θ'/σ
+        An = An / sigma
+        r = least_distance(An, np.ones(An.shape[0]))
         status = r.status
-        w_dir = N @ r.theta if r.status == OPTIMAL else np.full(d * d, np.nan)
+        if status == INFEASIBLE and farkas_lp(An, np.ones(An.shape[0])) is None:
+            # no verified Farkas certificate: feasible with a huge solution, or the solver failed
+            status = OPTIMAL if r.den > 0 else SOLVER_ERROR
+            theta = An.T @ (r.u / r.den) if r.den > 0 else None
+        else:
+            theta = r.theta
+        w_dir = N @ theta / sigma if status == OPTIMAL else np.full(d * d, np.nan)
     else:
         status, w_dir = OPTIMAL, np.zeros(d * d)
     W_fin, W_dir = w_fin.reshape(d, d), w_dir.reshape(d, d)

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..problem import AttentionProblem
 from ._certificate import certificate_rows
-from ._constraints import Constraints, build_constraints
-from ._ldp import farkas_lp, zero_row_farkas
+from ._constraints import Constraints, build_constraints, pow2_scale
+from ._ldp import farkas_lp, is_farkas, least_distance, zero_row_farkas
 from ._registry import RawSolution, get_norm
 from ._results import NO_CERTIFICATE, Certificate, SVMResult
 from ._status import INACCURATE, INFEASIBLE, OPTIMAL, SOLVER_ERROR
@@ -114,6 +114,45 @@ def _solution_result(cons: Constraints, raw: RawSolution, tol: float, sigma: flo
                      active=active, duals=cons.scatter(lam / sigma / sigma, 0.0), certificate=cert.rescaled(sigma),
                      selection=cons.selection, margins=cons.margins, margin=cons.scatter(s),
                      constrained=cons.valid, solver=raw.solver, message=message, support_tokens=support)
+
+
+def constraints_feasible(cons: Constraints) -> bool | None:
+    """Whether ⟨A_k, θ⟩ ≥ c_k has a solution (the answer is the same for every norm): True (the exact
+    least-distance solver found one), False (verified Farkas certificate), None (undecided)."""
+    return rows_feasible(cons.rows, cons.rhs)
+
+
+def rows_feasible(A: np.ndarray, c: np.ndarray) -> bool | None:
+    """Whether Aθ ≥ c has a solution, decided at unit scale: True, False (verified Farkas certificate) or
+    None (undecided)."""
+    A = A / pow2_scale(A)
+    if A.shape[0] and zero_row_farkas(A, c) is not None:
+        return False
+    r = least_distance(A, c)
+    if r.status != INFEASIBLE:
+        return True
+    if _polished_farkas(A, c, r.u) or farkas_lp(A, c) is not None:
+        return False
+    return True if r.den > 0 else None
+
+
+def _polished_farkas(A: np.ndarray, c: np.ndarray, u: np.ndarray | None) -> bool:
+    """Try the NNLS iterate's support S as a Farkas certificate: the null vector of A_Sᵀ (smallest singular
+    vector), if of one sign, normalized to cᵀλ = 1 and verified (cheap; the LP is the fallback)."""
+    if u is None:
+        return False
+    S = np.flatnonzero(u > 1e-12 * max(float(u.max(initial=0.0)), 1e-300))
+    if S.size == 0 or S.size > A.shape[1] + 1:
+        return False
+    _, sv, Vt = np.linalg.svd(A[S].T, full_matrices=True)
+    v = Vt[-1]
+    if np.all(v <= 0):
+        v = -v
+    if np.any(v < 0) or not float(c[S] @ v) > 0:
+        return False
+    lam = np.zeros(A.shape[0])
+    lam[S] = v / float(c[S] @ v)
+    return is_farkas(A, c, lam)
 
 
 def check_tol(tol: float) -> float:

@@ -96,8 +96,8 @@ class Radius(Stop):
         from ..models import attention_weights
 
         W = attention_weights(model, params)
-        # relative (‖W‖/R − 1), so the root finder's absolute tolerance is reachable at any R: ‖W‖ − R itself
-        # cannot get below ~R·1e−16 in rounding, and at R = 1e4 the event location failed on that
+        # relative, so that the event's bisection (atol 1e−12) can locate it at any radius: ‖W‖ − R cannot get
+        # below ~R·1e−16 in rounding, and at R ≈ 1e5 the location failed ("root not contained")
         return jnp.sqrt(jnp.sum(W**2)) / level - 1.0
 
 

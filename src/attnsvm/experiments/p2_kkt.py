@@ -1,0 +1,458 @@
+"""P2's open cases decided with approximate-KKT certificates (issue: P2's proof quantity made measurable).
+
+P2 proves its convergence results by showing that the normalized weights are ε-approximate KKT points of
+the Att-SVM with ε → 0. Here that ε is measured (:func:`attnsvm.svm.kkt_certificate`) along gradient
+flows at a grid of radii ‖W‖_F = R₁ < R₂ < … (each flow is continued from its state at the previous radius:
+the flow is autonomous, so the segments are one trajectory), for the convex problem (ℓ1 of the diagonal,
+nuclear norm) and for the parameters themselves (:func:`attnsvm.svm.parameter_kkt_certificate`: the
+problem min ½‖φ‖² s.t. margins ≥ 1 in φ = (k, q) or (K, Q), whose KKT points gradient flow on an
+exponential loss is known to approach for homogeneous models). Each run is then classified by how its
+convex ε behaves over the last decade of radius:
+
+* **KKT**: ε ≤ ``kkt_tol`` at the last radius;
+* **converging**: ε falls at least like R^``converge_slope`` (slope of log ε against log R over the last
+  two radii) but is still above ``kkt_tol``;
+* **settled**: the slope is above ``plateau_slope`` (ε has stopped falling) and ε > ``kkt_tol``; a settled
+  run whose *parameter-space* ε keeps falling (slope ≤ ``plateau_slope``) or is already ≤ ``kkt_tol`` is
+  a **parameter-space KKT point that is not a convex KKT point**.
+
+Alongside ε the exact relative value excess is reported, ‖θ̃‖/‖θ*_α‖ − 1 with θ̃ the margin-normalized
+direction and θ*_α the certified SVM solution at the run's selection α (a number that no threshold or
+multiplier choice enters), and 1 − corr with that solution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..models import Model
+from ..problem import AttentionProblem, unit_gaussian
+from ..svm import correlation, kkt_certificate, parameter_kkt_certificate, solve_svm
+
+P2_MODEL = dict(loss="exponential", reduction="sum")
+
+#: per-(run, radius) quantities of the studies
+KKT_FIELDS = ("W_fro", "eps", "stationarity", "complementarity", "discarded", "rank", "eps_param", "excess",
+              "gap_corr", "is_opt", "reached_radius", "g_off")
+
+
+def advance(problems: AttentionProblem | list[AttentionProblem], model: Model, params: dict[str, np.ndarray],
+            radius: float, rtol: float, atol: float, max_steps: int | None = None, n_records: int = 2
+            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Continue the gradient flow of every trial from ``params`` until ‖W‖_F = ``radius``.
+
+    max_steps: the solver's step budget (None: the engine's default); n_records: states recorded (only the
+    last is used; give the experiment's own number so that its flows and these share one compiled program).
+    Returns (params at the stop, ‖W‖_F at the stop (B,), stop reason (B,))."""
+    many = isinstance(problems, list) and len(problems) > 1
+    B = next(iter(params.values())).shape[0]
+    target = problems if many else (problems[0] if isinstance(problems, list) else problems)
+    steps = {} if max_steps is None else {"max_steps": max_steps}
+    try:  # the train() entry point (issue 8), when present
+        from ..training import Flow, Init, Radius, Save, train
+    except ImportError:
+        from ..flow import gradient_flow
+
+        res = gradient_flow(target, model, trials=None if many else B, init=params, stop_saturation=None,
+                            stop_radius=radius, rtol=rtol, atol=atol, n_records=n_records, error_estimate=False,
+                            keep_path=True, **steps)
+        return ({k: np.asarray(v) for k, v in res.params.items()}, np.asarray(res.metrics["W_fro"][:, -1]),
+                np.asarray(res.info["stop_reason"]).astype(str))
+    run = train(target, model, Flow(rtol=rtol, atol=atol, error_estimate=False, **steps),
+                trials=None if many else B, init=Init(given=params), save=Save(records=n_records, path=True),
+                stop=Radius(radius))
+    return ({k: np.asarray(v) for k, v in run.params.items()}, np.asarray(run.metrics["W_fro"][:, -1]),
+            np.asarray(run.stop_reason).astype(str))
+
+
+def _factored_g_off(problem: AttentionProblem, W: np.ndarray, pc, rank: int) -> float:
+    """‖P_U⊥ G P_V⊥‖₂ for G = Σ λ_k A_k with the parameter-space multipliers (K = G Q, Q = Gᵀ K at a KKT point, so
+    G has singular values 1 on the span of W) and U, V the top-``rank`` singular spaces of W. A parameter-space
+    KKT point is a KKT point of the nuclear-norm problem iff this is ≤ 1 (then G ∈ ∂‖W‖_*)."""
+    from ..svm import build_constraints
+
+    cons = build_constraints(problem, pc.selection, "fro")
+    d = problem.d
+    G = (pc.multipliers[cons.valid] @ cons.rows).reshape(d, d)
+    U, _, Vt = np.linalg.svd(W)
+    Uo, Vo = U[:, rank:], Vt[rank:].T
+    return float(np.linalg.norm(Uo.T @ G @ Vo, 2)) if Uo.shape[1] else 0.0
+
+
+def certify(problem: AttentionProblem, W: np.ndarray, norm: str, params: dict[str, np.ndarray] | None
+            ) -> dict[str, float]:
+    """ε-KKT numbers of one direction at its reached selection (convex ``norm`` and, if given, the
+    parameters), the exact value excess and 1 − corr against the certified SVM solution there."""
+    theta = np.diag(W) if norm == "l1" else W
+    c = kkt_certificate(problem, theta, norm)
+    out = {"eps": c.epsilon, "stationarity": c.stationarity, "complementarity": c.complementarity,
+           "discarded": c.discarded, "rank": float(c.rank), "eps_param": np.nan, "excess": np.nan,
+           "gap_corr": np.nan, "is_opt": float(np.all(c.selection == problem.optimal_tokens().opt))}
+    if params is not None:
+        pc = parameter_kkt_certificate(problem, params, c.selection)
+        out["eps_param"] = pc.epsilon
+        if "K" in params and pc.status == "separating" and c.rank >= 1:
+            out["g_off"] = _factored_g_off(problem, W, pc, c.rank)
+    if c.status != "separating":
+        return out
+    svm = solve_svm(problem, c.selection, norm)
+    if svm.feasible and svm.value > 0:
+        out["excess"] = (1.0 / c.margin) / svm.value - 1.0
+        sol = np.diag(svm.solution) if norm == "l1" else svm.solution
+        out["gap_corr"] = 1.0 - correlation(theta, sol)
+    return out
+
+
+def study_runs(problems: list[AttentionProblem], model: Model, init: dict[str, np.ndarray], norm: str,
+               radii: list[float], rtol: float, atol: float, max_steps: int | None = None, n_records: int = 2
+               ) -> dict[str, np.ndarray]:
+    """Flows of B trials (one problem each, or one shared) certified at every radius: (B, len(radii)) arrays
+    of :data:`KKT_FIELDS`, plus ``stop_reason`` (B, len(radii))."""
+    B = next(iter(init.values())).shape[0]
+    R = len(radii)
+    out = {k: np.full((B, R), np.nan) for k in KKT_FIELDS}
+    out["stop_reason"] = np.empty((B, R), dtype="<U16")
+    out["theta"] = None
+    for k, v in init.items():
+        out[f"param_{k}"] = np.full((B, R, *np.shape(v)[1:]), np.nan)
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in init.items()}
+    space = {"factored": ("K", "Q"), "diagonal": ("k", "q")}.get(model.parameterization)
+    for r, radius in enumerate(radii):
+        params, wf, why = advance(problems, model, params, radius, rtol, atol, max_steps, n_records)
+        out["W_fro"][:, r] = wf
+        out["stop_reason"][:, r] = why
+        out["reached_radius"][:, r] = np.isclose(wf, radius, rtol=1e-6)
+        for k, v in params.items():
+            out[f"param_{k}"][:, r] = v
+        for b in range(B):
+            pb = problems[b] if len(problems) > 1 else problems[0]
+            if space == ("K", "Q"):
+                W = params["K"][b] @ params["Q"][b].T
+            elif space == ("k", "q"):
+                W = np.diag(params["k"][b] * params["q"][b])
+            else:
+                W = params["W"][b]
+            theta = np.diag(W) if norm == "l1" else W
+            if out["theta"] is None:
+                out["theta"] = np.full((B, R, *theta.shape), np.nan)
+            out["theta"][b, r] = theta
+            if not np.all(np.isfinite(W)):
+                continue  # diverged: left NaN, counted apart by the caller
+            row = certify(pb, W, norm, {k: params[k][b] for k in space} if space else None)
+            for k, v in row.items():
+                out[k][b, r] = v
+    return out
+
+
+def slopes(values: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """d log ε / d log R over the last two radii (per row); NaN where ε is not positive and finite."""
+    v = np.asarray(values, dtype=float)
+    r = np.asarray(radii, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.log(v[..., -1] / v[..., -2]) / np.log(r[..., -1] / r[..., -2])
+    return np.where(np.isfinite(s), s, np.nan)
+
+
+def classify(eps: np.ndarray, eps_param: np.ndarray, W_fro: np.ndarray, kkt_tol: float, converge_slope: float,
+             plateau_slope: float) -> np.ndarray:
+    """Per run: "kkt", "converging", "settled-param-kkt", "settled", "slow" (between the two slopes) or
+    "failed" (no finite certificate at the last radius); see the module docstring."""
+    s = slopes(eps, W_fro)
+    sp = slopes(eps_param, W_fro)
+    last = eps[..., -1]
+    out = np.full(last.shape, "slow", dtype="<U20")
+    out[s <= converge_slope] = "converging"
+    settled = s > plateau_slope
+    param_kkt = (sp <= plateau_slope) | (eps_param[..., -1] <= kkt_tol)
+    out[settled] = "settled"
+    out[settled & param_kkt] = "settled-param-kkt"
+    out[last <= kkt_tol] = "kkt"
+    out[~np.isfinite(last)] = "failed"
+    return out
+
+
+# ---- P2-diag: init scale × balancedness -----------------------------------------------------------------------
+
+
+def restricted_escape(problem: AttentionProblem, prev: dict[str, np.ndarray], last: dict[str, np.ndarray],
+                      r_prev: float, r_last: float) -> dict[str, float]:
+    """Why a (k, q) run settles, and whether it will leave: the ℓ1 SVM restricted to the run's support and
+    signs, and the linearized flow around it (a prediction the next radius can refute).
+
+    The restricted LP min Σ_{j∈S} s_j w_j s.t. A w ≥ 1, s_j w_j ≥ 0, w = 0 off S (S: the r largest |w_j|, r
+    chosen to fit the run best) has multipliers y ≥ 0 with g = Aᵀy and g_j = s_j on S. Its solution is a KKT
+    point of the parameter-space problem (k_j = g_j q_j, q_j = g_j k_j; k = q = 0 off S), and a KKT point of
+    the convex ℓ1 problem iff |g_j| ≤ 1 off S. Near it the flow is dk/dt = c g⊙q, dq/dt = c g⊙k with one
+    scalar c(t), and the support entries grow like ‖w‖, so a_j = |k_j + sign(g_j) q_j| grows like
+    ‖w‖^{|g_j|/2} for every off-support j (its partner k_j − sign(g_j) q_j = (k_j² − q_j²)/(k_j + sign(g_j) q_j)
+    decays), and w_j ≈ a_j²/4 once a_j² exceeds |k_j² − q_j²|. Hence an entry with |g_j| > 1 eventually
+    grows faster than ‖w‖ and the run leaves the restricted point, after ‖w‖ grows by the factor F with
+    F^{|g_j| − 1} = 4 w_min / a_j² (w_min: the smallest support entry).
+
+    Returns 1 − corr(w, restricted solution), the support size, the largest off-support |g_j|, the worst
+    disagreement between the measured exponent d log a_j / d log ‖w‖ (between the last two radii) and
+    |g_j|/2 over the off-support j, the measured and predicted exponent of the entry with the largest |g_j|,
+    and log10 F for it (NaN if |g_j| ≤ 1: the point is convex-KKT and never left).
+    """
+    from scipy.optimize import linprog
+
+    from ..svm import build_constraints
+
+    k0, q0, k, q = prev["k"], prev["q"], last["k"], last["q"]
+    w = k * q
+    nan = float("nan")
+    empty = {"restricted_gap": nan, "support": nan, "g_off": nan, "exponent_error": nan, "exponent_measured": nan,
+             "exponent_predicted": nan, "log10_escape": nan}
+    logit = np.einsum("itd,d,id->it", problem.X, w, problem.queries)
+    sel = np.argmax(np.where(problem.mask, logit, -np.inf), axis=1)
+    A = build_constraints(problem, sel, "l1").rows
+    order = np.argsort(-np.abs(w), kind="stable")
+    best = None
+    for r in range(1, w.size + 1):
+        S = np.sort(order[:r])
+        sgn = np.sign(w[S])
+        res = linprog(np.ones(S.size), A_ub=-(A[:, S] * sgn), b_ub=-np.ones(A.shape[0]), bounds=(0, None),
+                      method="highs")
+        if res.status != 0:
+            continue
+        wr = np.zeros_like(w)
+        wr[S] = sgn * res.x
+        gap = 1 - correlation(w, wr)
+        if best is None or gap < best[0] - 1e-12:
+            best = (gap, S, np.maximum(-np.asarray(res.ineqlin.marginals), 0.0), wr)
+    if best is None:
+        return empty
+    gap, S, y, wr = best
+    g = A.T @ y
+    off = np.setdiff1d(np.arange(w.size), S)
+    out = {**empty, "restricted_gap": float(gap), "support": float(S.size)}
+    if off.size == 0:
+        return out
+    s = np.sign(g[off])
+    a_prev, a_last = np.abs(k0[off] + s * q0[off]), np.abs(k[off] + s * q[off])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        measured = np.log(a_last / a_prev) / np.log(r_last / r_prev)
+    predicted = np.abs(g[off]) / 2.0
+    j = int(np.argmax(np.abs(g[off])))
+    out.update(g_off=float(np.abs(g[off[j]])), exponent_error=float(np.nanmax(np.abs(measured - predicted))),
+               exponent_measured=float(measured[j]), exponent_predicted=float(predicted[j]))
+    if np.abs(g[off[j]]) > 1:
+        w_min = float(np.abs(w[S]).min())
+        # a_j = 0 exactly (a balanced start with the opposite sign): the growing mode is absent, never left
+        out["log10_escape"] = float(np.log10(4 * w_min / a_last[j] ** 2) / (np.abs(g[off[j]]) - 1.0)) \
+            if a_last[j] > 0 else float("inf")
+    return out
+
+
+def parameter_not_convex(a: dict[str, np.ndarray], restricted_tol: float) -> np.ndarray:
+    """Runs at a parameter-space KKT point that is not a convex KKT point: within ``restricted_tol`` (1 − corr)
+    of the ℓ1 SVM restricted to their support and signs, whose multipliers have an off-support |g_j| > 1."""
+    return (a["restricted_gap"] <= restricted_tol) & (a["g_off"] > 1.0)
+
+
+def diag_inits(B: int, d: int, seed: int, problem_seed: int, scale: float, kind: str) -> dict[str, np.ndarray]:
+    """(k₀, q₀) of B trials: scale·(z_k, z_q) with z ~ N(0, I) drawn from (seed, problem_seed) — the same z at
+    every scale, so scales differ only in scale — and, for ``kind = "balanced"``, k₀ = s ⊙ |q₀| with random
+    signs s from the same stream (k² − q² = 0 is conserved, so sign(w_j) = s_j for ever)."""
+    rng = np.random.default_rng([seed, problem_seed, 15])
+    zk, zq = rng.standard_normal((B, d)), rng.standard_normal((B, d))
+    s = rng.choice([-1.0, 1.0], size=(B, d))
+    if kind == "unbalanced":
+        return {"k": scale * zk, "q": scale * zq}
+    if kind == "balanced":
+        return {"k": s * scale * np.abs(zq), "q": scale * np.abs(zq)}
+    raise ValueError(f"kind: 'unbalanced' or 'balanced', got {kind!r}")
+
+
+def diag_study_cell(cfg, problem_seed: int, scale: float, kind: str) -> dict[str, np.ndarray]:
+    """One (problem seed, init scale, kind) cell of the P2-diag ε-KKT study: ``cfg.kkt_trials`` flows of the
+    diagonal (k, q) model on ``unit_gaussian(n, T, d, problem_seed)``, certified at ``cfg.kkt_radii``."""
+    prob = unit_gaussian(cfg.n, cfg.T, cfg.d, seed=problem_seed)
+    init = diag_inits(cfg.kkt_trials, cfg.d, cfg.seed, problem_seed, scale, kind)
+    out = study_runs([prob], Model("diagonal", **P2_MODEL), init, "l1", list(cfg.kkt_radii), cfg.rtol, cfg.atol,
+                     cfg.kkt_max_steps, cfg.n_records)
+    B = cfg.kkt_trials
+    esc = {k: np.full(B, np.nan) for k in ("restricted_gap", "support", "g_off", "exponent_error",
+                                           "exponent_measured", "exponent_predicted", "log10_escape")}
+    if len(cfg.kkt_radii) >= 2:
+        for b in range(B):
+            prev = {k: out[f"param_{k}"][b, -2] for k in ("k", "q")}
+            last = {k: out[f"param_{k}"][b, -1] for k in ("k", "q")}
+            if all(np.all(np.isfinite(v)) for v in (*prev.values(), *last.values())):
+                row = restricted_escape(prob, prev, last, out["W_fro"][b, -2], out["W_fro"][b, -1])
+                for k, v in row.items():
+                    esc[k][b] = v
+    out.update(esc)
+    out["problem_seed"] = np.full(B, problem_seed)
+    out["scale"] = np.full(B, scale)
+    out["kind"] = np.full(B, kind, dtype="<U12")
+    out["trial"] = np.arange(B)
+    return out
+
+
+# ---- P2-full: generic data, (K, Q) and W flows to large radii ---------------------------------------------------
+
+
+FULL_KKT_FAMILIES = {"KQ-generic": "nuclear", "W-generic": "fro"}
+
+
+def full_study_family(cfg, family: str, setup: dict) -> dict[str, np.ndarray]:
+    """The generic-data flows of P2-full (one unit-Gaussian problem per trial, the inits of ``full_setup``)
+    continued to ``cfg.kkt_radii`` and certified there against the nuclear (K, Q) or Frobenius (W) SVM."""
+    norm = FULL_KKT_FAMILIES[family]
+    probs = setup["problems"][family]
+    out = study_runs(list(probs), setup["models"][family], setup["inits"][family], norm, list(cfg.kkt_radii),
+                     cfg.rtol, cfg.atol, cfg.kkt_max_steps, cfg.n_records)
+    out = {k: v for k, v in out.items() if not k.startswith("param_")}  # the families have different blocks
+    out["family"] = np.full(len(probs), family, dtype="<U12")
+    out["trial"] = np.arange(len(probs))
+    return out
+
+
+# ---- claims -----------------------------------------------------------------------------------------------------
+
+
+def _med(x: np.ndarray, fmt: str = ".2e") -> str:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return "n/a" if x.size == 0 else f"{np.median(x):{fmt}} [{np.min(x):{fmt}}, {np.max(x):{fmt}}]"
+
+
+def diag_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
+    """Claims and notes of the P2-diag ε-KKT study (rows = runs, (run, radius) arrays)."""
+    from .base import Claim
+
+    radii = np.asarray(cfg.kkt_radii, dtype=float)
+    cls = classify(a["eps"], a["eps_param"], a["W_fro"], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+    claims, notes = [], []
+    rows = []
+    pnc = parameter_not_convex(a, cfg.restricted_tol)
+    for kind in ("unbalanced", "balanced"):
+        for scale in cfg.kkt_scales:
+            m = (a["kind"] == kind) & np.isclose(a["scale"], scale)
+            if not m.any():
+                continue
+            reach = np.sum(cls[m] == "kkt")
+            corr_reach = np.sum(a["gap_corr"][m, -1] <= cfg.reach_tol)
+            rows.append(f"{kind} {scale:g}: {reach}/{m.sum()} ε ≤ {cfg.kkt_tol:g} ({corr_reach} by 1 − corr ≤ "
+                        f"{cfg.reach_tol:g}); settled {np.sum(np.char.startswith(cls[m], 'settled'))}; at a "
+                        f"parameter-space KKT point that is not convex KKT {np.sum(pnc[m])}")
+    claims.append(Claim(
+        "diagonal (k, q) flow: fraction reaching the ℓ1 SVM by init scale and balancedness",
+        "P2: → ℓ1 SVM under conditions on the initialization",
+        "; ".join(rows), "new",
+        f"ε = max(stationarity, complementarity, primal, 2·discarded) of the ℓ1 Att-SVM at the reached selection, "
+        f"at ‖w‖ = {radii[-1]:g}; problems unit_gaussian(n={cfg.n}, T={cfg.T}, d={cfg.d}) seeds "
+        f"{list(cfg.problem_seeds)}, {cfg.kkt_trials or cfg.trials} runs per cell, the same N(0, I) draws at "
+        "every scale"))
+    settled = np.char.startswith(cls, "settled")
+    pk = pnc
+    conv = (cls == "kkt") | (cls == "converging")
+    claims.append(Claim(
+        "why runs miss the ℓ1 SVM: converging slowly (horizon) or settled",
+        "(P2: not covered by the theorem)",
+        f"converging or KKT {int(conv.sum())}, settled {int(settled.sum())} (at a parameter-space KKT point that "
+        f"is not convex KKT, all classes: {int(pk.sum())}), slow {int(np.sum(cls == 'slow'))}, failed "
+        f"{int(np.sum(cls == 'failed'))} of {cls.size}; "
+        f"settled runs: convex ε {_med(a['eps'][settled, -1])} with slope "
+        f"{_med(slopes(a['eps'][settled], a['W_fro'][settled]), '.2f')}, "
+        f"parameter ε {_med(a['eps_param'][settled, -1])} with slope "
+        f"{_med(slopes(a['eps_param'][settled], a['W_fro'][settled]), '.2f')}; ℓ1 value excess "
+        f"{_med(a['excess'][settled, -1])}", "new",
+        f"slopes d log ε / d log ‖w‖ between ‖w‖ = {radii[-2]:g} and {radii[-1]:g}; converging: slope ≤ "
+        f"{cfg.converge_slope:g}, settled: slope > {cfg.plateau_slope:g}; parameter-space KKT but not convex: within "
+        f"{cfg.restricted_tol:g} of the restricted ℓ1 SVM with an off-support multiplier |g_j| > 1 (next claim); "
+        f"converging runs: convex ε "
+        f"{_med(a['eps'][conv, -1])}, slope {_med(slopes(a['eps'][conv], a['W_fro'][conv]), '.2f')}"))
+    if pk.any():
+        st = pk
+        err = a["exponent_error"][st]
+        claims.append(Claim(
+            "runs at parameter-space KKT points sit at the ℓ1 SVM restricted to their support and signs, which "
+            "the flow leaves only at the rate |g_j| − 1",
+            "explanation tested (p2_kkt.restricted_escape): a restricted ℓ1 solution is a parameter-space KKT "
+            "point; off the support a_j = |k_j + sign(g_j) q_j| grows like ‖w‖^{|g_j|/2}",
+            f"1 − corr with the restricted solution {_med(a['restricted_gap'][st])}; largest off-support |g_j| "
+            f"{_med(a['g_off'][st], '.3f')}; exponent of a_j measured vs |g_j|/2: worst disagreement per run "
+            f"{_med(err, '.1e')} (worst entry: measured {_med(a['exponent_measured'][st], '.3f')}, predicted "
+            f"{_med(a['exponent_predicted'][st], '.3f')})",
+            "new" if np.any(np.isfinite(err)) else "differs",
+            f"exponents measured between ‖w‖ = {radii[-2]:g} and {radii[-1]:g}, predicted from the restricted "
+            f"LP's multipliers; the worst entry overtakes the support only after ‖w‖ grows by a further factor "
+            f"10^x, x = {_med(a['log10_escape'][st], '.1f')} (|g_j| ≤ 1 would mean never)"))
+    for j in np.flatnonzero(pk):
+        notes.append(f"parameter-space KKT, not convex KKT ({cls[j]}; ‖w‖ must grow by 10^"
+                     f"{a['log10_escape'][j]:.3g} more to leave): problem {int(a['problem_seed'][j])}, scale "
+                     f"{a['scale'][j]:g}, {a['kind'][j]} trial {int(a['trial'][j])}: convex ε "
+                     f"{a['eps'][j, -2]:.2e} → {a['eps'][j, -1]:.2e}, parameter ε {a['eps_param'][j, -2]:.2e} → "
+                     f"{a['eps_param'][j, -1]:.2e}, ℓ1 excess {a['excess'][j, -1]:.2e}, selection = opt: "
+                     f"{bool(a['is_opt'][j, -1])}")
+    return claims, notes
+
+
+def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
+    """Claims and notes of the P2-full ε-KKT study on generic data."""
+    from .base import Claim
+
+    radii = np.asarray(cfg.kkt_radii, dtype=float)
+    claims, notes = [], []
+    for family, norm in FULL_KKT_FAMILIES.items():
+        m = a["family"] == family
+        if not m.any():
+            continue
+        cls = classify(a["eps"][m], a["eps_param"][m] if family.startswith("KQ") else a["eps"][m], a["W_fro"][m],
+                       cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+        per_r = ", ".join(f"{r:g}: {np.nanmedian(a['eps'][m, k]):.2e}" for k, r in enumerate(radii))
+        exc = a["excess"][m]
+        falling = np.all(np.diff(exc, axis=1) < 0, axis=1)
+        per_x = ", ".join(f"{r:g}: {np.nanmedian(exc[:, k]):.2e}" for k, r in enumerate(radii))
+        what = "(K, Q)" if family.startswith("KQ") else "W"
+        extra = ""
+        if family.startswith("KQ"):
+            go = a["g_off"][m, -1]
+            extra = ("; parameter-space ε median by radius: " + ", ".join(
+                f"{r:g}: {np.nanmedian(a['eps_param'][m, k]):.2e}" for k, r in enumerate(radii))
+                + f"; ‖P_U⊥ G P_V⊥‖₂ of the parameter multipliers (> 1: a parameter-space KKT point is not a "
+                f"nuclear KKT point) {_med(go, '.3f')}, > 1 in {int(np.sum(go > 1))} of {int(np.isfinite(go).sum())}")
+        claims.append(Claim(
+            f"generic data, {what} flows: ε-KKT of the {norm} Att-SVM at the reached selection, ‖W‖_F up to "
+            f"{radii[-1]:g}", "(K, Q): no theorem without alignment" if what != "W" else "→ W^mm_α (P3)",
+            f"median ε by ‖W‖_F: {per_r}; slope over the last two radii "
+            f"{_med(slopes(a['eps'][m], a['W_fro'][m]), '.2f')}"
+            f"; by that slope: ≤ {cfg.converge_slope:g} (converging) {int(np.sum(cls == 'converging'))}, flatter than "
+            f"{cfg.plateau_slope:g} {int(np.sum(np.char.startswith(cls, 'settled')))}, between "
+            f"{int(np.sum(cls == 'slow'))}, ε ≤ {cfg.kkt_tol:g} {int(np.sum(cls == 'kkt'))}; value excess by ‖W‖_F: "
+            f"{per_x}, falling at every radius in "
+            f"{int(falling.sum())} of {int(m.sum())} runs, slope {_med(slopes(exc, a['W_fro'][m]), '.2f')}", "new",
+            f"value excess ‖W̃‖/‖W*_α‖ − 1 at the last radius {_med(a['excess'][m, -1])}; 1 − corr "
+            f"{_med(a['gap_corr'][m, -1])}; selection = opt in {np.nanmean(a['is_opt'][m, -1]):.0%}" + extra))
+        if family.startswith("KQ"):
+            go = a["g_off"][m, -1]
+            meas = slopes(a["discarded"][m], a["W_fro"][m])
+            pred = go - 1.0
+            ok = np.isfinite(meas) & np.isfinite(pred) & (a["discarded"][m, -1] > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                horizon = np.where(pred < 0, np.log10(2 * a["discarded"][m, -1] / cfg.kkt_tol) / -pred, np.inf)
+            claims.append(Claim(
+                "generic (K, Q) flows: why ε falls so slowly — the small singular values of W decay like "
+                "‖W‖^{g − 1}",
+                "explanation tested: near a parameter-space KKT point K = G Q, Q = Gᵀ K, the singular directions "
+                "of W outside its support grow like ‖W‖^{σ(G)} against ‖W‖ for the support (σ(G) ≤ ‖P_U⊥ G P_V⊥‖₂ "
+                "= g), so the discarded nuclear mass (it enters ε as 2·discarded at the rank the certificate picks) "
+                "falls like ‖W‖^{g − 1}",
+                f"slope of the discarded mass over the last two radii: measured {_med(meas[ok], '.3f')} vs predicted "
+                f"g − 1 = {_med(pred[ok], '.3f')} (|difference| {_med(np.abs(meas - pred)[ok], '.2e')}, "
+                f"n={int(ok.sum())})", "new" if ok.any() else "differs",
+                f"at that rate 2·discarded reaches kkt_tol = {cfg.kkt_tol:g} after ‖W‖ grows by a further factor 10^x, "
+                f"x = {_med(horizon[ok & np.isfinite(horizon)], '.1f')}; g > 1 (a parameter-space KKT point that is "
+                f"not nuclear KKT, never left): {int(np.sum(go > 1))} runs"))
+        for j, c in zip(np.flatnonzero(m), cls, strict=True):
+            if c.startswith("settled") or c == "slow":
+                notes.append(f"{family} trial {int(a['trial'][j])} ({c}): ε " + " → ".join(
+                    f"{x:.2e}" for x in a["eps"][j]) + (f"; parameter ε {a['eps_param'][j, -1]:.2e}"
+                                                         if family.startswith("KQ") else ""))
+    return claims, notes
+
+
+__all__ = ["FULL_KKT_FAMILIES", "KKT_FIELDS", "advance", "certify", "classify", "diag_inits", "diag_kkt_claims",
+           "diag_study_cell", "full_kkt_claims", "full_study_family", "restricted_escape", "slopes", "study_runs"]
