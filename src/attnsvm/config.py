@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from .problem import GENERATORS, AttentionProblem, generate, load_problem
 from .training.methods import Descent, Flow, RegularizationPath
 from .training.optim import OPTIMIZERS, OptimizerSpec
-from .training.stops import Radius, Saturation, Time
+from .training.stops import LogSaturation, Radius, Saturation, Time
 
 
 class ConfigError(ValueError):
@@ -143,11 +143,15 @@ class FlowSection(_Section):
     stop_saturation: float | None = Field(default=1e-8, gt=0, allow_inf_nan=False)
     stop_radius: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     t_max: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # log E itself (any negative number): E underflows to 0 long before large radii, so stop_saturation cannot
+    # ask for less than 5e−324 (log E ≈ −744), while e.g. −1e5 lets an exponential-loss flow reach ‖W‖ = 1e5
+    stop_log_saturation: float | None = Field(default=None, lt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _a_stop(self) -> FlowSection:
-        if self.stop_saturation is None and self.stop_radius is None and self.t_max is None:
-            raise ValueError("the flow needs a stop: set stop_saturation, stop_radius or t_max")
+        if (self.stop_saturation is None and self.stop_radius is None and self.t_max is None
+                and self.stop_log_saturation is None):
+            raise ValueError("the flow needs a stop: set stop_saturation, stop_log_saturation, stop_radius or t_max")
         return self
 
 
@@ -198,7 +202,8 @@ def stops_of(section: BaseModel) -> tuple:
     if not isinstance(section, FlowSection):
         return ()
     return tuple(cls(v) for cls, v in ((Saturation, section.stop_saturation), (Radius, section.stop_radius),
-                                       (Time, section.t_max)) if v is not None)
+                                       (Time, section.t_max), (LogSaturation, section.stop_log_saturation))
+                 if v is not None)
 
 
 class InitConfig(_Section):
@@ -224,6 +229,9 @@ class RunConfig(_Section):
                             description="exponent P of the 'lp' reference (the entrywise ℓP Att-SVM)")
     keep_path: bool = False
     verdict: bool = True
+    # ε-KKT certificate of every recorded direction against each reference norm (metrics columns kkt_<norm>;
+    # attnsvm.svm.kkt_path): keeps the path; costs ~1–100 ms per (trial, record, norm)
+    kkt: bool = False
 
 
 class _TrainConfigBase(_Section):

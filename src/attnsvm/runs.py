@@ -102,8 +102,24 @@ def run_engine(cfg: TrainConfig, problems: list[AttentionProblem], model: Model,
     r = cfg.run
     target = problems if len(problems) > 1 else problems[0]
     return train(target, model, method_of(cfg.optimizer), init=Init(cfg.init.scheme, cfg.init.scale, r.seed),
-                 save=Save(every=r.record_every, records=r.records, path=r.keep_path), stop=stops_of(cfg.optimizer),
+                 save=Save(every=r.record_every, records=r.records, path=r.keep_path or r.kkt),
+                 stop=stops_of(cfg.optimizer),
                  trials=r.trials, references=references, head_V=relu_head(cfg, problems[0].d), progress=progress)
+
+
+def with_kkt(run: Run, problems: list[AttentionProblem], norms: list[str]) -> Run:
+    """``run`` with the ε-KKT of every recorded direction against each norm as metrics ``kkt_<norm>`` (B, R)
+    (:func:`attnsvm.svm.kkt_path`: each record at its own reached selection; inf where it does not separate)."""
+    from dataclasses import replace
+
+    from .svm import kkt_path
+
+    if run.path is None:
+        raise ConfigError("run.kkt: the run kept no path of directions (the engine did not record W)")
+    if not norms:
+        raise ConfigError("run.kkt: give the norms to certify against in run.references")
+    eps = kkt_path(problems, run.path, norms)
+    return replace(run, metrics={**run.metrics, **{f"kkt_{k}": v for k, v in eps.items()}})
 
 
 def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = None,
@@ -280,6 +296,8 @@ def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = F
     refs = {r: refs[n] for r, n in zip(cfg.run.references, norms, strict=True)}
     status = {r: status[n] for r, n in zip(cfg.run.references, norms, strict=True)}
     result = run_engine(cfg, problems, model, refs, progress)
+    if cfg.run.kkt:
+        result = with_kkt(result, problems, list(cfg.run.references))
     extra = {f"reference status ({k})": {s: v.count(s) for s in set(v)} for k, v in status.items()}
     if note:
         extra["run directory"] = note
