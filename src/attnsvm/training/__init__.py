@@ -12,8 +12,10 @@ from .api import train
 from .methods import Descent, Flow, Init, RegularizationPath, Save
 from .optim import GD, NGD, OPTIMIZERS, OptimizerSpec, optimizer, register_optimizer
 from .run import DIVERGED, OK, Run
-from .stops import Radius, Saturation, Stop, Time
+from .stops import LogSaturation, Radius, Saturation, Stop, Time
 
-__all__ = ["DIVERGED", "GD", "NGD", "OK", "OPTIMIZERS", "Descent", "Flow", "Init", "OptimizerSpec", "Radius",
-           "RegularizationPath", "Run", "Saturation", "Save", "Stop", "Time", "optimizer", "register_optimizer",
-           "train"]
+__all__ = [
+    "DIVERGED", "GD", "NGD", "OK", "OPTIMIZERS", "Descent", "Flow", "Init", "LogSaturation", "OptimizerSpec",
+    "Radius", "RegularizationPath", "Run", "Saturation", "Save", "Stop", "Time", "optimizer", "register_optimizer",
+    "train",
+]
