@@ -14,8 +14,10 @@ from .methods import Descent, Flow, Init, RegularizationPath, Save
 from .mirror import MD, Adam, Sign  # registers md, sign, adam
 from .optim import GD, NGD, OPTIMIZERS, OptimizerSpec, optimizer, register_optimizer
 from .run import DIVERGED, OK, Run
-from .stops import Radius, Saturation, Stop, Time
+from .stops import LogSaturation, Radius, Saturation, Stop, Time
 
-__all__ = ["DIVERGED", "GD", "MD", "NGD", "OK", "OPTIMIZERS", "Adam", "Descent", "Flow", "Init", "OptimizerSpec",
-           "Radius", "RegularizationPath", "Run", "Saturation", "Save", "Sign", "Stop", "Time", "optimizer",
-           "register_optimizer", "train"]
+__all__ = [
+    "DIVERGED", "GD", "MD", "NGD", "OK", "OPTIMIZERS", "Adam", "Descent", "Flow", "Init", "LogSaturation",
+    "OptimizerSpec", "Radius", "RegularizationPath", "Run", "Saturation", "Save", "Sign", "Stop", "Time",
+    "optimizer", "register_optimizer", "train",
+]
