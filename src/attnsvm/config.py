@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from .problem import GENERATORS, AttentionProblem, generate, load_problem
 from .training.methods import Descent, Flow, RegularizationPath
 from .training.optim import OPTIMIZERS, OptimizerSpec
-from .training.stops import Radius, Saturation, Time
+from .training.stops import LogSaturation, Radius, Saturation, Time
 
 
 class ConfigError(ValueError):
@@ -52,7 +52,7 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProblemConfig(BaseModel):
@@ -60,8 +60,9 @@ class ProblemConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     file: str | None = None
+    sha256: str | None = None  # of ``file``: written by ``attnsvm train`` into config.toml, checked when given
     generator: str | None = None
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> ProblemConfig:
@@ -72,7 +73,15 @@ class ProblemConfig(BaseModel):
             raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got {self.generator!r}")
         if self.file is not None and self.model_extra:
             raise ValueError(f"keys {sorted(self.model_extra)} are generator arguments, but 'file' is given")
+        if self.sha256 is not None and self.file is None:
+            raise ValueError("sha256: the checksum of 'file'; a generator has none")
         return self
+
+    def resolved_file(self, base_dir: Path | None = None) -> Path:
+        """``file`` as a path: a relative one is relative to ``base_dir`` (the config file's folder), never
+        to the working directory, so that one config always names one file."""
+        path = Path(self.file).expanduser()
+        return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
 
     @property
     def generator_args(self) -> dict[str, Any]:
@@ -81,9 +90,14 @@ class ProblemConfig(BaseModel):
     def build(self, trial: int = 0, base_dir: Path | None = None) -> AttentionProblem:
         """The problem of trial ``trial``: the file, or the generator at data seed ``seed + trial``."""
         if self.file is not None:
-            path = Path(self.file)
-            if not path.is_absolute() and base_dir is not None and not path.exists():
-                path = base_dir / path
+            path = self.resolved_file(base_dir)
+            if self.sha256 is not None and path.is_file():
+                from .rundir import sha256_file
+
+                if sha256_file(path) != self.sha256:
+                    raise ValueError(f"file {path}: its sha256 differs from the config's sha256 = "
+                                     f"{self.sha256[:12]}…; the file changed since the config was written "
+                                     "(remove the sha256 line to accept the new file)")
             return load_problem(path)
         args = self.generator_args
         if self.generator in ("unit-gaussian", "p1-multi", "p3-paths"):
@@ -103,10 +117,10 @@ class ModelConfig(_Section):
     train_v: bool = False
     hidden: int | None = Field(default=None, ge=1)
     head_width: int = Field(default=8, ge=1, description="m of the ReLU head V (d, m)")
-    head_seed: int = 0
+    head_seed: int = Field(default=0, ge=0)
     heads: int = Field(default=1, ge=1, description="multihead: the number of heads H")
     head_parameterization: Literal["combined", "factored"] = "combined"
-    values_seed: int = Field(default=0, description="multihead: v_h (h ≥ 1) drawn from (values_seed, h)")
+    values_seed: int = Field(default=0, ge=0, description="multihead: v_h (h ≥ 1) drawn from (values_seed, h)")
 
     @model_validator(mode="after")
     def _multihead_keys(self) -> ModelConfig:
@@ -129,11 +143,15 @@ class FlowSection(_Section):
     stop_saturation: float | None = Field(default=1e-8, gt=0, allow_inf_nan=False)
     stop_radius: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     t_max: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # log E itself (any negative number): E underflows to 0 long before large radii, so stop_saturation cannot
+    # ask for less than 5e−324 (log E ≈ −744), while e.g. −1e5 lets an exponential-loss flow reach ‖W‖ = 1e5
+    stop_log_saturation: float | None = Field(default=None, lt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _a_stop(self) -> FlowSection:
-        if self.stop_saturation is None and self.stop_radius is None and self.t_max is None:
-            raise ValueError("the flow needs a stop: set stop_saturation, stop_radius or t_max")
+        if (self.stop_saturation is None and self.stop_radius is None and self.t_max is None
+                and self.stop_log_saturation is None):
+            raise ValueError("the flow needs a stop: set stop_saturation, stop_log_saturation, stop_radius or t_max")
         return self
 
 
@@ -184,7 +202,8 @@ def stops_of(section: BaseModel) -> tuple:
     if not isinstance(section, FlowSection):
         return ()
     return tuple(cls(v) for cls, v in ((Saturation, section.stop_saturation), (Radius, section.stop_radius),
-                                       (Time, section.t_max)) if v is not None)
+                                       (Time, section.t_max), (LogSaturation, section.stop_log_saturation))
+                 if v is not None)
 
 
 class InitConfig(_Section):
@@ -202,7 +221,7 @@ class InitConfig(_Section):
 
 class RunConfig(_Section):
     trials: int = Field(default=1, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     record_every: int = Field(default=10, ge=1)
     records: int = Field(default=50, ge=2)
     references: list[Literal["l2", "fro", "nuclear", "l1", "lp", "linf"]] = Field(default_factory=list)
@@ -210,6 +229,9 @@ class RunConfig(_Section):
                             description="exponent P of the 'lp' reference (the entrywise ℓP Att-SVM)")
     keep_path: bool = False
     verdict: bool = True
+    # ε-KKT certificate of every recorded direction against each reference norm (metrics columns kkt_<norm>;
+    # attnsvm.svm.kkt_path): keeps the path; costs ~1–100 ms per (trial, record, norm)
+    kkt: bool = False
 
 
 class _TrainConfigBase(_Section):
@@ -273,8 +295,25 @@ def train_config_model() -> type[_TrainConfigBase]:
 TrainConfig = train_config_model()
 
 
+def _section_fields(loc: tuple) -> list[str]:
+    """The keys allowed where an unknown key ``loc`` was found (for "did you mean")."""
+    sections = {"problem": ProblemConfig, "model": ModelConfig, "init": InitConfig, "run": RunConfig}
+    if not loc:
+        return list(_TrainConfigBase.model_fields) + ["optimizer"]
+    if loc[0] in sections:
+        return list(sections[loc[0]].model_fields)
+    if loc[0] == "optimizer" and len(loc) > 1:
+        cls = {"flow": FlowSection, "path": PathSection}.get(str(loc[1]))
+        if cls is None and str(loc[1]) in OPTIMIZERS:
+            cls = _descent_section(OPTIMIZERS[str(loc[1])])
+        return list(cls.model_fields) if cls is not None else []
+    return []
+
+
 def _format_errors(exc: ValidationError) -> str:
-    lines = []
+    from .rundir import did_you_mean
+
+    parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         if err["loc"][:1] == ("optimizer",) and len(err["loc"]) > 2:
@@ -284,17 +323,35 @@ def _format_errors(exc: ValidationError) -> str:
         if err["type"] == "union_tag_invalid":
             msg = f"name: {msg}"
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling and section)"
-        lines.append(f"  {loc}: {msg}")
-    return "invalid config:\n" + "\n".join(lines)
+            hint = did_you_mean(err["loc"][-1], _section_fields(tuple(err["loc"][:-1])))
+            msg = f"unknown key{hint or ' (check its spelling and section)'}"
+        parts.append(f"{loc}: {msg}")
+    return "invalid config: " + "; ".join(parts)
+
+
+def _bool_as_number(data: dict[str, Any], cfg: BaseModel) -> str | None:
+    """The first key whose TOML value is true/false but whose setting is a number (pydantic reads true as 1)."""
+    for sec, body in data.items():
+        if not isinstance(body, dict):
+            continue
+        obj = getattr(cfg, sec, None)
+        for key, val in body.items():
+            if isinstance(val, bool) and hasattr(obj, key) and key in type(obj).model_fields \
+                    and not isinstance(getattr(obj, key), bool):
+                return f"{sec}.{key}: expected a number, got {str(val).lower()}"
+    return None
 
 
 def parse_config(data: dict[str, Any]) -> TrainConfig:
-    """Validate a config dict; raise :class:`ConfigError` naming every bad key."""
+    """Validate a config dict; raise :class:`ConfigError` naming every bad key (on one line)."""
     try:
-        return train_config_model().model_validate(data)
+        cfg = train_config_model().model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from None
+    bad = _bool_as_number(data, cfg)
+    if bad:
+        raise ConfigError(f"invalid config: {bad}")
+    return cfg
 
 
 def read_toml(path: str | Path, label: str = "config file") -> dict[str, Any]:

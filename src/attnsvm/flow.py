@@ -42,8 +42,8 @@ it as a displacement along the path). Per record, besides :func:`attnsvm.dynamic
 ``sigma``, ``t``, ``log_t``, ``log_saturation``, ``solver_steps`` (accepted steps so far),
 ``error_estimate`` and, for factored / diagonal models, ``conservation_drift``: ‖C(θ) − C(θ₀)‖_F /
 (‖KᵀK‖_F + ‖QᵀQ‖_F) with C = KᵀK − QᵀQ (k² − q² with k², q² for the diagonal model), the conservation law
-of docs/concepts/dynamics.md measured relative to the size of the terms whose difference is conserved. It holds exactly
-for the flow without ridge (both blocks trained); a ridge λ makes C decay like e^{−2λt}.
+of the flow (docs/concepts/dynamics.md) measured relative to the size of the terms whose difference is
+conserved. It holds exactly for the flow without ridge (both blocks trained); a ridge λ makes C decay like e^{−2λt}.
 """
 
 from __future__ import annotations

@@ -102,8 +102,24 @@ def run_engine(cfg: TrainConfig, problems: list[AttentionProblem], model: Model,
     r = cfg.run
     target = problems if len(problems) > 1 else problems[0]
     return train(target, model, method_of(cfg.optimizer), init=Init(cfg.init.scheme, cfg.init.scale, r.seed),
-                 save=Save(every=r.record_every, records=r.records, path=r.keep_path), stop=stops_of(cfg.optimizer),
+                 save=Save(every=r.record_every, records=r.records, path=r.keep_path or r.kkt),
+                 stop=stops_of(cfg.optimizer),
                  trials=r.trials, references=references, head_V=relu_head(cfg, problems[0].d), progress=progress)
+
+
+def with_kkt(run: Run, problems: list[AttentionProblem], norms: list[str]) -> Run:
+    """``run`` with the ε-KKT of every recorded direction against each norm as metrics ``kkt_<norm>`` (B, R)
+    (:func:`attnsvm.svm.kkt_path`: each record at its own reached selection; inf where it does not separate)."""
+    from dataclasses import replace
+
+    from .svm import kkt_path
+
+    if run.path is None:
+        raise ConfigError("run.kkt: the run kept no path of directions (the engine did not record W)")
+    if not norms:
+        raise ConfigError("run.kkt: give the norms to certify against in run.references")
+    eps = kkt_path(problems, run.path, norms)
+    return replace(run, metrics={**run.metrics, **{f"kkt_{k}": v for k, v in eps.items()}})
 
 
 def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = None,
@@ -128,6 +144,8 @@ def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = Non
     np.savez(out / "final.npz", **arrays)
     if verdict is not None:
         verdict.to_parquet(out / "verdict.parquet", index=False)
+    else:  # never leave a verdict of an earlier run beside this one
+        (out / "verdict.parquet").unlink(missing_ok=True)
     (out / "summary.md").write_text(summary_markdown(result, extra, verdict))
 
 
@@ -181,16 +199,94 @@ def summary_markdown(result: Run, extra: dict | None = None, verdict=None) -> st
     return "\n".join(lines) + "\n"
 
 
+#: the files ``attnsvm train`` writes into a run directory (what ``--overwrite`` removes)
+RUN_FILES = ("config.toml", "metrics.parquet", "final.npz", "verdict.parquet", "summary.md")
+
+
+def with_problem_checksum(cfg: TrainConfig, base_dir: Path | None = None) -> TrainConfig:
+    """``cfg`` with ``[problem] file`` resolved (relative to ``base_dir``, the config's folder) and its
+    sha256 recorded, so that config.toml names exactly the data it was trained on."""
+    if cfg.problem.file is None:
+        return cfg
+    from .rundir import sha256_file
+
+    path = cfg.problem.resolved_file(base_dir).resolve()
+    if not path.is_file():
+        return cfg  # missing or a folder: loading the problem says so, naming the path
+    digest = sha256_file(path)
+    if cfg.problem.sha256 is not None and cfg.problem.sha256 != digest:
+        raise ConfigError(f"problem.file: {path} has sha256 {digest[:12]}…, not the config's "
+                          f"{cfg.problem.sha256[:12]}…: the file changed since the config was written "
+                          "(remove the sha256 line to accept the new file)")
+    problem = cfg.problem.model_copy(update={"file": str(path), "sha256": digest})
+    return cfg.model_copy(update={"problem": problem})
+
+
+def prepare_out(out: Path, config_text: str, overwrite: bool = False) -> str:
+    """Check the run directory before any work: a new or empty folder, or a run of the same config (it is
+    run again: same numbers), or (``overwrite``) a run of another config, whose files are removed.
+    Returns a note ('' or what was done); ConfigError otherwise."""
+    from .rundir import check_writable_dir
+
+    try:
+        check_writable_dir(out)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not out.exists() or not any(out.iterdir()):
+        return ""
+    old = out / "config.toml"
+    if not old.is_file():
+        raise ConfigError(f"--out {out} is not empty and holds no attnsvm run; give a new or empty folder")
+    if old.read_text() == config_text:
+        return "same config as the run already in --out: run again"
+    if not overwrite:
+        raise ConfigError(f"--out {out} holds a run of another config (its config.toml differs); use "
+                          "--overwrite to replace it, or another --out")
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    return "--overwrite: the run of another config in --out was replaced"
+
+
+def estimate_bytes(cfg: TrainConfig, problem: AttentionProblem, model: Model) -> float:
+    """Rough float64 bytes of a run: the problems, the parameters with optimizer state, and the records
+    (metrics, selections, and the parameter path when kept)."""
+    method = method_of(cfg.optimizer)
+    kind = getattr(method, "kind", "descent")
+    if kind == "descent":
+        records = method.steps // cfg.run.record_every + 1
+    elif kind == "flow":
+        records = cfg.run.records
+    else:
+        records = len(getattr(method, "radii", ())) or 1
+    shapes = model.param_shapes(problem.d, problem.keys.shape[1])
+    params = sum(int(np.prod(s)) for s in (shapes.values() if isinstance(shapes, dict) else shapes))
+    per_problem = problem.X.size + problem.n * (problem.d + problem.T + 2) + problem.d * problem.d
+    problems = cfg.run.trials if cfg.problem.varies_by_trial else 1
+    per_record = 32 + problem.n + (params if cfg.run.keep_path else 0) + problem.d * problem.d
+    return 8.0 * (problems * per_problem + cfg.run.trials * (4 * params + records * per_record))
+
+
 def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = False,
-                      base_dir: Path | None = None):
+                      base_dir: Path | None = None, overwrite: bool = False):
     """Build problems, model and references from ``cfg``, run the engine, write the run directory.
 
-    Returns (Run, verdict DataFrame or None)."""
+    Everything that can be checked is checked before training: the output folder (writable, empty, the
+    same config, or ``overwrite``), the problem file (resolved against ``base_dir``, its sha256 recorded in
+    config.toml), and a memory estimate. Returns (Run, verdict DataFrame or None)."""
+    from .problem import check_memory
+
+    out = Path(out)
+    cfg = with_problem_checksum(cfg, base_dir)
+    note = prepare_out(out, dump_config(cfg), overwrite)
+    model = build_model(cfg)
     try:
-        problems = build_problems(cfg, base_dir)
+        first = cfg.problem.build(0, base_dir)
+        check_memory(estimate_bytes(cfg, first, model), f"{cfg.run.trials} trials of (n, T, d) = "
+                     f"({first.n}, {first.T}, {first.d})", "lower run.trials (or the steps per record)")
+        problems = [first] + ([cfg.problem.build(j, base_dir) for j in range(1, cfg.run.trials)]
+                              if cfg.problem.varies_by_trial else [])
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"problem: {exc}") from None
-    model = build_model(cfg)
     if model.param.needs_queries and problems[0].kind == "prompt":
         raise ConfigError(f"model.parameterization: {model.parameterization!r} needs queries, but the problem "
                           "has none (give Z or query_index in the problem, or use parameterization = 'prompt')")
@@ -200,7 +296,11 @@ def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = F
     refs = {r: refs[n] for r, n in zip(cfg.run.references, norms, strict=True)}
     status = {r: status[n] for r, n in zip(cfg.run.references, norms, strict=True)}
     result = run_engine(cfg, problems, model, refs, progress)
+    if cfg.run.kkt:
+        result = with_kkt(result, problems, list(cfg.run.references))
     extra = {f"reference status ({k})": {s: v.count(s) for s in set(v)} for k, v in status.items()}
+    if note:
+        extra["run directory"] = note
     verdict = None
     if cfg.run.verdict and model.head == "linear":
         from .metrics import verdicts

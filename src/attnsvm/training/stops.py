@@ -61,6 +61,32 @@ class Saturation(Stop):
 
 
 @dataclass(frozen=True)
+class LogSaturation(Stop):
+    """log E(θ) ≤ level, with ``level`` the natural log of E itself (any negative number): E falls below the
+    smallest float (5e−324, log E ≈ −744) long before ‖W‖ is large, so :class:`Saturation` cannot ask for
+    more, while e.g. ``LogSaturation(-1e5)`` lets an exponential-loss flow run to ‖W‖_F = 1e5 and beyond."""
+
+    name: ClassVar[str] = "log_saturation"
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.level) and self.level < 0):
+            raise ValueError(f"log_saturation stop: the level is log E, a negative number, got {self.level}")
+
+    def traced(self) -> float:
+        return float(self.level)
+
+    def static(self) -> Stop:
+        return replace(self, level=-1.0)
+
+    def value(self, model, params, tau, data, level):
+        from ..flow import log_saturation
+
+        # relative to |level| (log E is of order 1e4–1e5 here: an absolute difference cannot be located to the
+        # root finder's 1e−12)
+        return (level - log_saturation(model, params, data)) / jnp.abs(level)
+
+
+@dataclass(frozen=True)
 class Radius(Stop):
     """‖W‖_F ≥ level (‖p‖ for the prompt model)."""
 
@@ -88,4 +114,4 @@ class Time(Stop):
         return tau - level
 
 
-__all__ = ["Radius", "Saturation", "Stop", "Time"]
+__all__ = ["LogSaturation", "Radius", "Saturation", "Stop", "Time"]
