@@ -248,8 +248,8 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
                   values: np.ndarray | None = None) -> Batch:
     """Validate and stack the problems, the reference selection α (default opt) and the references
     (``values``: the value vectors (H, d) of a multi-head model)."""
-    if isinstance(problems, AttentionProblem):
-        plist, batch_data = [problems], False
+    if isinstance(problems, AttentionProblem) or not isinstance(problems, Sequence):
+        plist, batch_data = [problems], False  # one problem (an attention problem, or an objective's own type)
     else:
         plist = list(problems)
         if not plist:
@@ -258,12 +258,22 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
     B = trials if trials is not None else (len(plist) if batch_data else 1)
     if batch_data and B != len(plist):
         raise ValueError(f"trials: {B} given but {len(plist)} problems; give one problem per trial")
+    # An objective with its own problem type (next-token prediction) gives the attention problem the engine
+    # reads (tokens, queries, mask), its own arrays (Data.aux) and its default reference selection.
+    obj = model.objective
+    own = hasattr(obj, "attention_problem")
+    auxs = [obj.data_aux(p) for p in plist] if own else [()] * len(plist)
+    if own and alpha is None:
+        alpha = np.stack([obj.default_selection(p) for p in plist]) if batch_data else \
+            obj.default_selection(plist[0])
+    if own:
+        plist = [obj.attention_problem(p) for p in plist]
     p0 = plist[0]
     per_trial = head_V is not None and np.ndim(head_V) == 3  # one ReLU head per trial's problem
     if per_trial and len(plist) != len(head_V):
         raise ValueError(f"head_V: {len(head_V)} matrices for {len(plist)} problems; give one per problem")
     datas = [model_data(p, model, V=head_V[j] if per_trial else head_V,
-                        a=head_a[j] if per_trial and head_a is not None else head_a, values=values)
+                        a=head_a[j] if per_trial and head_a is not None else head_a, values=values, aux=auxs[j])
              for j, p in enumerate(plist)]
     data = stack_data(datas) if batch_data else datas[0]
     if alpha is None:

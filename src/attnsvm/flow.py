@@ -104,8 +104,11 @@ def _field(model: Model, flow: Flow):
 def log_saturation(model: Model, params: dict, data: Data) -> jax.Array:
     """log E, E = scale · Σ_i |ℓ'(Y_i f_i)| · ½ Σ_{u,v} s_iu s_iv |γ̃_iu − γ̃_iv| (module docstring).
 
-    Every term is positive, so the log-sum-exp over (i, u, v) has no cancellation at any saturation."""
+    Every term is positive, so the log-sum-exp over (i, u, v) has no cancellation at any saturation. An
+    objective may define its own measure (``objective.log_saturation(fw, data)``)."""
     fw = forward(model, params, data)
+    if hasattr(model.objective, "log_saturation"):
+        return model.objective.log_saturation(fw, data)
     gt = model.objective.scores(fw, data)  # (n, T), or (H, n, T): summed over the heads too
     diff = jnp.abs(gt[..., :, None] - gt[..., None, :])
     keep = data.mask[:, :, None] & data.mask[:, None, :] & (diff > 0)

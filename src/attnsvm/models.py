@@ -148,6 +148,7 @@ class Data(NamedTuple):
     v: jax.Array  # (d,) fixed linear head (the initial v when v is trained); (H, d) value vectors of H heads
     V: jax.Array  # (d, m) ReLU head matrix (zeros (d, 1) for the linear head)
     a: jax.Array  # (m,) ReLU head output weights
+    aux: Any = ()  # an objective's own arrays (a pytree; e.g. the label positions of next-token prediction)
 
 
 def head_values(problem: AttentionProblem, heads: int, seed: int = 0) -> np.ndarray:
@@ -162,7 +163,7 @@ def head_values(problem: AttentionProblem, heads: int, seed: int = 0) -> np.ndar
 
 
 def model_data(problem: AttentionProblem, model: Model, V: np.ndarray | None = None,
-               a: np.ndarray | None = None, values: np.ndarray | None = None) -> Data:
+               a: np.ndarray | None = None, values: np.ndarray | None = None, aux=()) -> Data:
     """Convert a validated problem (and the ReLU head matrix V (d, m), output weights a (m,); the value
     vectors (H, d) of a multi-head model, default :func:`head_values`) to ``Data``."""
     d = problem.d
@@ -188,16 +189,19 @@ def model_data(problem: AttentionProblem, model: Model, V: np.ndarray | None = N
         raise ValueError("values: only a multi-head model has value vectors per head")
     return Data(X=jnp.asarray(problem.X), Y=jnp.asarray(problem.Y), Z=jnp.asarray(Z),
                 K=jnp.asarray(problem.keys), mask=jnp.asarray(problem.mask), v=jnp.asarray(v),
-                V=jnp.asarray(V), a=jnp.asarray(a))
+                V=jnp.asarray(V), a=jnp.asarray(a), aux=jax.tree.map(jnp.asarray, aux))
 
 
 def stack_data(items: list[Data]) -> Data:
     """Stack per-trial ``Data`` along a new leading axis (all problems must share one shape)."""
-    shapes = {tuple(x.shape for x in it) for it in items}
+    shapes = {tuple(x.shape for x in jax.tree.leaves(tuple(it))) for it in items}
     if len(shapes) != 1:
         raise ValueError("problems: every trial's problem must have the same shapes (n, T, d) to be batched")
     # stacked in NumPy and moved once: jnp.stack of many arrays compiles a program per field
-    return Data(*(jnp.asarray(np.stack([np.asarray(x) for x in xs])) for xs in zip(*items, strict=True)))
+    fields = [jnp.asarray(np.stack([np.asarray(x) for x in xs])) for xs in zip(*(it[:-1] for it in items),
+                                                                                strict=True)]
+    aux = jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *(it.aux for it in items))
+    return Data(*fields, aux=aux)
 
 
 # ---- forward ------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from .models import (
     Model,
     attention_weights,
     forward,
+    logits,
     stable_grad,
 )
 from .training.methods import RegularizationPath
@@ -79,6 +80,9 @@ def log_excess_terms(model: Model, params: dict, data: Data, alpha: jax.Array) -
     and negative parts, each a log-sum-exp, and e_i in closed form (σ the logistic function):
     exponential  e^{−γ_α}(e^D − 1);   correlation  D;   logistic  log(1 + (e^D − 1) σ(−γ_α)).
     """
+    if hasattr(model.objective, "log_loss_terms"):
+        # an objective without a one-hot optimum (next-token prediction): the plain risk, per sample
+        return model.objective.log_loss_terms(logits(model, params, data), data)
     fw = forward(model, params, data)
     gamma = data.Y[:, None] * (data.X @ data.v)
     g_a = jnp.take_along_axis(gamma, alpha[:, None], axis=1)[:, 0]

@@ -31,7 +31,9 @@ def train(
 ) -> Run:
     """Train ``trials`` independent runs of ``model`` on ``problems`` with ``method`` and return a :class:`Run`.
 
-    problems: one problem shared by all trials, or one per trial (all of one shape; trials = their number).
+    problems: one problem shared by all trials, or one per trial (all of one shape; trials = their number);
+        an objective with its own problem type takes those (e.g. next-token problems with
+        ``Model(objective=attnsvm.ntp_objective.NextToken())``).
     model: a :class:`attnsvm.Model` (parameterization, loss, head).
     method: ``Descent(optimizer, steps)``, ``Flow(rtol, atol, ...)`` or ``RegularizationPath(radii, ...)``.
     init: the initial parameters (:class:`Init`; default per parameterization and method).
