@@ -279,7 +279,7 @@ def test_p3_rank_and_multitoken_parallel_parts_equal_serial(client):
             np.testing.assert_array_equal(par[k], ser[k], err_msg=k)
     mt = P3MultitokenConfig(steps=101, record_every=100, workers=2)
     idx = np.arange(6)
-    par, ser = _mt_round_parallel(mt, 4, idx, client), _mt_round(mt, 4, idx)
+    par, ser = _mt_round_parallel(mt, 4, idx, client, "exact"), _mt_round(mt, 4, idx, "exact")
     for k in ser:
         if k != "cpu_seconds":
             np.testing.assert_allclose(par[k], ser[k], rtol=1e-12, atol=0, err_msg=k)
