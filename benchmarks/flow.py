@@ -16,10 +16,9 @@ import time
 import numpy as np
 
 import attnsvm  # noqa: F401  (float64)
-from attnsvm.dynamics import Optimizer, train
-from attnsvm.flow import gradient_flow
 from attnsvm.models import Model
 from attnsvm.problem import unit_gaussian
+from attnsvm.training import GD, NGD, Descent, Flow, Init, Radius, Save, train
 
 
 def main() -> None:
@@ -34,10 +33,10 @@ def main() -> None:
     for rtol in (1e-6, 1e-8):
         for rep in range(2):  # the second call reuses the compiled program
             t0 = time.perf_counter()
-            res = gradient_flow(probs, model, stop_radius=args.radius, stop_saturation=None, rtol=rtol,
-                                atol=rtol * 1e-2, init_scheme="zero", n_records=10, error_estimate=False)
+            res = train(probs, model, Flow(rtol=rtol, atol=rtol * 1e-2, error_estimate=False), stop=Radius(args.radius),
+                        init=Init("zero"), save=Save(records=10))
             wall = time.perf_counter() - t0
-            stops, counts = np.unique(res.info["stop_reason"], return_counts=True)
+            stops, counts = np.unique(res.stop_reason, return_counts=True)
             print(f"flow rtol={rtol:g} call {rep + 1}: wall {wall:.2f} s (compile {res.compile_seconds:.2f} s, "
                   f"two integration passes {res.run_seconds:.2f} s); accepted steps "
                   f"{int(np.median(res.info['accepted_steps']))} median, {int(res.info['accepted_steps'].max())} "
@@ -47,10 +46,10 @@ def main() -> None:
     steps = int(np.ceil(args.radius / 0.1))
     steps += (-steps) % 100
     for rep in range(2):
-        res = train(probs, model, Optimizer("ngd", lr=0.1), steps, record_every=100)
+        res = train(probs, model, Descent(NGD(lr=0.1), steps), save=Save(every=100))
         print(f"ngd η=0.1, {steps} steps call {rep + 1}: compile {res.compile_seconds:.2f} s, run "
               f"{res.run_seconds:.2f} s; ‖W‖_F {np.median(res.metrics['W_fro'][:, -1]):.4g} median")
-    res = train(probs, model, Optimizer("gd", lr=1.0), args.gd_steps, record_every=args.gd_steps // 10)
+    res = train(probs, model, Descent(GD(lr=1.0), args.gd_steps), save=Save(every=args.gd_steps // 10))
     print(f"gd η=1, {args.gd_steps} steps: compile {res.compile_seconds:.2f} s, run {res.run_seconds:.2f} s; "
           f"‖W‖_F reached {np.median(res.metrics['W_fro'][:, -1]):.4g} median (physical time {args.gd_steps})")
 

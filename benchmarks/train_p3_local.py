@@ -10,7 +10,7 @@ logistic loss (mean), for two parameterizations:
   (K ← K − η ∇_K L/‖∇_K L‖, same for Q), as P3's code does. A block whose gradient is exactly zero is
   not moved (∇_K L = (∇_W L) Q is zero at step 0 because Q₀ = 0).
 
-attnsvm: one call of :func:`attnsvm.dynamics.train` runs all trials as one compiled program (stable
+attnsvm: one call of :func:`attnsvm.train` runs all trials as one compiled program (stable
 log-space gradient, records every ``--record-every`` steps). Its time is end to end (data, compile, run,
 records, back to NumPy); the compile time is printed apart.
 
@@ -21,7 +21,7 @@ not finite (its attention has saturated below float64); it stops there and is le
 final directions W/‖W‖ (W = K Qᵀ for the factored model).
 
 A second part times one large size (n=50, T=20, d=32, ``--large-trials`` × ``--large-steps``) with the trials
-batched by ``vmap`` and by a sequential ``lax.map`` (``batching=`` of ``train``), and the P3-local size too
+batched by ``vmap`` and by a sequential ``lax.map`` (``Descent(batching=...)``), and the P3-local size too
 (same trials and steps as above), and checks that ``batching="auto"`` (``dynamics._choose_map``) picks the
 faster one.
 
@@ -42,9 +42,10 @@ import torch
 
 _T0 = time.perf_counter()
 import attnsvm  # noqa: E402
-from attnsvm.dynamics import Optimizer, _choose_map, init_params, train  # noqa: E402
+from attnsvm.dynamics import _choose_map  # noqa: E402
 from attnsvm.models import Model  # noqa: E402
 from attnsvm.problem import unit_gaussian  # noqa: E402
+from attnsvm.training import NGD, Descent, Init, Save, train  # noqa: E402
 
 _IMPORT_S = time.perf_counter() - _T0  # importing attnsvm (and JAX with it)
 
@@ -98,10 +99,10 @@ def p3_local(trials: int, steps: int, record_every: int, seed: int, baseline: bo
     rows = []
     for name, (param, normalize, scheme, scale) in SETTINGS.items():
         model = Model(param, loss="logistic")
-        opt = Optimizer("ngd", ETA, normalize=normalize)
-        init = init_params(model, problems[0], trials, scheme, scale, seed)  # given to both sides
+        opt = NGD(lr=ETA, normalize=normalize)
+        init = Init(scheme, scale, seed).params(model, problems[0], trials)  # given to both sides
         t0 = time.perf_counter()
-        res = train(problems, model, opt, steps, record_every=record_every, init=init, init_scheme="given")
+        res = train(problems, model, Descent(opt, steps), save=Save(every=record_every), init=Init(given=init))
         ours = time.perf_counter() - t0
         frozen_ours = int(np.sum(np.isneginf(res.metrics["log_grad_norm"][:, -1])))
         if not baseline:
@@ -149,13 +150,13 @@ def batching(sizes: list[tuple[int, int, int, int, int]], repeat: int = 2) -> li
     """sizes: (n, T, d, trials, steps) each."""
     rows = []
     model = Model("combined")
-    opt = Optimizer("ngd", ETA)
+    opt = NGD(lr=ETA)
     for n, T, d, trials, steps in sizes:
         record_every = max(1, steps // 10)
         problems = [unit_gaussian(n, T, d, seed=j) for j in range(trials)]
         run, comp, W = {}, {}, {}
         for mode in ("vmap", "map"):
-            results = [train(problems, model, opt, steps, record_every=record_every, batching=mode)
+            results = [train(problems, model, Descent(opt, steps, batching=mode), save=Save(every=record_every))
                        for _ in range(repeat)]  # best of `repeat`: the machine may be shared
             run[mode] = min(r.run_seconds for r in results)
             comp[mode] = results[0].compile_seconds  # later calls reuse the compiled program

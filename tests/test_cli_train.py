@@ -99,3 +99,113 @@ def test_parse_config_defaults():
     assert cfg.problem.generator_args == {"case": "local"}
     with pytest.raises(ConfigError, match="problem"):
         parse_config({"problem": {"file": "x.npz", "n": 3}})
+
+
+# ---- run directories and user errors (one line, exit 2, checked before training) --------------------------
+
+SMALL = """
+[problem]
+generator = "unit-gaussian"
+n = 3
+T = 4
+d = 3
+[optimizer]
+steps = 20
+[run]
+record_every = 10
+"""
+
+
+def _one_line_error(res, *needles):
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    text = lines[0]
+    for n in needles:
+        assert n in text, (n, text)
+
+
+def test_out_with_another_config_is_refused_unless_overwrite(tmp_path):
+    a = _write(tmp_path, SMALL)
+    out = tmp_path / "r"
+    assert runner.invoke(app, ["train", str(a), "--out", str(out), "--no-progress"]).exit_code == 0
+    first = (out / "config.toml").read_text()
+    # the same config: run again, same numbers
+    assert runner.invoke(app, ["train", str(a), "--out", str(out), "--no-progress"]).exit_code == 0
+    assert (out / "config.toml").read_text() == first
+    b = tmp_path / "b.toml"
+    b.write_text(SMALL.replace("d = 3", "d = 4") + "verdict = false\n")
+    _one_line_error(runner.invoke(app, ["train", str(b), "--out", str(out), "--no-progress"]),
+                    "holds a run of another config", "--overwrite")
+    assert (out / "config.toml").read_text() == first  # untouched
+    res = runner.invoke(app, ["train", str(b), "--out", str(out), "--no-progress", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert "d = 4" in (out / "config.toml").read_text()
+    assert not (out / "verdict.parquet").exists()  # the old run's verdict does not survive
+    assert np.load(out / "final.npz")["W"].shape == (1, 4, 4)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    _one_line_error(runner.invoke(app, ["train", str(a), "--out", str(foreign)]), "not empty")
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    _one_line_error(runner.invoke(app, ["train", str(a), "--out", str(afile)]), "is a file")
+
+
+def test_relative_problem_file_is_read_from_the_config_folder(tmp_path, monkeypatch):
+    cfg_dir = tmp_path / "cfgs"
+    cfg_dir.mkdir()
+    A.p1_single("global").save(cfg_dir / "prob.npz")
+    A.p1_single("local").save(tmp_path / "prob.npz")  # same name in the working directory: never read
+    monkeypatch.chdir(tmp_path)
+    cfg = cfg_dir / "c.toml"
+    cfg.write_text('[problem]\nfile = "prob.npz"\n[model]\nparameterization = "prompt"\n'
+                   "[optimizer]\nsteps = 20\n[run]\nrecord_every = 10\n")
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    import hashlib
+    import tomllib
+
+    written = tomllib.loads((tmp_path / "r" / "config.toml").read_text())["problem"]
+    assert written["file"] == str((cfg_dir / "prob.npz").resolve())
+    assert written["sha256"] == hashlib.sha256((cfg_dir / "prob.npz").read_bytes()).hexdigest()
+    # the written config names its data: after the file changes, rerunning it is refused
+    A.p1_single("local").save(cfg_dir / "prob.npz")
+    _one_line_error(runner.invoke(app, ["train", str(tmp_path / "r" / "config.toml"), "--out",
+                                        str(tmp_path / "r2")]), "sha256", "changed")
+
+
+@pytest.mark.parametrize("patch, needles", [
+    ("[optimizer]\nsteps = 20\nlr = inf\n", ["optimizer.lr"]),
+    ("[optimizer]\nsteps = 20\n[run]\nrecord_every = 10\nseed = -1\n", ["run.seed", "greater than or equal to 0"]),
+    ("[optimizer]\nsteps = 20\n[run]\nrecord_every = 10\ntrials = true\n", ["run.trials: expected a number, got true"]),
+    ("[optimizer]\nsteps = 20\n[run]\nrecord_every = 10\ntrials = 1e9\n", ["1000000000 trials", "of memory",
+                                                                          "lower run.trials"]),
+    ("[optimizer]\nsteps = 20\nfreeze = [\"bogus\"]\n[run]\nrecord_every = 10\n", ["optimizer.freeze", "bogus"]),
+    ("[optimizer]\nsteps = 20\n[run]\nrecord_every = 10\ntrails = 3\n", ["run.trails: unknown key (did you mean "
+                                                                        "'trials'?)"]),
+    ("[optimizer]\nsteps = 20\nlrr = 0.1\n[run]\nrecord_every = 10\n", ["did you mean 'lr'?"]),
+])
+def test_bad_numbers_are_one_line_before_training(tmp_path, patch, needles):
+    base = SMALL.split("[optimizer]")[0]
+    res = runner.invoke(app, ["train", str(_write(tmp_path, base + patch)), "--out", str(tmp_path / "r")])
+    _one_line_error(res, *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_problem_file_errors_are_one_line(tmp_path):
+    (tmp_path / "dir.npz").mkdir()
+    cfg = _write(tmp_path, '[problem]\nfile = "dir.npz"\n')
+    _one_line_error(runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r")]), "is a folder")
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    cfg = _write(tmp_path, '[problem]\nfile = "x.npy"\n')
+    _one_line_error(runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r")]), ".npy file")
+
+
+def test_diagonal_flow_default_init_is_not_the_stationary_point(tmp_path):
+    cfg = _write(tmp_path, SMALL.split("[optimizer]")[0] + '[model]\nparameterization = "diagonal"\n'
+                 '[optimizer]\nname = "flow"\nstop_radius = 3.0\n[run]\nrecords = 5\n')
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    f = np.load(tmp_path / "r" / "final.npz")
+    assert np.linalg.norm(f["W"]) > 1.0  # it moved away from θ₀ (θ = 0 would have a zero gradient)

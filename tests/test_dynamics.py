@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 import attnsvm as A
-from attnsvm.dynamics import Optimizer, init_params, train
 from attnsvm.models import Model
+from attnsvm.training import GD, NGD, Descent, Init, Save, train
 
 P3 = dict(n=6, T=8, d=10)
 
@@ -22,13 +22,11 @@ def _direction(W):
 
 
 P3_RUNS = {
-    "prompt": (Model("prompt"), Optimizer("ngd", 0.1), dict(init_scheme="zero")),
-    "combined": (Model("combined"), Optimizer("ngd", 0.1), dict(init_scheme="zero")),
-    "factored-global": (Model("factored"), Optimizer("ngd", 0.1, normalize="global"),
-                        dict(init_scheme="gaussian", init_scale={"K": 0.1, "Q": 0.0})),
-    "factored-block": (Model("factored"), Optimizer("ngd", 0.1, normalize="block"),
-                       dict(init_scheme="gaussian", init_scale={"K": 0.1, "Q": 0.0})),
-    "diagonal": (Model("diagonal"), Optimizer("ngd", 0.1), dict(init_scheme="gaussian", init_scale=0.1)),
+    "prompt": (Model("prompt"), NGD(lr=0.1), Init("zero")),
+    "combined": (Model("combined"), NGD(lr=0.1), Init("zero")),
+    "factored-global": (Model("factored"), NGD(lr=0.1, normalize="global"), Init("gaussian", {"K": 0.1, "Q": 0.0})),
+    "factored-block": (Model("factored"), NGD(lr=0.1, normalize="block"), Init("gaussian", {"K": 0.1, "Q": 0.0})),
+    "diagonal": (Model("diagonal"), NGD(lr=0.1), Init("gaussian", 0.1)),
 }
 # largest final-direction difference under a random token permutation, 100 trials × 2000 steps
 # (measured values are in the README; the bound for block-normalized (K, Q) is the O(η/‖θ‖) phase
@@ -44,8 +42,8 @@ def test_p3_local_permutation_invariance_and_no_freeze(name, p3_problems):
     if model.parameterization == "prompt":
         probs = [A.AttentionProblem(X=p.X, Y=p.Y, v=p.v) for p in probs]
         permuted = [A.AttentionProblem(X=p.X, Y=p.Y, v=p.v) for p in permuted]
-    r1 = train(probs, model, opt, 2000, record_every=500, **init)
-    r2 = train(permuted, model, opt, 2000, record_every=500, **init)
+    r1 = train(probs, model, Descent(opt, 2000), save=Save(every=500), init=init)
+    r2 = train(permuted, model, Descent(opt, 2000), save=Save(every=500), init=init)
     diff = np.abs(_direction(r1.W) - _direction(r2.W)).max()
     print(f"{name}: permutation difference {diff:.3e}")
     assert diff <= PERM_TOL[name]
@@ -57,7 +55,7 @@ def test_p3_local_permutation_invariance_and_no_freeze(name, p3_problems):
 
 
 def test_p1_single_global_converges_to_pmm():
-    res = train(A.p1_single("global"), Model("prompt"), Optimizer("ngd", 0.1), 1000, record_every=100)
+    res = train(A.p1_single("global"), Model("prompt"), Descent(NGD(lr=0.1), 1000), save=Save(every=100))
     p = res.W[0]
     pmm = np.array([-0.1, 1.0, 0.0]) / 1.01
     cos = p @ pmm / (np.linalg.norm(p) * np.linalg.norm(pmm))
@@ -68,8 +66,8 @@ def test_p1_single_global_converges_to_pmm():
 def test_p1_single_paths_from_all_inits_global():
     c = np.array([1.0, 0.5, 0.0, -0.5, -1.0, -1.5])
     p0 = np.stack([np.zeros(6), c, np.zeros(6)], axis=1)
-    res = train(A.p1_single("global"), Model("prompt"), Optimizer("ngd", 0.1), 1000, trials=6,
-                init={"p": p0}, record_every=100)
+    res = train(A.p1_single("global"), Model("prompt"), Descent(NGD(lr=0.1), 1000), trials=6,
+                init=Init(given={"p": p0}), save=Save(every=100))
     pmm = np.array([-0.1, 1.0, 0.0]) / np.sqrt(1.01)
     cos = res.W @ pmm / np.linalg.norm(res.W, axis=1)
     assert np.all(cos >= 0.999)
@@ -83,14 +81,14 @@ def test_p1_loss_direction(loss_name, C):
     # cos ≈ 0.867 after 1000 steps and needs ~10⁴ (measured 0.9989 at 10⁴), the "transient offset" of P1.
     steps = 10_000 if (loss_name, C) == ("logistic", 100.0) else 1000
     tol = 0.998 if steps == 10_000 else 0.999
-    res = train(A.p1_loss(C), Model("prompt", loss_name), Optimizer("ngd", 0.1), steps, record_every=1000)
+    res = train(A.p1_loss(C), Model("prompt", loss_name), Descent(NGD(lr=0.1), steps), save=Save(every=1000))
     cos = res.W[0, 0] / np.linalg.norm(res.W[0])
     assert cos >= tol
 
 
 def test_gd_step_matches_hand_computation():
     prob = A.p1_loss(1.0)
-    res = train(prob, Model("prompt", "correlation"), Optimizer("gd", 0.5), 1, record_every=1)
+    res = train(prob, Model("prompt", "correlation"), Descent(GD(lr=0.5), 1), save=Save(every=1))
     # at p = 0: s = (1/2, 1/2), ∂L/∂p = −(1/n) Σ_i Σ_t s_t (γ_t − f_i) x_t
     g = np.zeros(3)
     for X in prob.X:
@@ -102,9 +100,9 @@ def test_gd_step_matches_hand_computation():
 
 def test_vmap_and_map_batching_agree():
     probs = [A.unit_gaussian(3, 4, 5, seed=j) for j in range(4)]
-    kw = dict(record_every=20, init_scheme="gaussian", init_scale=0.1)
-    a = train(probs, Model("factored"), Optimizer("ngd", 0.1), 100, batching="vmap", **kw)
-    b = train(probs, Model("factored"), Optimizer("ngd", 0.1), 100, batching="map", **kw)
+    kw = dict(save=Save(every=20), init=Init("gaussian", 0.1))
+    a = train(probs, Model("factored"), Descent(NGD(lr=0.1), 100, batching="vmap"), **kw)
+    b = train(probs, Model("factored"), Descent(NGD(lr=0.1), 100, batching="map"), **kw)
     np.testing.assert_allclose(a.W, b.W, rtol=1e-12, atol=1e-13)
     np.testing.assert_array_equal(a.selection, b.selection)
 
@@ -112,9 +110,9 @@ def test_vmap_and_map_batching_agree():
 def test_records_and_references():
     prob = A.unit_gaussian(3, 4, 5, seed=0)
     ref = np.eye(5)
-    res = train(prob, Model("combined"), Optimizer("ngd", 0.1), 50, trials=3, record_every=10,
-                init_scheme="gaussian", init_scale=0.1, references={"eye": ref}, keep_path=True)
-    assert res.steps.tolist() == [0, 10, 20, 30, 40, 50]
+    res = train(prob, Model("combined"), Descent(NGD(lr=0.1), 50), trials=3, save=Save(every=10, path=True),
+                init=Init("gaussian", 0.1), references={"eye": ref})
+    assert res.time.tolist() == [0, 10, 20, 30, 40, 50] and res.time_axis == "step"
     assert res.metrics["loss"].shape == (3, 6) and res.selection.shape == (3, 6, 3)
     assert res.path.shape == (3, 6, 5, 5)
     np.testing.assert_allclose(res.path[:, -1], res.W)
@@ -129,33 +127,39 @@ def test_records_and_references():
 
 def test_ridge_bounds_the_norm():
     prob = A.unit_gaussian(3, 4, 5, seed=0)
-    plain = train(prob, Model("combined"), Optimizer("gd", 1.0), 2000, record_every=1000)
-    ridge = train(prob, Model("combined"), Optimizer("gd", 1.0, ridge=1e-2), 2000, record_every=1000)
+    plain = train(prob, Model("combined"), Descent(GD(lr=1.0), 2000), save=Save(every=1000))
+    ridge = train(prob, Model("combined"), Descent(GD(lr=1.0, ridge=1e-2), 2000), save=Save(every=1000))
     assert ridge.metrics["W_fro"][0, -1] < plain.metrics["W_fro"][0, -1]
 
 
 def test_freeze_keeps_a_block_fixed():
     prob = A.unit_gaussian(3, 4, 5, seed=0)
-    init = init_params(Model("factored"), prob, 1, "gaussian", 0.3, seed=1)
-    res = train(prob, Model("factored"), Optimizer("ngd", 0.1, freeze=("Q",)), 20, record_every=10, init=init)
+    init = Init("gaussian", 0.3, seed=1).params(Model("factored"), prob, 1)
+    res = train(prob, Model("factored"), Descent(NGD(lr=0.1, freeze=("Q",)), 20), save=Save(every=10),
+                init=Init(given=init))
     np.testing.assert_array_equal(res.params["Q"], init["Q"])
     assert not np.allclose(res.params["K"], init["K"])
 
 
 def test_joint_v_p_training_moves_v():
-    res = train(A.p1_joint("tight"), Model("prompt", train_v=True), Optimizer("ngd", 0.1, normalize="block"),
-                1000, record_every=100, init={"p": np.array([0.0, -1.0])})
+    res = train(A.p1_joint("tight"), Model("prompt", train_v=True), Descent(NGD(lr=0.1, normalize="block"), 1000),
+                save=Save(every=100), init=Init(given={"p": np.array([0.0, -1.0])}))
     v = res.params["v"][0]
     assert v[1] / np.linalg.norm(v) > 0.99  # v → v^mm = (0, 1)
 
 
 def test_bad_arguments():
     prob = A.unit_gaussian(3, 4, 5, seed=0)
-    with pytest.raises(ValueError, match="multiple of record_every"):
-        train(prob, Model("combined"), Optimizer(), 15, record_every=10)
+    with pytest.raises(ValueError, match="multiple of save.every"):
+        train(prob, Model("combined"), Descent(NGD(), 15), save=Save(every=10))
     with pytest.raises(ValueError, match="lr"):
-        Optimizer("ngd", -1.0)
+        NGD(lr=-1.0)
     with pytest.raises(ValueError, match="init.W"):
-        train(prob, Model("combined"), Optimizer(), 10, init={"W": np.zeros(3)})
+        train(prob, Model("combined"), Descent(NGD(), 10), init=Init(given={"W": np.zeros(3)}))
     with pytest.raises(ValueError, match="freeze"):
-        train(prob, Model("combined"), Optimizer(freeze=("K",)), 10)
+        train(prob, Model("combined"), Descent(NGD(freeze=("K",)), 10))
+    with pytest.raises(ValueError, match="init.scale"):
+        train(prob, Model("factored"), Descent(NGD(), 10), init=Init("gaussian", {"Bogus": 1.0}))
+    with pytest.raises(ValueError, match="stop"):
+        from attnsvm.training import Radius
+        train(prob, Model("combined"), Descent(NGD(), 10), stop=Radius(10.0))

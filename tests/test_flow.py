@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import attnsvm  # noqa: F401  (float64)
-from attnsvm.dynamics import Optimizer, train
-from attnsvm.flow import Flow, conservation_drift, gradient_flow
+from attnsvm.flow import conservation_drift
 from attnsvm.models import Model
 from attnsvm.problem import unit_gaussian
+from attnsvm.training import GD, Descent, Flow, Init, Radius, Saturation, Save, Time, train
 
 SMALL = unit_gaussian(n=3, T=4, d=4, seed=1)
 W0 = {"W": 0.3 * np.random.default_rng(0).standard_normal((4, 4))}
@@ -20,12 +20,12 @@ T_END = 2.0
 @pytest.fixture(scope="module")
 def flow_ref():
     """The combined-W flow to physical time t = 2 at tight tolerance."""
-    return gradient_flow(SMALL, Model("combined"), t_max=T_END, stop_saturation=None, rtol=1e-12, atol=1e-14,
-                         init=W0, n_records=5)
+    return train(SMALL, Model("combined"), Flow(rtol=1e-12, atol=1e-14), stop=Time(T_END), init=Init(given=W0),
+                 save=Save(records=5))
 
 
 def test_flow_stops_at_t_max(flow_ref):
-    assert flow_ref.info["stop_reason"].tolist() == ["time"]
+    assert flow_ref.stop_reason.tolist() == ["time"] and flow_ref.time_axis == "record"
     assert flow_ref.metrics["t"][0, -1] == pytest.approx(T_END, rel=1e-9)
     assert flow_ref.metrics["t"][0, 0] == 0.0
     # physical time increases along the records
@@ -35,7 +35,7 @@ def test_flow_stops_at_t_max(flow_ref):
 def test_gd_approaches_flow_linearly_in_eta(flow_ref):
     """Euler's global error is first order: the GD-flow distance at t = 2 halves when η halves.
 
-    GD is the update θ ← θ − η∇L of ``dynamics.step`` (checked against ``dynamics.train`` for one η), written
+    GD is the update θ ← θ − η∇L of ``dynamics.step`` (checked against ``train`` with ``Descent(GD)``), written
     here with η traced so that the three step sizes share one compilation."""
     import jax
     import jax.numpy as jnp
@@ -55,7 +55,7 @@ def test_gd_approaches_flow_linearly_in_eta(flow_ref):
         steps = int(round(T_END / eta))
         W = np.asarray(gd(jnp.asarray(W0["W"]), eta, steps))
         errs.append(np.linalg.norm(W - Wf) / np.linalg.norm(Wf))
-    ref = train(SMALL, model, Optimizer("gd", lr=0.1), steps=20, record_every=20, init=W0)
+    ref = train(SMALL, model, Descent(GD(lr=0.1), 20), save=Save(every=20), init=Init(given=W0))
     np.testing.assert_allclose(np.asarray(gd(jnp.asarray(W0["W"]), 0.1, 20)), ref.W[0], rtol=1e-12, atol=1e-14)
     errs = np.array(errs)
     ratios = errs[:-1] / errs[1:]
@@ -64,8 +64,8 @@ def test_gd_approaches_flow_linearly_in_eta(flow_ref):
 
 
 def test_flow_agrees_with_itself_at_tighter_tolerance(flow_ref):
-    loose = gradient_flow(SMALL, Model("combined"), t_max=T_END, stop_saturation=None, rtol=1e-6, atol=1e-8,
-                          init=W0, n_records=5)
+    loose = train(SMALL, Model("combined"), Flow(rtol=1e-6, atol=1e-8), stop=Time(T_END), init=Init(given=W0),
+                  save=Save(records=5))
     diff = np.linalg.norm(loose.W[0] - flow_ref.W[0]) / np.linalg.norm(flow_ref.W[0])
     assert diff < 1e-5
     # the built-in estimates (against tolerances / 100): the path itself is accurate at equal arc length, and
@@ -81,9 +81,9 @@ def test_conservation_and_saturation_stop(parameterization):
     """KᵀK − QᵀQ (k² − q²) is constant along the flow to 1e−8 relative, up to saturation E ≤ 1e−8.
     (The diagonal law is also checked by default in tests/test_p2.py, up to ‖w‖_F = 1000.)"""
     model = Model(parameterization, loss="exponential", reduction="sum")
-    res = gradient_flow(SMALL, model, trials=3, stop_saturation=1e-8, rtol=1e-10, atol=1e-12, init_scale=0.1,
-                        n_records=8)
-    assert res.info["stop_reason"].tolist() == ["saturation"] * 3
+    res = train(SMALL, model, Flow(rtol=1e-10, atol=1e-12), trials=3, stop=Saturation(1e-8),
+                init=Init("gaussian", 0.1), save=Save(records=8))
+    assert res.stop_reason.tolist() == ["saturation"] * 3
     drift = res.metrics["conservation_drift"]
     assert drift.shape == (3, 8)
     assert np.max(drift) < 1e-8
@@ -111,9 +111,9 @@ def test_radius_stop_on_p3_local_size():
     """n=6, T=8, d=10, 100 trials to ‖W‖_F = 100 (benchmarks/flow.py times it): every trial stops on the
     radius, exactly there, with attention saturated."""
     probs = [unit_gaussian(n=6, T=8, d=10, seed=s) for s in range(100)]
-    res = gradient_flow(probs, Model("combined"), stop_radius=100.0, stop_saturation=None, rtol=1e-6,
-                        atol=1e-8, init_scheme="zero", n_records=3, error_estimate=False)
-    assert set(res.info["stop_reason"]) == {"radius"}
+    res = train(probs, Model("combined"), Flow(rtol=1e-6, atol=1e-8, error_estimate=False), stop=Radius(100.0),
+                init=Init("zero"), save=Save(records=3))
+    assert set(res.stop_reason) == {"radius"}
     np.testing.assert_allclose(res.metrics["W_fro"][:, -1], 100.0, rtol=1e-9)
     assert np.median(res.metrics["max_softmax_min"][:, -1]) > 0.999
     assert res.info["accepted_steps"].max() < 1000
@@ -121,24 +121,24 @@ def test_radius_stop_on_p3_local_size():
 
 @pytest.mark.slow  # max_steps sizes the solver's buffers, so this compiles a program of its own
 def test_step_budget_is_reported():
-    res = gradient_flow(SMALL, Model("combined"), t_max=T_END, stop_saturation=None, rtol=1e-12, atol=1e-14,
-                        init=W0, n_records=5, max_steps=3, error_estimate=False)
-    assert res.info["stop_reason"].tolist() == ["max_steps"]
+    res = train(SMALL, Model("combined"), Flow(rtol=1e-12, atol=1e-14, max_steps=3, error_estimate=False),
+                stop=Time(T_END), init=Init(given=W0), save=Save(records=5))
+    assert res.stop_reason.tolist() == ["max_steps"]
 
 
 def test_validation_errors():
     with pytest.raises(ValueError, match="init: the gradient is exactly zero"):
-        gradient_flow(SMALL, Model("diagonal"), init_scheme="zero")
-    with pytest.raises(ValueError, match="no stop condition"):
-        gradient_flow(SMALL, Model("combined"), stop_saturation=None)
-    with pytest.raises(ValueError, match="stop_radius"):
-        gradient_flow(SMALL, Model("combined"), stop_radius=0.1, init={"W": np.eye(4)})
+        train(SMALL, Model("diagonal"), Flow(), init=Init("zero"))
+    with pytest.raises(ValueError, match="already reached at the start"):
+        train(SMALL, Model("combined"), Flow(), stop=Radius(0.1), init=Init(given={"W": np.eye(4)}))
     with pytest.raises(ValueError, match="rtol"):
         Flow(rtol=0.0)
-    with pytest.raises(ValueError, match="n_records"):
-        gradient_flow(SMALL, Model("combined"), n_records=1)
+    with pytest.raises(ValueError, match="level"):
+        Radius(-1.0)
+    with pytest.raises(ValueError, match="records"):
+        Save(records=1)
     with pytest.raises(ValueError, match="freeze"):
-        gradient_flow(SMALL, Model("factored"), freeze=("K", "Q"))
+        train(SMALL, Model("factored"), Flow(freeze=("K", "Q")))
 
 
 def test_saturation_measure_vanishes_at_a_local_selection():

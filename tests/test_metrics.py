@@ -1,9 +1,9 @@
 import numpy as np
 
 import attnsvm as A
-from attnsvm.dynamics import Optimizer, train
 from attnsvm.metrics import verdicts
 from attnsvm.models import Model
+from attnsvm.training import NGD, Descent, Init, Save, train
 
 
 def test_verdict_p1_single_global_and_local():
@@ -11,7 +11,8 @@ def test_verdict_p1_single_global_and_local():
     # locally-optimal token 1 with p^mm = (1, 0, 0) (P1 Fig. single input)
     for case, p0, sel, glob in (("global", [0.0, 0.0, 0.0], "0", True), ("local", [0.0, -1.5, 0.0], "1", False)):
         prob = A.p1_single(case)
-        res = train(prob, Model("prompt"), Optimizer("ngd", 0.1), 1000, record_every=100, init={"p": np.array(p0)})
+        res = train(prob, Model("prompt"), Descent(NGD(lr=0.1), 1000), save=Save(every=100),
+                    init=Init(given={"p": np.array(p0)}))
         df = verdicts(prob, res)
         row = df.iloc[0]
         assert row.selection == sel and bool(row.global_opt) == glob and bool(row.locally_optimal)
@@ -21,7 +22,7 @@ def test_verdict_p1_single_global_and_local():
 
 def test_verdict_detects_short_runs():
     prob = A.unit_gaussian(3, 4, 5, seed=0)
-    res = train(prob, Model("combined"), Optimizer("ngd", 0.01), 10, record_every=5)
+    res = train(prob, Model("combined"), Descent(NGD(lr=0.01), 10), save=Save(every=5))
     df = verdicts(prob, res)
     assert not df.saturated.iloc[0] and "too short" in df.verdict.iloc[0]
     assert {"corr_fro", "corr_nuclear"} <= set(df.columns)

@@ -152,3 +152,37 @@ def test_local_convergence_fixed_classifier():
             assert min(local) >= 0.999 and max(glob) <= 0.9
         else:
             assert min(local) <= 0.95  # rounding noise steers the normalized step once s saturates
+
+
+def test_regularization_path_through_the_engine():
+    """The next-token objective through train() with the regularization path (W): the constrained minimizers'
+    direction → W^dir and their finite part → W^fin as the radius grows."""
+    from attnsvm.models import Model
+    from attnsvm.training import RegularizationPath, train
+
+    ps = [generate_ntp(seed=s) for s in range(2)]
+    path = train(ps, Model("combined", objective=NextToken()), RegularizationPath(radii=(1.0, 4.0, 16.0)))
+    assert np.all(path.status == "ok")
+    for j, p in enumerate(ps):
+        rp = ntp_records(p, path.path[j], solve_graph_svm(p).W, finite_component(p))
+        assert np.all(np.diff(rp["corr_dir"]) > 0) and rp["corr_dir"][-1] >= 0.97
+        assert rp["fin_distance"][-1] < 0.1 * rp["fin_distance"][0]
+
+
+@pytest.mark.slow
+def test_gradient_flow_through_the_engine():
+    """Gradient flow of W and (K, Q) on the next-token objective, stopped at a radius."""
+    from attnsvm.models import Model
+    from attnsvm.training import Flow, Radius, Save, train
+
+    ps = [generate_ntp(seed=s) for s in range(2)]
+    flow = train(ps, Model("combined", objective=NextToken()), Flow(rtol=1e-6, atol=1e-8), stop=Radius(12.0),
+                 save=Save(records=8, path=True))
+    assert list(flow.stop_reason) == ["radius", "radius"] and np.all(flow.status == "ok")
+    for j, p in enumerate(ps):
+        rf = ntp_records(p, flow.path[j], solve_graph_svm(p).W, finite_component(p))
+        assert rf["corr_dir"][-1] >= 0.9 and rf["corr_dir"][-1] > rf["corr_dir"][len(rf["corr_dir"]) // 2]
+        assert rf["W_norm"][-1] == pytest.approx(12.0, rel=1e-3)
+    kq = train(ps, Model("factored", objective=NextToken()), Flow(rtol=1e-6, atol=1e-8), stop=Radius(8.0),
+               save=Save(records=4, path=True))
+    assert np.all(kq.status == "ok") and list(kq.stop_reason) == ["radius", "radius"]

@@ -21,18 +21,18 @@ from attnsvm.experiments.p2 import (
     run_p2_full,
     run_p3_local_path,
 )
-from attnsvm.flow import gradient_flow
 from attnsvm.models import Model
 from attnsvm.problem import unit_gaussian
 from attnsvm.svm import correlation, solve_svm
+from attnsvm.training import Flow, Init, Radius, Save, train
 
 PROB = unit_gaussian(3, 3, 10, seed=0)
 OPT = PROB.optimal_tokens().opt
 _rng = np.random.default_rng([0, 0])
 K0 = 0.1 * _rng.standard_normal((6, 10))[:2]
 Q0 = 0.1 * np.random.default_rng([0, 0]).standard_normal((12, 10))[6:8]
-FLOW = dict(stop_saturation=None, stop_radius=1000.0, rtol=1e-8, atol=1e-10, n_records=20, error_estimate=False,
-            keep_path=True)
+FLOW = dict(stop=Radius(1000.0), save=Save(records=20, path=True))
+METHOD = Flow(rtol=1e-8, atol=1e-10, error_estimate=False)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_diagonal_flow_reaches_l1_not_l2(refs):
     direction is within 1e−3 of the ℓ1 SVM and much farther from the ℓ2 one."""
     l1, l2 = refs
     assert 1 - correlation(l1, l2) > 0.1  # the two predictions are far apart
-    res = gradient_flow(PROB, Model("diagonal", **P2_MODEL), trials=2, init={"k": K0, "q": Q0}, **FLOW)
+    res = train(PROB, Model("diagonal", **P2_MODEL), METHOD, trials=2, init=Init(given={"k": K0, "q": Q0}), **FLOW)
     assert set(res.info["stop_reason"]) == {"radius"}
     for b in range(2):
         assert np.all(res.selection[b, -1] == OPT)
@@ -62,7 +62,8 @@ def test_diagonal_flow_reaches_l1_not_l2(refs):
 def test_combined_diagonal_w_reaches_l2(refs):
     l1, l2 = refs
     w0 = 0.01 * np.random.default_rng(1).standard_normal((2, 10))
-    res = gradient_flow(diag_as_prompt(PROB), Model("prompt", **P2_MODEL), trials=2, init={"p": w0}, **FLOW)
+    res = train(diag_as_prompt(PROB), Model("prompt", **P2_MODEL), METHOD, trials=2, init=Init(given={"p": w0}),
+                **FLOW)
     for b in range(2):
         w = res.W[b]
         assert 1 - correlation(w, l2) < 1e-3
@@ -74,7 +75,8 @@ def test_balanced_start_locks_signs():
     the ℓ1 SVM restricted to the orthant s⊙w ≥ 0."""
     s = np.array([[1, -1, 1, 1, -1, 1, -1, -1, 1, 1], [-1, -1, -1, 1, 1, 1, 1, -1, -1, 1]], dtype=float)
     q0 = np.abs(Q0)
-    res = gradient_flow(PROB, Model("diagonal", **P2_MODEL), trials=2, init={"k": s * q0, "q": q0}, **FLOW)
+    res = train(PROB, Model("diagonal", **P2_MODEL), METHOD, trials=2, init=Init(given={"k": s * q0, "q": q0}),
+                **FLOW)
     w_path = np.diagonal(res.path, axis1=2, axis2=3)  # (B, R, d)
     assert np.all(s[:, None, :] * w_path[:, 1:] > 0)
     assert np.max(res.metrics["conservation_drift"]) < 1e-8

@@ -9,7 +9,8 @@ import pytest
 import attnsvm  # noqa: F401  (float64)
 from attnsvm.models import Model, model_data
 from attnsvm.problem import p1_single, unit_gaussian
-from attnsvm.regpath import PathSettings, log_excess_terms, regularization_path
+from attnsvm.regpath import log_excess_terms
+from attnsvm.training import Init, RegularizationPath, train
 
 P_MM = np.array([-0.1, 1.0, 0.0]) / 1.01  # P1-single global: p^mm(opt), computed independently
 P_LOCAL = np.array([1.0, 0.0, 0.0])  # P1-single local: p^mm at token (1, 0)
@@ -18,8 +19,8 @@ RADII = [0.5, 1, 2, 4, 8, 16, 32, 64, 128]
 
 @pytest.fixture(scope="module")
 def p1_path():
-    return regularization_path(p1_single("global"), Model("prompt"), RADII, init_scheme="zero",
-                               references={"pmm": P_MM})
+    return train(p1_single("global"), Model("prompt"), RegularizationPath(RADII), init=Init("zero"),
+                 references={"pmm": P_MM})
 
 
 def test_path_direction_approaches_pmm(p1_path):
@@ -41,14 +42,14 @@ def test_only_stationary_flag_on_the_local_branch():
     """Started on the locally optimal token, the path stays there (→ p^mm at (1, 0)); random restarts
     find the global branch with a lower loss, so every radius is flagged only stationary."""
     prob = p1_single("local")
-    res = regularization_path(prob, Model("prompt"), [20, 40, 80], init={"p": np.array([20.0, 0, 0])},
-                              restarts=6, references={"local": P_LOCAL, "global": P_MM})
+    res = train(prob, Model("prompt"), RegularizationPath((20, 40, 80), restarts=6),
+                init=Init(given={"p": np.array([20.0, 0, 0])}), references={"local": P_LOCAL, "global": P_MM})
     assert np.all(res.selection[0, :, 0] == 1)
     assert 1 - res.correlations["local"][0, -1] < 1e-5
     assert np.all(res.metrics["only_stationary"][0] == 1.0)
     assert np.all(res.info["status"] == "stationary")
-    glob = regularization_path(prob, Model("prompt"), [20, 40, 80], init={"p": np.array([0.0, 20.0, 0])},
-                               restarts=6, references={"local": P_LOCAL, "global": P_MM})
+    glob = train(prob, Model("prompt"), RegularizationPath((20, 40, 80), restarts=6),
+                 init=Init(given={"p": np.array([0.0, 20.0, 0])}), references={"local": P_LOCAL, "global": P_MM})
     assert np.all(glob.selection[0, :, 0] == 0)
     assert np.all(glob.metrics["only_stationary"][0] == 0.0)
     assert np.all(glob.metrics["loss"][0] < res.metrics["loss"][0])
@@ -84,8 +85,8 @@ def test_w_goes_frobenius_and_kq_goes_nuclear():
 
     probs = [unit_gaussian(n=4, T=5, d=6, seed=s) for s in range(3)]
     radii = [1, 3, 10, 30, 100]
-    w = regularization_path(probs, Model("combined"), radii, init_scheme="zero")
-    kq = regularization_path(probs, Model("factored"), radii, init_scale=0.1)
+    w = train(probs, Model("combined"), RegularizationPath(tuple(radii)), init=Init("zero"))
+    kq = train(probs, Model("factored"), RegularizationPath(tuple(radii)), init=Init("gaussian", 0.1))
     for res, own, other in ((w, "fro", "nuclear"), (kq, "nuclear", "fro")):
         assert np.all(res.info["status"] == "stationary")
         for b, prob in enumerate(probs):
@@ -101,13 +102,13 @@ def test_w_goes_frobenius_and_kq_goes_nuclear():
 
 def test_validation():
     with pytest.raises(ValueError, match="radii"):
-        PathSettings(radii=(2.0, 1.0))
+        RegularizationPath(radii=(2.0, 1.0))
     with pytest.raises(ValueError, match="radii"):
-        PathSettings(radii=())
+        RegularizationPath(radii=())
     with pytest.raises(ValueError, match="tol"):
-        PathSettings(radii=(1.0,), tol=0.0)
+        RegularizationPath(radii=(1.0,), tol=0.0)
     prob = unit_gaussian(n=2, T=3, d=2, seed=0)
     with pytest.raises(ValueError, match="init"):
-        regularization_path(prob, Model("factored"), [1.0], init_scheme="zero")
+        train(prob, Model("factored"), RegularizationPath((1.0,)), init=Init("zero"))
     with pytest.raises(ValueError, match="linear head"):
-        regularization_path(prob, Model("combined", head="relu"), [1.0], head_V=np.eye(2))
+        train(prob, Model("combined", head="relu"), RegularizationPath((1.0,)), head_V=np.eye(2))

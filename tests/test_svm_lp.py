@@ -180,3 +180,47 @@ def test_cli_solve_lp_and_linf(tmp_path):
                       (["--norm", "lp", "--p", "0.5"], "1 ≤ p")):
         res = runner.invoke(app, ["solve", str(path), *args])
         assert res.exit_code == 2 and msg in res.output
+
+
+def test_train_config_lp_reference(tmp_path):
+    """references = ["lp", "linf"] with [run] p = 3: the run records corr with the ℓ3 and ℓ∞ Att-SVMs at opt,
+    named "lp" and "linf", equal to the correlation with solve_svm's solutions; p without "lp" is refused."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from attnsvm.cli import app
+    from attnsvm.config import ConfigError, parse_config
+
+    text = """
+[problem]
+generator = "unit-gaussian"
+n = 3
+T = 4
+d = 4
+seed = 3
+[optimizer]
+name = "ngd"
+lr = 0.1
+steps = 20
+[run]
+trials = 1
+record_every = 10
+references = ["lp", "linf"]
+p = 3.0
+"""
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(text)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(cfg), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out / "metrics.parquet")
+    W = np.load(out / "final.npz")["W"][0]
+    pr = unit_gaussian(3, 4, 4, seed=3)
+    for col, name in (("corr_lp", "lp:3"), ("corr_linf", "lp:inf")):
+        S = solve_svm(pr, "opt", name).W
+        assert df[col].iloc[-1] == pytest.approx(np.vdot(W, S) / np.linalg.norm(W) / np.linalg.norm(S), rel=1e-9)
+    import tomllib
+
+    for wrong in (text.replace('references = ["lp", "linf"]', 'references = ["fro"]'), text.replace("p = 3.0\n", "")):
+        with pytest.raises(ConfigError, match="run.p"):
+            parse_config(tomllib.loads(wrong))

@@ -54,7 +54,9 @@ def _file(tmp_path, text, name="sweep.toml"):
 
 # ---- expansion and validation (no cluster) ----------------------------------------------------------------
 def test_grid_and_zip_expand_in_order(tmp_path):
+    # a per-block init scale names a block of the model: (K, Q) of the factored model (unknown blocks are errors)
     sw = parse_sweep({"problem": {"generator": "unit-gaussian", "n": 3, "T": 4, "d": 3},
+                      "model": {"parameterization": "factored"},
                       "sweep": {"grid": {"problem.d": [3, 5], "init.scale.K": [0.1, 0.2, 0.3]},
                                 "zip": {"optimizer.lr": [0.1, 0.2], "optimizer.steps": [10, 20]}}})
     assert sw.axes == ("problem.d", "init.scale.K", "optimizer.lr", "optimizer.steps")
@@ -66,6 +68,7 @@ def test_grid_and_zip_expand_in_order(tmp_path):
     assert len({q.id for q in sw.points}) == 12
     # the id is the config's content: the same point in another sweep has the same id
     other = parse_sweep({"problem": {"generator": "unit-gaussian", "n": 3, "T": 4, "d": 5},
+                         "model": {"parameterization": "factored"},
                          "init": {"scale": {"K": 0.1}}, "optimizer": {"steps": 20},
                          "sweep": {"grid": {"optimizer.lr": [0.2]}}})
     assert other.points[0].id == p.id

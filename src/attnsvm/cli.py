@@ -19,13 +19,15 @@ def _root(no_cache: bool = typer.Option(False, "--no-cache", help="Do not use th
                                         "programs (also: ATTNSVM_NO_CACHE=1); see `attnsvm cache info`.")
           ) -> None:
     """attnsvm: train attention, solve Att-SVMs, certify tokens, reproduce the papers."""
+    from ._jax import enable_x64
     from .cache import configure_from_cli
 
+    enable_x64()  # the command line is its own process: float64 throughout
     configure_from_cli(no_cache)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, never wrapped
     raise typer.Exit(code)
 
 
@@ -33,9 +35,13 @@ def fail(message: str, code: int = 2) -> None:
 def train(
     config: Path = typer.Argument(..., help="TOML config with the tables problem, model, optimizer, init, run."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/<config name>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of another config in --out."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Train one-layer attention as CONFIG says and write config, metrics.parquet, final.npz, summary.md."""
+    """Train one-layer attention as CONFIG says and write config, metrics.parquet, final.npz, summary.md.
+
+    --out must be new, empty, or hold a run of the same config (it is run again); --overwrite replaces a run
+    of another config. A relative [problem] file is read from CONFIG's folder."""
     from .config import ConfigError, load_config
     from .runs import summary_rows, train_from_config
 
@@ -45,8 +51,12 @@ def train(
         fail(f"{config}: {exc}")
     out = out or Path("runs") / config.stem
     try:
-        result, verdict = train_from_config(cfg, out, progress=progress, base_dir=config.parent)
-    except ConfigError as exc:
+        result, verdict = train_from_config(cfg, out, progress=progress, base_dir=config.parent,
+                                            overwrite=overwrite)
+    except KeyboardInterrupt:
+        fail(f"interrupted: {out} was not written (a run writes its files when it ends); "
+             f"`attnsvm train {config} --out {out}` starts it again", code=130)
+    except (ConfigError, ValueError, OSError) as exc:
         fail(f"{config}: {exc}")
     table = Table(title=f"attnsvm train {config.name} → {out}")
     table.add_column("quantity")

@@ -1,99 +1,59 @@
-"""Training engines (docs/concepts/dynamics.md): GD and normalized GD over many trials in one compiled program.
+"""The Descent engine: a discrete optimizer over many trials in one compiled program.
 
-One call of :func:`train` runs B independent trials (seeds, initializations, problems of one shape) as a
-single XLA program: ``vmap`` (or a sequential ``lax.map`` at large sizes, where vmap is memory-bound) over
-trials, ``lax.scan`` over records and ``fori_loop`` over the steps between records. Updates:
-
-* gd:   θ_b ← θ_b − η ∇_b L
-* ngd:  θ ← θ − η ∇L/‖∇L‖                 (``normalize="global"``: one norm over all trained blocks)
-        θ_b ← θ_b − η ∇_b L/‖∇_b L‖        (``normalize="block"``: each block by its own norm, as P3's
-                                            (K, Q) code and P1's joint (v, p) code do)
-
-Gradients come from :func:`attnsvm.models.stable_grad`, whose scale is kept as a logarithm: normalized
-steps are exact at any ‖W‖, and a run never freezes on an underflowed gradient. An optional explicit ridge
-adds λ‖θ‖²/2 to the loss (off by default; the (K, Q) results of P3's code rely on a hidden
-λ(‖K‖² + ‖Q‖²) with λ = 2.2e−16, i.e. ``ridge = 4.4e−16`` here).
+One call runs B independent trials (seeds, initializations, problems of one shape) as a single XLA
+program: ``vmap`` (or a sequential ``lax.map`` at large sizes, where vmap is memory-bound) over trials,
+``lax.scan`` over records and ``fori_loop`` over the steps between records. Each step feeds the stable
+log-space gradient of :func:`attnsvm.models.stable_grad` (scaled form, exact direction at any ‖W‖) to the
+optimizer's optax chain (:mod:`attnsvm.training.optim`): θ ← θ + Δθ. Used through :func:`attnsvm.train`
+with ``Descent(optimizer, steps)``. The (K, Q) results of P3's code rely on a hidden ridge
+λ(‖K‖² + ‖Q‖²) with λ = 2.2e−16, i.e. ``ridge = 4.4e−16`` here.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from .models import (
     Data,
     Model,
-    ScaledGrad,
-    add_ridge,
     attention_weights,
     excess_loss,
     forward,
-    log_block_norms,
     log_grad_norm,
+    log_softmax,
     logits,
     model_data,
     stable_grad,
     stack_data,
 )
 from .problem import AttentionProblem
-
-OPTIMIZERS = ("gd", "ngd")
-NORMALIZATIONS = ("global", "block")
-
-
-@dataclass(frozen=True)
-class Optimizer:
-    """A discrete gradient method. ``freeze`` lists blocks to keep fixed (e.g. ``("Q",)``)."""
-
-    name: Literal["gd", "ngd"] = "ngd"
-    lr: float = 0.1
-    normalize: Literal["global", "block"] = "global"
-    ridge: float = 0.0
-    freeze: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer name must be one of {OPTIMIZERS}, got {self.name!r}")
-        if not (np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr: must be a positive number, got {self.lr}")
-        if self.normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
-        if not (np.isfinite(self.ridge) and self.ridge >= 0):
-            raise ValueError(f"ridge: must be ≥ 0, got {self.ridge}")
-        object.__setattr__(self, "freeze", tuple(self.freeze))
+from .training.optim import OptimizerSpec, Scaled
+from .training.run import TIME_AXES, Run
 
 
-def descent_direction(opt: Optimizer, sg: ScaledGrad) -> dict:
-    """The update Δθ_b (the step is θ_b − Δθ_b) for the optimizer, from the scaled gradient."""
-    blocks = [b for b in sg.g if b not in opt.freeze]
-    if opt.name == "gd":
-        return {b: opt.lr * sg.g[b] * jnp.exp(sg.log_scale[b]) for b in blocks}
-    if opt.normalize == "global":
-        lb = log_block_norms(ScaledGrad({b: sg.g[b] for b in blocks},
-                                        {b: sg.log_scale[b] for b in blocks}, sg.loss))
-        lnorm = 0.5 * jax.scipy.special.logsumexp(2.0 * jnp.stack(list(lb.values())))
-        ok = jnp.isfinite(lnorm)
-        return {b: jnp.where(ok, opt.lr * sg.g[b] * jnp.exp(sg.log_scale[b] - jnp.where(ok, lnorm, 0.0)), 0.0)
-                for b in blocks}
-    out = {}
-    for b in blocks:
-        nrm = jnp.sqrt(jnp.sum(sg.g[b] ** 2))
-        out[b] = jnp.where(nrm > 0, opt.lr * sg.g[b] / jnp.where(nrm > 0, nrm, 1.0), 0.0)
-    return out
+def scaled_direction(model: Model, params: dict, data: Data) -> dict:
+    """The stable descent direction fed to the optimizers: block → ``Scaled(g, log_scale)``."""
+    sg = stable_grad(model, params, data)
+    return {b: Scaled(sg.g[b], sg.log_scale[b]) for b in sg.g}
 
 
-def step(model: Model, opt: Optimizer, params: dict, data: Data) -> dict:
-    """One update θ ← θ − Δθ."""
-    sg = add_ridge(stable_grad(model, params, data), params, opt.ridge)
-    upd = descent_direction(opt, sg)
-    return {b: (params[b] - upd[b]) if b in upd else params[b] for b in params}
+def step(model: Model, opt: OptimizerSpec, params: dict, state, data: Data) -> tuple[dict, object]:
+    """One update θ ← θ + Δθ of the optimizer's chain; returns (θ, optimizer state)."""
+    upd, state = opt.transformation().update(scaled_direction(model, params, data), state, params)
+    return optax.apply_updates(params, upd), state
+
+
+def init_state(opt: OptimizerSpec, params: dict):
+    """The optimizer state of one trial."""
+    return opt.transformation().init(params)
 
 
 # ---- what a record holds -------------------------------------------------------------------------------
@@ -105,28 +65,58 @@ SCALAR_METRICS = (
 
 
 def constraint_margins(model: Model, params: dict, data: Data, alpha: jax.Array) -> jax.Array:
-    """⟨A_it, W⟩ = a_iα − a_it for every real t ≠ α_i (+inf elsewhere), shape (n, T)."""
+    """⟨A_it, W⟩ = a_iα − a_it for every real t ≠ α_i (+inf elsewhere), shape (n, T) ((H, n, T) for heads,
+    α (H, n) or (n,))."""
     a = jnp.where(data.mask, logits(model, params, data), 0.0)
-    a_alpha = jnp.take_along_axis(a, alpha[:, None], axis=1)
-    T = a.shape[1]
-    keep = data.mask & (jnp.arange(T)[None, :] != alpha[:, None])
+    a_alpha = jnp.take_along_axis(a, alpha[..., None], axis=-1)
+    T = a.shape[-1]
+    keep = data.mask & (jnp.arange(T) != alpha[..., None])
     return jnp.where(keep, a_alpha - a, jnp.inf)
 
 
+def _max_abs(x: jax.Array, axis=None) -> jax.Array:
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=axis is not None)
+    return jnp.where(m > 0, m, 1.0)
+
+
+def fro_norm(x: jax.Array) -> jax.Array:
+    """‖x‖_F computed on x/max|x| (no overflow for entries up to the float64 maximum)."""
+    m = _max_abs(x)
+    return m * jnp.sqrt(jnp.sum((x / m) ** 2))
+
+
 def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.Array) -> dict:
-    """All per-record quantities of one trial (docs/concepts/dynamics.md; ``refs``: (r, *W.shape) reference
-    solutions)."""
+    """All per-record quantities for one trial (``refs``: (r, *W.shape) reference solutions).
+
+    Norms and correlations are computed on arrays divided by their largest entry, so they stay finite and
+    accurate for any finite W (a step size of 1e300 must not read as 1 − corr = 1)."""
     fw = forward(model, params, data)
     W = attention_weights(model, params)
     s = jnp.exp(fw.log_s)
-    sv = jnp.linalg.svd(W, compute_uv=False) if W.ndim == 2 else jnp.linalg.norm(W)[None]
-    W_fro = jnp.sqrt(jnp.sum(W**2))
-    mass = jnp.take_along_axis(s, alpha[:, None], axis=1)[:, 0]
-    mx = jnp.max(s, axis=1)
-    theta = jnp.sqrt(sum(jnp.sum(params[b] ** 2) for b in model.blocks))
-    margin = jnp.min(constraint_margins(model, params, data, alpha)) / jnp.where(W_fro > 0, W_fro, 1.0)
-    refn = jnp.sqrt(jnp.sum(refs.reshape(refs.shape[0], -1) ** 2, axis=1))
-    corr = (refs.reshape(refs.shape[0], -1) @ W.reshape(-1)) / jnp.where(refn * W_fro > 0, refn * W_fro, 1.0)
+    Wm = _max_abs(W)
+    sv = (jnp.linalg.svd(W / Wm, compute_uv=False) if W.ndim >= 2 else jnp.linalg.norm(W / Wm)[None]) * Wm
+    W_fro = fro_norm(W)
+    mass = jnp.take_along_axis(s, jnp.broadcast_to(alpha[:, None], s.shape[:-1] + (1,)), axis=-1)[..., 0]
+    mx = jnp.max(s, axis=-1)
+    tm = jnp.max(jnp.stack([_max_abs(params[b]) for b in model.blocks]))
+    theta = tm * jnp.sqrt(sum(jnp.sum((params[b] / tm) ** 2) for b in model.blocks))
+    R = refs.reshape(refs.shape[0], -1)
+    R = R / _max_abs(R, axis=1)
+    if model.multihead:
+        # per head: the margin of α over ‖W_h‖_F (the smallest over the heads), corr(W_h, reference) (r, H)
+        Wh = W.reshape(W.shape[0], -1)
+        nh = jnp.sqrt(jnp.sum(Wh**2, axis=1))
+        al = jnp.broadcast_to(alpha, (W.shape[0],) + alpha.shape)
+        margin = jnp.min(jnp.min(constraint_margins(model, params, data, al), axis=(1, 2))
+                         / jnp.where(nh > 0, nh, 1.0))
+        w = Wh / _max_abs(Wh, axis=1)
+        den = jnp.sqrt(jnp.sum(R**2, axis=1))[:, None] * jnp.sqrt(jnp.sum(w**2, axis=1))[None, :]
+        corr = (R @ w.T) / jnp.where(den > 0, den, 1.0)
+    else:
+        margin = jnp.min(constraint_margins(model, params, data, alpha)) / jnp.where(W_fro > 0, W_fro, 1.0)
+        w = (W / Wm).reshape(-1)
+        den = jnp.sqrt(jnp.sum(R**2, axis=1)) * jnp.sqrt(jnp.sum(w**2))
+        corr = (R @ w) / jnp.where(den > 0, den, 1.0)
     out = {
         "loss": fw.loss,
         "excess_loss": excess_loss(model, params, data, fw),
@@ -139,7 +129,7 @@ def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.A
         "max_softmax_min": jnp.min(mx),
         "log_grad_norm": log_grad_norm(stable_grad(model, params, data)),
         "margin": margin,
-        "selection": jnp.argmax(fw.log_s, axis=1),
+        "selection": jnp.argmax(fw.log_s, axis=-1),
         "singular_values": sv,
         "corr": corr,
     }
@@ -149,150 +139,66 @@ def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.A
 # ---- the compiled engine -----------------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnames=("model", "opt", "record_every", "n_records", "batch_data", "use_map",
-                                   "keep_path"))
-def _run_segment(params, data, alpha, refs, *, model, opt, record_every, n_records, batch_data, use_map,
-                 keep_path):
-    def rec_at(p, dat, al, rf):
-        rec = record(model, p, dat, al, rf)
-        if keep_path:
-            rec["path"] = attention_weights(model, p)
-        return rec
+def _saved(model: Model, params: dict, data: Data, alpha, refs, keep: tuple[bool, bool, bool]) -> dict:
+    """What one record holds: ``keep`` = (metrics, path, params): the full :func:`record` (else only the
+    selection), W, every block."""
+    metrics, path, blocks = keep
+    rec = record(model, params, data, alpha, refs) if metrics else \
+        {"selection": jnp.argmax(log_softmax(model, params, data), axis=-1)}
+    if path:
+        rec["path"] = attention_weights(model, params)
+    if blocks:
+        rec["params"] = dict(params)
+    return rec
 
-    def one(p, dat, al, rf):
-        def chunk(p, _):
-            p = jax.lax.fori_loop(0, record_every, lambda _, q: step(model, opt, q, dat), p)
-            return p, rec_at(p, dat, al, rf)
+
+@partial(jax.jit, static_argnames=("model", "opt", "record_every", "n_records", "batch_data", "use_map", "keep"))
+def _run_segment(params, state, data, alpha, refs, *, model, opt, record_every, n_records, batch_data, use_map,
+                 keep):
+    def rec_at(p, dat, al, rf):
+        return _saved(model, p, dat, al, rf, keep)
+
+    def one(p, st, dat, al, rf):
+        def chunk(carry, _):
+            carry = jax.lax.fori_loop(0, record_every, lambda _, c: step(model, opt, c[0], c[1], dat), carry)
+            return carry, rec_at(carry[0], dat, al, rf)
 
         # the record at the segment's start (used for step 0: one program to compile, not two) and the
         # final attention weights come out of the same program.
         rec0 = rec_at(p, dat, al, rf)
-        p, recs = jax.lax.scan(chunk, p, None, length=n_records)
-        return p, (rec0, recs, attention_weights(model, p))
+        (p, st), recs = jax.lax.scan(chunk, (p, st), None, length=n_records)
+        return (p, st), (rec0, recs, attention_weights(model, p))
 
     d_axis = 0 if batch_data else None
     if use_map:
         if batch_data:
-            return jax.lax.map(lambda a: one(*a), (params, data, alpha, refs))
-        return jax.lax.map(lambda a: one(a[0], data, a[1], a[2]), (params, alpha, refs))
-    return jax.vmap(one, in_axes=(0, d_axis, 0, 0))(params, data, alpha, refs)
+            return jax.lax.map(lambda a: one(*a), (params, state, data, alpha, refs))
+        return jax.lax.map(lambda a: one(a[0], a[1], data, a[2], a[3]), (params, state, alpha, refs))
+    return jax.vmap(one, in_axes=(0, 0, d_axis, 0, 0))(params, state, data, alpha, refs)
 
 
-@partial(jax.jit, static_argnames=("model", "batch_data", "keep_path"))
-def _record0(params, data, alpha, refs, *, model, batch_data, keep_path):
-    def one(p, dat, al, rf):
-        rec = record(model, p, dat, al, rf)
-        if keep_path:
-            rec["path"] = attention_weights(model, p)
-        return rec
+@partial(jax.jit, static_argnames=("model", "batch_data", "keep"))
+def _record0(params, data, alpha, refs, *, model, batch_data, keep):
+    return jax.vmap(lambda p, dat, al, rf: _saved(model, p, dat, al, rf, keep),
+                    in_axes=(0, 0 if batch_data else None, 0, 0))(params, data, alpha, refs)
 
-    return jax.vmap(one, in_axes=(0, 0 if batch_data else None, 0, 0))(params, data, alpha, refs)
+
+@partial(jax.jit, static_argnames=("opt",))
+def _init_states(params, *, opt):
+    return jax.vmap(lambda p: init_state(opt, p))(params)
 
 
 _COMPILED: dict = {}
 
 
-def _compiled_segment(params, data, alpha, refs, kw: dict):
+def _compiled_segment(args: tuple, kw: dict):
     """The compiled program for these static settings and argument shapes, compiled once per process
-    (a sweep that calls :func:`train` chunk after chunk pays the compile time once)."""
-    spec = jax.tree.map(lambda x: (x.shape, str(x.dtype)), (params, data, alpha, refs))
-    key = (tuple(sorted(kw.items())), str(spec))
+    (a sweep that trains chunk after chunk pays the compile time once)."""
+    spec = jax.tree.map(lambda x: (x.shape, str(x.dtype)), args)
+    key = (tuple(sorted(kw.items(), key=lambda kv: kv[0])), str(spec))
     if key not in _COMPILED:
-        _COMPILED[key] = _run_segment.lower(params, data, alpha, refs, **kw).compile()
+        _COMPILED[key] = _run_segment.lower(*args, **kw).compile()
     return _COMPILED[key]
-
-
-# ---- public API ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a run returns: NumPy arrays, trials first.
-
-    params: final parameters by block name (B, ...);  W: final attention weights (B, d, d), or p (B, d').
-    steps: (R,) step of each record;  metrics: name → (B, R) (see ``SCALAR_METRICS``);
-    selection: (B, R, n) argmax attention;  singular_values: (B, R, k);
-    correlations: reference name → (B, R) ⟨W, W_ref⟩/(‖W‖‖W_ref‖);  path: (B, R, ...) W per record if kept.
-    """
-
-    model: Model
-    optimizer: Any
-    params: dict[str, np.ndarray]
-    W: np.ndarray
-    steps: np.ndarray
-    metrics: dict[str, np.ndarray]
-    selection: np.ndarray
-    singular_values: np.ndarray
-    correlations: dict[str, np.ndarray]
-    alpha: np.ndarray
-    path: np.ndarray | None = None
-    compile_seconds: float = 0.0
-    run_seconds: float = 0.0
-    info: dict = field(default_factory=dict)
-
-    @property
-    def trials(self) -> int:
-        return self.W.shape[0]
-
-    def table(self):
-        """One row per (trial, recorded step): the scalar metrics and correlations (a pandas DataFrame)."""
-        import pandas as pd
-
-        B, R = self.metrics["loss"].shape
-        cols: dict[str, np.ndarray] = {"trial": np.repeat(np.arange(B), R), "step": np.tile(self.steps, B)}
-        for k, v in self.metrics.items():
-            cols[k] = v.reshape(-1)
-        for k, v in self.correlations.items():
-            cols[f"corr_{k}"] = v.reshape(-1)
-        return pd.DataFrame(cols)
-
-
-def init_params(model: Model, problem: AttentionProblem, trials: int, scheme: str = "zero",
-                scale: float | Mapping[str, float] = 0.01, seed: int = 0,
-                given: Mapping[str, np.ndarray] | None = None,
-                trial_ids: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-    """Initial parameters (B, ...) for ``trials`` trials.
-
-    scheme ``zero``: all zeros; ``gaussian``: scale·N(0, I) per block, seeded per trial (``scale`` may be a
-    mapping block → scale, e.g. P3's K₀ = 0.1·N, Q₀ = 0); ``given``: arrays from ``given`` (one per block,
-    shared by all trials or with a leading trials axis). A trained head starts at the problem's v unless given.
-    ``trial_ids``: draw trial j's Gaussian init from its own stream (seed, j), so that a trial's start does
-    not depend on which other trials share the call (resumable sweeps run trials in chunks).
-    """
-    shapes = model.param_shapes(problem.d, problem.keys.shape[1])
-    rng = np.random.default_rng(seed)
-    if trial_ids is not None and len(trial_ids) != trials:
-        raise ValueError(f"trial_ids: expected {trials} ids, got {len(trial_ids)}")
-    rngs = [np.random.default_rng([seed, int(j)]) for j in trial_ids] if trial_ids is not None else None
-    out: dict[str, np.ndarray] = {}
-    for b, shp in shapes.items():
-        if given is not None and b in given:
-            arr = np.asarray(given[b], dtype=np.float64)
-            if arr.shape == shp:
-                arr = np.broadcast_to(arr, (trials,) + shp).copy()
-            if arr.shape != (trials,) + shp:
-                raise ValueError(f"init.{b}: expected shape {shp} or {(trials,) + shp}, got {arr.shape}")
-            out[b] = arr
-        elif b == "v":
-            out[b] = np.broadcast_to(problem.v, (trials,) + shp).copy()
-        elif scheme == "zero":
-            out[b] = np.zeros((trials,) + shp)
-        elif scheme == "gaussian":
-            sc = scale.get(b, 0.0) if isinstance(scale, Mapping) else float(scale)
-            if rngs is None:
-                out[b] = sc * rng.standard_normal((trials,) + shp)
-            else:
-                out[b] = sc * np.stack([r.standard_normal(shp) for r in rngs])
-        elif scheme == "given":
-            raise ValueError(f"init: scheme 'given' but no array for block {b!r}")
-        else:
-            raise ValueError(f"init scheme must be 'zero', 'gaussian' or 'given', got {scheme!r}")
-    if given is not None:
-        unknown = set(given) - set(shapes)
-        if unknown:
-            raise ValueError(f"init: unknown block(s) {sorted(unknown)} for {model.parameterization!r}; "
-                             f"blocks are {sorted(shapes)}")
-    return out
 
 
 def _choose_map(problem: AttentionProblem, trials: int, batching: str) -> bool:
@@ -338,10 +244,12 @@ class Batch:
 
 def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model: Model, trials: int | None,
                   alpha: np.ndarray | None = None, references: Mapping[str, np.ndarray] | None = None,
-                  head_V: np.ndarray | None = None, head_a: np.ndarray | None = None) -> Batch:
-    """Validate and stack the problems, the reference selection α (default opt) and the references."""
-    if isinstance(problems, AttentionProblem):
-        plist, batch_data = [problems], False
+                  head_V: np.ndarray | None = None, head_a: np.ndarray | None = None,
+                  values: np.ndarray | None = None) -> Batch:
+    """Validate and stack the problems, the reference selection α (default opt) and the references
+    (``values``: the value vectors (H, d) of a multi-head model)."""
+    if isinstance(problems, AttentionProblem) or not isinstance(problems, Sequence):
+        plist, batch_data = [problems], False  # one problem (an attention problem, or an objective's own type)
     else:
         plist = list(problems)
         if not plist:
@@ -350,8 +258,23 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
     B = trials if trials is not None else (len(plist) if batch_data else 1)
     if batch_data and B != len(plist):
         raise ValueError(f"trials: {B} given but {len(plist)} problems; give one problem per trial")
+    # An objective with its own problem type (next-token prediction) gives the attention problem the engine
+    # reads (tokens, queries, mask), its own arrays (Data.aux) and its default reference selection.
+    obj = model.objective
+    own = hasattr(obj, "attention_problem")
+    auxs = [obj.data_aux(p) for p in plist] if own else [()] * len(plist)
+    if own and alpha is None:
+        alpha = np.stack([obj.default_selection(p) for p in plist]) if batch_data else \
+            obj.default_selection(plist[0])
+    if own:
+        plist = [obj.attention_problem(p) for p in plist]
     p0 = plist[0]
-    datas = [model_data(p, model, V=head_V, a=head_a) for p in plist]
+    per_trial = head_V is not None and np.ndim(head_V) == 3  # one ReLU head per trial's problem
+    if per_trial and len(plist) != len(head_V):
+        raise ValueError(f"head_V: {len(head_V)} matrices for {len(plist)} problems; give one per problem")
+    datas = [model_data(p, model, V=head_V[j] if per_trial else head_V,
+                        a=head_a[j] if per_trial and head_a is not None else head_a, values=values, aux=auxs[j])
+             for j, p in enumerate(plist)]
     data = stack_data(datas) if batch_data else datas[0]
     if alpha is None:
         alpha_arr = (np.stack([p.optimal_tokens().opt for p in plist]) if batch_data
@@ -362,7 +285,11 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
             alpha_arr = np.broadcast_to(alpha_arr, (B, p0.n)).copy()
         if alpha_arr.shape != (B, p0.n) or alpha_arr.min() < 0 or alpha_arr.max() >= p0.T:
             raise ValueError(f"alpha: expected token indices in [0, {p0.T}) of shape ({p0.n},) or ({B}, {p0.n})")
-    wshape = (p0.keys.shape[1],) if model.parameterization == "prompt" else (p0.d, p0.d)
+    shapes = model.param.shapes(p0.d, p0.keys.shape[1])
+    wshape = jax.eval_shape(model.param.weights, {b: jax.ShapeDtypeStruct(s, jnp.float64)
+                                                  for b, s in shapes.items()}).shape
+    if model.multihead:
+        wshape = wshape[1:]  # one reference per problem, correlated with every head
     ref_names = list(references or {})
     refs = np.zeros((B, max(1, len(ref_names))) + wshape)
     for j, name in enumerate(ref_names):
@@ -375,51 +302,19 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
     return Batch(plist, batch_data, B, data, alpha_arr, refs, ref_names)
 
 
-def train(
-    problems: AttentionProblem | Sequence[AttentionProblem],
-    model: Model,
-    optimizer: Optimizer,
-    steps: int,
-    *,
-    trials: int | None = None,
-    record_every: int = 10,
-    init: Mapping[str, np.ndarray] | None = None,
-    init_scheme: str = "zero",
-    init_scale: float | Mapping[str, float] = 0.01,
-    seed: int = 0,
-    trial_ids: Sequence[int] | None = None,
-    alpha: np.ndarray | None = None,
-    references: Mapping[str, np.ndarray] | None = None,
-    head_V: np.ndarray | None = None,
-    head_a: np.ndarray | None = None,
-    keep_path: bool = False,
-    batching: str = "auto",
-    progress: bool | Callable[[int, int], None] = False,
-) -> TrainResult:
-    """Train ``trials`` independent runs with GD / normalized GD and record every ``record_every`` steps.
-
-    problems: one problem shared by all trials, or a sequence (one per trial, all of one shape).
-    init / init_scheme / init_scale / seed / trial_ids: see :func:`init_params`.
-    alpha: the reference selection for "mass on α" and the margin (n,) or (B, n); default opt.
-    references: name → reference attention weights (same shape as W, or with a leading trials axis): the
-        run records corr(W, W_ref) for each.
-    progress: True for a rich progress bar, or a callable (done_steps, total_steps).
-    """
-    if steps < 0 or record_every < 1:
-        raise ValueError(f"steps must be ≥ 0 and record_every ≥ 1, got steps={steps}, "
-                         f"record_every={record_every}")
+def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarray], save,
+                progress: bool | Callable[[int, int], None] = False, batching: str = "auto") -> Run:
+    """``method.steps`` steps of ``method.optimizer`` for every trial of ``batch``, recorded every
+    ``save.every`` steps (the engine of ``Descent``; call it through :func:`attnsvm.train`)."""
+    steps, record_every, opt = method.steps, int(save.every), method.optimizer
+    keep = (bool(save.metrics), bool(save.path), bool(save.params))
     if steps % record_every:
-        raise ValueError(f"steps ({steps}) must be a multiple of record_every ({record_every})")
-    unknown = set(optimizer.freeze) - set(model.blocks)
-    if unknown:
-        raise ValueError(f"freeze: unknown block(s) {sorted(unknown)}; blocks are {model.blocks}")
-    batch = prepare_batch(problems, model, trials, alpha, references, head_V, head_a)
+        raise ValueError(f"steps ({steps}) must be a multiple of save.every ({record_every})")
     p0, B, data, batch_data, ref_names = batch.first, batch.trials, batch.data, batch.batch_data, batch.ref_names
-    alpha_arr, refs = batch.alpha, batch.refs
-    params = init_params(model, p0, B, init_scheme, init_scale, seed, init, trial_ids)
     use_map = _choose_map(p0, B, batching)
-    jparams = {k: jnp.asarray(v) for k, v in params.items()}
-    jalpha, jrefs = jnp.asarray(alpha_arr), jnp.asarray(refs)
+    jparams = {k: jnp.asarray(v) for k, v in params0.items()}
+    jalpha, jrefs = jnp.asarray(batch.alpha), jnp.asarray(batch.refs)
+    state = _init_states(jparams, opt=opt)
 
     n_chunks = steps // record_every
     seg = _segments(n_chunks, bool(progress))
@@ -427,7 +322,7 @@ def train(
     recs = []
     jW = None
     if n_chunks == 0:
-        rec0 = _record0(jparams, data, jalpha, jrefs, model=model, batch_data=batch_data, keep_path=keep_path)
+        rec0 = _record0(jparams, data, jalpha, jrefs, model=model, batch_data=batch_data, keep=keep)
         recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
     compile_s = 0.0
     run_s = 0.0
@@ -435,14 +330,14 @@ def train(
     try:
         done = 0
         while done < n_chunks:
-            kw = dict(model=model, opt=optimizer, record_every=record_every, n_records=seg,
-                      batch_data=batch_data, use_map=use_map, keep_path=keep_path)
+            kw = dict(model=model, opt=opt, record_every=record_every, n_records=seg,
+                      batch_data=batch_data, use_map=use_map, keep=keep)
             if done == 0:
                 tc = time.perf_counter()
-                compiled = _compiled_segment(jparams, data, jalpha, jrefs, kw)
+                compiled = _compiled_segment((jparams, state, data, jalpha, jrefs), kw)
                 compile_s = time.perf_counter() - tc
             tr = time.perf_counter()
-            jparams, (rec0, rec, jW) = compiled(jparams, data, jalpha, jrefs)
+            (jparams, state), (rec0, rec, jW) = compiled(jparams, state, data, jalpha, jrefs)
             jax.block_until_ready(jparams)
             run_s += time.perf_counter() - tr
             if done == 0:
@@ -455,22 +350,27 @@ def train(
         if bar is not None:
             bar.stop()
     total = time.perf_counter() - t0
-    merged = {k: np.concatenate([r[k] for r in recs], axis=1) for k in recs[0]}
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *recs)
     params_np = {k: np.asarray(v) for k, v in jparams.items()}
     W = np.asarray(jW if jW is not None else jax.vmap(lambda p: attention_weights(model, p))(jparams))
-    corr = merged.pop("corr")
-    return TrainResult(
+    B_, R_ = len(batch.alpha), n_chunks + 1
+    corr = merged.pop("corr") if keep[0] else np.zeros((B_, R_, 0))
+    return Run(
         model=model,
-        optimizer=optimizer,
+        method=method,
         params=params_np,
         W=W,
-        steps=np.arange(n_chunks + 1) * record_every,
-        metrics={k: merged[k] for k in SCALAR_METRICS},
+        time=np.arange(n_chunks + 1) * record_every,
+        time_axis=TIME_AXES["descent"],
+        metrics={k: merged[k] for k in SCALAR_METRICS} if keep[0] else {},
         selection=merged["selection"],
-        singular_values=merged["singular_values"],
+        singular_values=merged["singular_values"] if keep[0] else np.zeros((B_, R_, 0)),
         correlations={name: corr[:, :, j] for j, name in enumerate(ref_names)},
-        alpha=np.asarray(alpha_arr),
+        alpha=np.asarray(batch.alpha),
+        status=np.full(B, "ok"),
+        stop_reason=np.full(B, "steps"),
         path=merged.get("path"),
+        params_path=merged.get("params"),
         compile_seconds=compile_s,
         run_seconds=run_s,
         info={"batching": "map" if use_map else "vmap", "total_seconds": total},

@@ -17,60 +17,68 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .dynamics import TrainResult
 from .problem import AttentionProblem
 from .svm import correlation, logits, solve_svm
 from .tokens import is_locally_optimal
-
-#: the norm each parameterization's direction is predicted to minimise (P1, P2, P3)
-PREDICTED_NORM = {"prompt": "l2", "combined": "fro", "factored": "nuclear", "diagonal": "l1"}
-#: the norms compared for each parameterization
-COMPARED_NORMS = {"prompt": ("l2",), "combined": ("fro", "nuclear"), "factored": ("fro", "nuclear"),
-                  "diagonal": ("fro", "nuclear", "l1")}
+from .training.run import DIVERGED, Run
 
 
-def verdicts(problems: AttentionProblem | Sequence[AttentionProblem], result: TrainResult,
+def verdicts(problems: AttentionProblem | Sequence[AttentionProblem], result: Run,
              sat_tol: float = 1e-6, stable_fraction: float = 0.2):
     """One row per trial (a pandas DataFrame) with the columns described in the module docstring."""
     import pandas as pd
 
     plist = [problems] if isinstance(problems, AttentionProblem) else list(problems)
     B = result.trials
-    P = result.model.parameterization
-    predicted = PREDICTED_NORM[P]
+    param = result.model.param
+    predicted, compared = param.predicted_norm, param.compared_norms
+    multi = result.model.multihead
     R = result.steps.size
     last = max(1, int(np.ceil(stable_fraction * R)))
     rows = []
     for b in range(B):
+        if result.status[b] == DIVERGED:
+            # a non-finite W has no selection nor direction: counted apart, never averaged
+            rows.append({"trial": b, "status": DIVERGED, "verdict": "diverged (non-finite values)"})
+            continue
         prob = plist[b] if len(plist) > 1 else plist[0]
-        W = result.W[b]
-        a = logits(prob, W)
-        alpha = np.argmax(a, axis=1)
-        row: dict = {"trial": b, "selection": ",".join(map(str, alpha))}
-        lo = is_locally_optimal(prob, alpha, norm=predicted)
-        row["global_opt"] = lo.globally_optimal
-        row["locally_optimal"] = lo.locally_optimal
-        row["svm_status"] = lo.result.status
-        nrm = np.linalg.norm(W)
-        a_alpha = a[np.arange(prob.n), alpha]
-        other = np.where(prob.mask & (np.arange(prob.T)[None, :] != alpha[:, None]), a_alpha[:, None] - a, np.inf)
-        row["margin"] = float(other.min() / nrm) if nrm > 0 else 0.0
-        best, best_corr = None, -np.inf
-        for norm in COMPARED_NORMS[P]:
-            res = lo.result if norm == predicted else solve_svm(prob, alpha, norm)
-            c = correlation(W, res.solution) if res.feasible and np.all(np.isfinite(res.solution)) else np.nan
-            row[f"corr_{norm}"] = c
-            if np.isfinite(c) and c > best_corr:
-                best, best_corr = norm, c
-        row["closest_svm"] = best or "none"
-        row["one_minus_corr"] = 1.0 - best_corr if best else np.nan
-        sat = result.metrics["max_softmax_min"][b, -1]
-        stable = bool(np.all(result.selection[b, -last:] == result.selection[b, -1]))
-        row["saturated"] = bool(sat >= 1.0 - sat_tol)
-        row["selection_stable"] = stable
-        row["verdict"] = _verdict_text(row, predicted)
-        rows.append(row)
+        # a multi-head run gives one row per head: each head against the Att-SVM of its own selection
+        for h in range(result.W.shape[1] if multi else 1):
+            W = result.W[b, h] if multi else result.W[b]
+            row = _verdict_row(prob, W, predicted, compared)
+            row = {"trial": b, **({"head": h} if multi else {}), "status": result.status[b], **row}
+            sel = result.selection[b, :, h] if multi else result.selection[b]
+            sat = result.metrics["max_softmax_min"][b, -1]
+            row["saturated"] = bool(sat >= 1.0 - sat_tol)
+            row["selection_stable"] = bool(np.all(sel[-last:] == sel[-1]))
+            row["verdict"] = _verdict_text(row, predicted)
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _verdict_row(prob: AttentionProblem, W: np.ndarray, predicted: str, compared: tuple[str, ...]) -> dict:
+    """Selection, certificate, margin and correlations with the Att-SVMs at the selection of W."""
+    a = logits(prob, W)
+    alpha = np.argmax(a, axis=1)
+    row: dict = {"selection": ",".join(map(str, alpha))}
+    lo = is_locally_optimal(prob, alpha, norm=predicted)
+    row["global_opt"] = lo.globally_optimal
+    row["locally_optimal"] = lo.locally_optimal
+    row["svm_status"] = lo.result.status
+    nrm = np.linalg.norm(W)
+    a_alpha = a[np.arange(prob.n), alpha]
+    other = np.where(prob.mask & (np.arange(prob.T)[None, :] != alpha[:, None]), a_alpha[:, None] - a, np.inf)
+    row["margin"] = float(other.min() / nrm) if nrm > 0 else 0.0
+    best, best_corr = None, -np.inf
+    for norm in compared:
+        res = lo.result if norm == predicted else solve_svm(prob, alpha, norm)
+        c = correlation(W, res.solution) if res.feasible and np.all(np.isfinite(res.solution)) else np.nan
+        row[f"corr_{norm}"] = c
+        if np.isfinite(c) and c > best_corr:
+            best, best_corr = norm, c
+    row["closest_svm"] = best or "none"
+    row["one_minus_corr"] = 1.0 - best_corr if best else np.nan
+    return row
 
 
 def _verdict_text(row: dict, predicted: str) -> str:
@@ -86,8 +94,15 @@ def _verdict_text(row: dict, predicted: str) -> str:
 
 
 def verdict_summary(df) -> list[tuple[str, str]]:
-    """(quantity, value) rows summarising a verdict table."""
+    """(quantity, value) rows summarising a verdict table (diverged trials counted, and left out)."""
+    n_div = int((df.status == DIVERGED).sum()) if "status" in df else 0
+    df = df[df.status != DIVERGED] if "status" in df else df
+    if df.empty:
+        return [("diverged trials", str(n_div))]
+    df = df.astype({c: bool for c in ("global_opt", "locally_optimal", "saturated", "selection_stable")
+                    if c in df})
     out = [
+        ("diverged trials", str(n_div)),
         ("reached the global opt", f"{df.global_opt.mean():.3f}"),
         ("reached a certified local optimum (not global)", f"{(df.locally_optimal & ~df.global_opt).mean():.3f}"),
         ("closest SVM (counts)", ", ".join(f"{k}: {v}" for k, v in df.closest_svm.value_counts().items())),

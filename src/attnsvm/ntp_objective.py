@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .ntp import NTPProblem
+from .objectives import Cotangent, Forward
+from .problem import AttentionProblem
 
 CLASSIFIERS = ("identity", "fixed")
 LOSSES = ("log", "squared")
@@ -95,6 +97,66 @@ class NextToken:
         if self.classifier == "identity":
             return identity_loss_and_grad(a, data.mask, data.label)
         return fixed_loss_and_grad(a, data, self.loss)
+
+    # ---- the engine's objective protocol (attnsvm.objectives): train(ntp_problems, Model(objective=...)) ----
+    def own_blocks(self) -> tuple[str, ...]:
+        return ()
+
+    def attention_problem(self, problem: NTPProblem) -> AttentionProblem:
+        """What the engine's parameterizations read: the embedded tokens X_i, the queries z_i = E_{k_i} and
+        the mask (labels Y and head v are unused by this objective)."""
+        return AttentionProblem(X=problem.X, Y=np.ones(problem.n), v=np.zeros(problem.d), Z=problem.queries,
+                                mask=problem.mask)
+
+    def data_aux(self, problem: NTPProblem) -> dict:
+        """The objective's own arrays (``Data.aux``): label positions, labels, classifier, top-SCC tokens."""
+        C = problem.E if self.C is None else np.asarray(self.C, dtype=np.float64)
+        if C.ndim != 2 or C.shape[1] != problem.d:
+            raise ValueError(f"C: expected a (K', {problem.d}) classifier, got shape {C.shape}")
+        return {"label": problem.tokens == problem.next[:, None], "y": problem.next, "C": C,
+                "top": problem.top_scc_mask}
+
+    def default_selection(self, problem: NTPProblem) -> np.ndarray:
+        """The reference token of each sequence (``alpha`` of the records): the first occurrence of its label."""
+        return np.argmax(problem.tokens == problem.next[:, None], axis=1)
+
+    def _ntp_data(self, data) -> NTPData:
+        aux = data.aux
+        return NTPData(X=data.X, z=data.Z, mask=data.mask, label=aux["label"], y=aux["y"], C=aux["C"])
+
+    def forward(self, a: jax.Array, params: dict, data) -> Forward:
+        """log s, the attention output u_i = X_iᵀ s_i and the risk (f and ∇h are not defined here: zeros)."""
+        log_s = a - _lse(a, data.mask)[:, None]
+        log_s = jnp.where(data.mask, log_s, -jnp.inf)
+        u = jnp.einsum("it,itd->id", jnp.exp(log_s), data.X)
+        loss = self.loss_value(a, self._ntp_data(data))
+        return Forward(log_s, u, jnp.zeros(a.shape[0]), jnp.zeros_like(u), loss)
+
+    def cotangent(self, a: jax.Array, params: dict, data) -> Cotangent:
+        L, g, m = self.loss_and_grad(a, self._ntp_data(data))
+        return Cotangent(g, m, L, {})
+
+    def log_saturation(self, fw: Forward, data) -> jax.Array:
+        """log of the mean attention mass outside the top SCC of each sequence (→ −∞ with hard retrieval)."""
+        out = data.mask & ~data.aux["top"]
+        per = _lse(fw.log_s, out)
+        return jax.scipy.special.logsumexp(per) - jnp.log(per.shape[0])
+
+    def log_loss_terms(self, a: jax.Array, data) -> tuple[jax.Array, jax.Array]:
+        """(sign, log) of each sample's term of the mean risk, for the regularization path's line search:
+        log L_i − log n with L_i = softplus(ℓ⁻ − ℓ⁺) (identity; ≈ ℓ⁻ − ℓ⁺ deep in saturation, kept exact)."""
+        nd = self._ntp_data(data)
+        n = a.shape[0]
+        if self.classifier == "identity":
+            dlt = _lse(a, nd.mask & ~nd.label) - _lse(a, nd.mask & nd.label)
+            lt = jnp.where(dlt < -30.0, dlt + jnp.log1p(-0.5 * jnp.exp(dlt)),
+                           jnp.log(jax.nn.softplus(jnp.minimum(dlt, 700.0))))
+        else:
+            log_s, c, o = _fixed_parts(a, nd)
+            logp = jax.nn.log_softmax(o, axis=-1)[jnp.arange(n), nd.y]
+            lt = jnp.log(-logp) if self.loss == "log" else 2.0 * jnp.log(-jnp.expm1(logp))
+        finite = jnp.isfinite(lt)
+        return jnp.where(finite, 1.0, 0.0), jnp.where(finite, lt - jnp.log(n), -jnp.inf)
 
     def loss_value(self, a: jax.Array, data: NTPData) -> jax.Array:
         if self.classifier == "identity":

@@ -38,26 +38,25 @@ stationarity is claimed.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .dynamics import SCALAR_METRICS, TrainResult, init_params, prepare_batch, record
+from .dynamics import SCALAR_METRICS, Batch, record
+from .logspace import log_signed_diff, masked_lse
 from .models import (
     NEG_INF,
     Data,
     Model,
-    _log_signed_diff,
-    _masked_lse,
     attention_weights,
     forward,
+    logits,
     stable_grad,
 )
-from .problem import AttentionProblem
+from .training.methods import RegularizationPath
+from .training.run import TIME_AXES, Run
 
 PATH_METRICS = ("radius", "stationarity", "iterations", "outward", "log_excess", "only_stationary")
 
@@ -65,44 +64,10 @@ _ARMIJO = 1e-4
 _MAX_BACKTRACK = 60
 
 
-@dataclass(frozen=True)
-class PathSettings:
-    """Settings of a regularization-path run (the ``optimizer`` of its :class:`TrainResult`).
-
-    radii: increasing grid of R;  tol: stationarity tolerance on r (module docstring);
-    max_iter: projected-gradient iterations per radius;  restarts: random restarts per radius for the
-    ``only_stationary`` check.
-    """
-
-    radii: tuple[float, ...]
-    tol: float = 1e-6
-    max_iter: int = 5000
-    restarts: int = 0
-    name: str = "path"
-
-    def __post_init__(self) -> None:
-        r = np.asarray(self.radii, dtype=np.float64)
-        if r.ndim != 1 or r.size == 0:
-            raise ValueError(f"radii: expected a non-empty list of radii, got {self.radii!r}")
-        if not np.all(np.isfinite(r)) or np.any(r <= 0) or np.any(np.diff(r) <= 0):
-            raise ValueError(f"radii: must be positive and strictly increasing, got {r.tolist()}")
-        if not (np.isfinite(self.tol) and 0 < self.tol < 1):
-            raise ValueError(f"tol: must be in (0, 1), got {self.tol}")
-        if int(self.max_iter) < 1:
-            raise ValueError(f"max_iter: must be ≥ 1, got {self.max_iter}")
-        if int(self.restarts) < 0:
-            raise ValueError(f"restarts: must be ≥ 0, got {self.restarts}")
-        if self.name != "path":
-            raise ValueError(f"name: path settings are named 'path', got {self.name!r}")
-        object.__setattr__(self, "radii", tuple(float(x) for x in r))
-        object.__setattr__(self, "max_iter", int(self.max_iter))
-        object.__setattr__(self, "restarts", int(self.restarts))
-
-
 def ball_radius(model: Model, R: float | np.ndarray) -> np.ndarray:
     """ρ, the Euclidean radius in θ-space of the constraint set of radius R (module docstring)."""
     R = np.asarray(R, dtype=np.float64)
-    return np.sqrt(2.0 * R) if model.parameterization in ("factored", "diagonal") else R
+    return np.asarray(model.param.ball_radius(R), dtype=np.float64)
 
 
 # ---- the objective, relative to the current selection ------------------------------------------------------
@@ -115,15 +80,18 @@ def log_excess_terms(model: Model, params: dict, data: Data, alpha: jax.Array) -
     and negative parts, each a log-sum-exp, and e_i in closed form (σ the logistic function):
     exponential  e^{−γ_α}(e^D − 1);   correlation  D;   logistic  log(1 + (e^D − 1) σ(−γ_α)).
     """
+    if hasattr(model.objective, "log_loss_terms"):
+        # an objective without a one-hot optimum (next-token prediction): the plain risk, per sample
+        return model.objective.log_loss_terms(logits(model, params, data), data)
     fw = forward(model, params, data)
     gamma = data.Y[:, None] * (data.X @ data.v)
     g_a = jnp.take_along_axis(gamma, alpha[:, None], axis=1)[:, 0]
     diff = g_a[:, None] - gamma
     absd = jnp.where(diff != 0, jnp.abs(diff), 1.0)
     terms = fw.log_s + jnp.log(absd)
-    lP = _masked_lse(terms, data.mask & (diff > 0), axis=1)
-    lN = _masked_lse(terms, data.mask & (diff < 0), axis=1)
-    sgn, lD = _log_signed_diff(lP, lN)
+    lP = masked_lse(terms, data.mask & (diff > 0), axis=1)
+    lN = masked_lse(terms, data.mask & (diff < 0), axis=1)
+    sgn, lD = log_signed_diff(lP, lN)
     nz = sgn != 0
     D = jnp.where(nz, sgn * jnp.exp(lD), 1.0)
     lexpm1 = lD + jnp.log(jnp.where(nz & (D != 0), jnp.expm1(D) / D, 1.0))  # log|e^D − 1|
@@ -281,50 +249,34 @@ def _path(theta0, data, rhos, alpha, refs, starts, *, model, tol, max_iter, batc
     return jax.vmap(one, in_axes=(0, 0 if batch_data else None, 0, 0, 0))(theta0, data, alpha, refs, starts)
 
 
-def regularization_path(
-    problems: AttentionProblem | Sequence[AttentionProblem],
-    model: Model,
-    radii: Sequence[float] | PathSettings,
-    *,
-    tol: float = 1e-6,
-    max_iter: int = 5000,
-    restarts: int = 0,
-    trials: int | None = None,
-    init: Mapping[str, np.ndarray] | None = None,
-    init_scheme: str = "gaussian",
-    init_scale: float | Mapping[str, float] = 0.01,
-    seed: int = 0,
-    alpha: np.ndarray | None = None,
-    references: Mapping[str, np.ndarray] | None = None,
-    head_V: np.ndarray | None = None,
-    head_a: np.ndarray | None = None,
-) -> TrainResult:
-    """θ̄(R) for every R of ``radii`` (increasing) and every trial (module docstring).
+def run_path(model: Model, settings: RegularizationPath, batch: Batch, params0: dict[str, np.ndarray],
+             seed: int = 0) -> Run:
+    """θ̄(R) for every R of ``settings.radii`` (increasing) and every trial of ``batch`` (module docstring;
+    the engine of ``RegularizationPath``: call it through :func:`attnsvm.train`).
 
-    The first radius starts from the initialization (``init_params``; Gaussian by default since θ = 0 is
-    a stationary point of the factored and diagonal models), projected into the ball. Returns a
-    :class:`TrainResult` with ``steps`` = radius index, ``path`` = W_path (B, radii, *W.shape) — θ̄(R)/R is
-    ``path / radii`` and its correlation with each reference is in ``correlations`` (scale-free) — and in
-    ``metrics`` besides the records of :func:`attnsvm.dynamics.record`: ``radius``, ``stationarity`` (r),
-    ``iterations``, ``outward`` (cos∠(−∇L, θ), 1 at a boundary KKT point), ``log_excess``
-    (log|L − L*_α|, α the selection) and ``only_stationary`` (1 when a restart found a lower L).
-    ``info["status"]`` is (B, radii) of ``"stationary"`` / ``"not_converged"``, ``info["radii"]`` the grid,
-    ``info["W_over_R"]`` = θ̄(R)/R.
+    The first radius starts from the initialization, projected into the ball. Returns a :class:`Run` with
+    ``time`` = radius index, ``path`` = W_path (B, radii, *W.shape) — θ̄(R)/R is ``path / radii`` and its
+    correlation with each reference is in ``correlations`` (scale-free) — and in ``metrics`` besides the
+    records of :func:`attnsvm.dynamics.record`: ``radius``, ``stationarity`` (r), ``iterations``,
+    ``outward`` (cos∠(−∇L, θ), 1 at a boundary KKT point), ``log_excess`` (log|L − L*_α|, α the selection)
+    and ``only_stationary`` (1 when a restart found a lower L). ``info["status"]`` is (B, radii) of
+    ``"stationary"`` / ``"not_converged"``, ``info["radii"]`` the grid, ``info["W_over_R"]`` = θ̄(R)/R.
     """
-    settings = radii if isinstance(radii, PathSettings) else PathSettings(tuple(radii), tol, max_iter, restarts)
     if model.train_v or model.head != "linear":
         raise ValueError("model: the regularization path needs the fixed linear head (head='linear', "
                          "train_v=False), whose L*_α is known in closed form")
-    batch = prepare_batch(problems, model, trials, alpha, references, head_V, head_a)
-    batch_data, B, p0, data = batch.batch_data, batch.trials, batch.first, batch.data
-    params0 = init_params(model, p0, B, init_scheme, init_scale, seed, init)
-    if model.parameterization in ("factored", "diagonal") and not all(
+    batch_data, B, data = batch.batch_data, batch.trials, batch.data
+    if model.multihead:
+        raise ValueError("model: the regularization path has one attention head (L*_α of several heads is not "
+                         "one-hot attention on α); use Descent or Flow for multihead")
+    if len(model.attention_blocks) > 1 and not all(
             np.all(np.linalg.norm(params0[b].reshape(B, -1), axis=1) > 0) for b in model.attention_blocks):
-        raise ValueError("init: K and Q (k and q) must both be nonzero; (K, Q) = 0 is a stationary point")
+        raise ValueError(f"init: the blocks {model.attention_blocks} must all be nonzero; a product of blocks "
+                         "with one block 0 is a stationary point")
     alpha_arr, refs, ref_names = batch.alpha, batch.refs, batch.ref_names
     radii_arr = np.asarray(settings.radii)
     rhos = ball_radius(model, radii_arr)
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(seed + 1)  # the restarts' points, from the init seed
     nr = max(settings.restarts, 1)
     starts = {b: rng.standard_normal((B, len(radii_arr), nr) + params0[b].shape[1:])
               for b in model.attention_blocks}
@@ -359,12 +311,14 @@ def regularization_path(
         "W_over_R": recs["path"] / radii_arr.reshape((1, -1) + (1,) * (recs["path"].ndim - 2)),
         "total_seconds": time.perf_counter() - t0,
     }
-    return TrainResult(
-        model=model, optimizer=settings, params=final, W=recs["path"][:, -1], steps=np.arange(len(radii_arr)),
-        metrics=metrics, selection=recs["selection"], singular_values=recs["singular_values"],
+    return Run(
+        model=model, method=settings, params=final, W=recs["path"][:, -1], time=np.arange(len(radii_arr)),
+        time_axis=TIME_AXES["path"], metrics=metrics, selection=recs["selection"],
+        singular_values=recs["singular_values"],
         correlations={name: corr[:, :, j] for j, name in enumerate(ref_names)}, alpha=alpha_arr,
-        path=recs["path"], compile_seconds=compile_s, run_seconds=run_s, info=info,
+        status=np.full(B, "ok"), stop_reason=np.full(B, "radii"), path=recs["path"], compile_seconds=compile_s,
+        run_seconds=run_s, info=info,
     )
 
 
-__all__ = ["PathSettings", "ball_radius", "kkt_residual", "log_excess_terms", "regularization_path"]
+__all__ = ["ball_radius", "kkt_residual", "log_excess_terms", "run_path"]

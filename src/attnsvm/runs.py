@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, TrainConfig, dump_config
-from .dynamics import Optimizer, TrainResult, train
+from .config import ConfigError, TrainConfig, dump_config, method_of, stops_of
 from .models import Model
 from .problem import AttentionProblem
+from .training import Init, Run, Save, train
 
 
 def build_problems(cfg: TrainConfig, base_dir: Path | None = None) -> list[AttentionProblem]:
@@ -38,7 +38,7 @@ def build_problems(cfg: TrainConfig, base_dir: Path | None = None) -> list[Atten
 def build_model(cfg: TrainConfig) -> Model:
     m = cfg.model
     return Model(parameterization=m.parameterization, loss=m.loss, reduction=m.reduction, head=m.head,
-                 train_v=m.train_v, hidden=m.hidden)
+                 train_v=m.train_v, hidden=m.hidden, heads=m.heads, head_parameterization=m.head_parameterization)
 
 
 def relu_head(cfg: TrainConfig, d: int) -> np.ndarray | None:
@@ -47,6 +47,23 @@ def relu_head(cfg: TrainConfig, d: int) -> np.ndarray | None:
         return None
     rng = np.random.default_rng(cfg.model.head_seed)
     return rng.standard_normal((d, cfg.model.head_width)) / np.sqrt(d)
+
+
+def reference_norms(cfg, problem: AttentionProblem) -> list[str]:
+    """The registry names of ``run.references``: "lp" → ``lp:P`` (``lp-prompt:P`` for the prompt model) with
+    P = ``run.p``, "linf" → ``lp:inf``; the other names as they are."""
+    from .svm import lp_norm_name
+
+    prompt = problem.kind == "prompt"
+    out = []
+    for r in cfg.run.references:
+        if r == "lp":
+            out.append(lp_norm_name(cfg.run.p, prompt))
+        elif r == "linf":
+            out.append(lp_norm_name(float("inf"), prompt))
+        else:
+            out.append(r)
+    return out
 
 
 def reference_solutions(problems: list[AttentionProblem], norms: list[str], trials: int
@@ -68,7 +85,8 @@ def reference_solutions(problems: list[AttentionProblem], norms: list[str], tria
             sols.append(np.asarray(res.solution) if res.status in SOLUTION_PRESENT else None)
         shape = next((s.shape for s in sols if s is not None), None)
         if shape is None:
-            shape = (problems[0].keys.shape[1],) if norm == "l2" else (problems[0].d, problems[0].d)
+            prompt = norm == "l2" or norm.startswith("lp-prompt:")
+            shape = (problems[0].keys.shape[1],) if prompt else (problems[0].d, problems[0].d)
         arr = np.stack([s if s is not None else np.zeros(shape) for s in sols])
         if len(problems) == 1 and trials > 1:
             arr = np.broadcast_to(arr[0], (trials,) + shape)
@@ -79,36 +97,42 @@ def reference_solutions(problems: list[AttentionProblem], norms: list[str], tria
 
 
 def run_engine(cfg: TrainConfig, problems: list[AttentionProblem], model: Model,
-               references: dict[str, np.ndarray], progress: bool | Callable = False) -> TrainResult:
-    """Dispatch the config's optimizer to its engine."""
-    o, r = cfg.optimizer, cfg.run
-    V = relu_head(cfg, problems[0].d)
+               references: dict[str, np.ndarray], progress: bool | Callable = False) -> Run:
+    """Run the config's method through :func:`attnsvm.train` (every key of the config is used)."""
+    r = cfg.run
     target = problems if len(problems) > 1 else problems[0]
-    common = dict(trials=r.trials, init_scheme=cfg.init.scheme, init_scale=cfg.init.scale, seed=r.seed,
-                  references=references, head_V=V)
-    if o.name in ("gd", "ngd"):
-        opt = Optimizer(name=o.name, lr=o.lr, normalize=o.normalize, ridge=o.ridge, freeze=tuple(o.freeze))
-        return train(target, model, opt, o.steps, record_every=r.record_every, keep_path=r.keep_path,
-                     progress=progress, **common)
-    if o.name == "flow":
-        from .flow import gradient_flow
-
-        return gradient_flow(target, model, rtol=o.rtol, atol=o.atol, stop_saturation=o.stop_saturation,
-                             stop_radius=o.stop_radius, max_steps=o.max_steps, ridge=o.ridge, **common)
-    from .regpath import regularization_path
-
-    return regularization_path(target, model, o.radii, tol=o.tol, **common)
+    return train(target, model, method_of(cfg.optimizer), init=Init(cfg.init.scheme, cfg.init.scale, r.seed),
+                 save=Save(every=r.record_every, records=r.records, path=r.keep_path or r.kkt),
+                 stop=stops_of(cfg.optimizer),
+                 trials=r.trials, references=references, head_V=relu_head(cfg, problems[0].d), progress=progress)
 
 
-def write_run(out: Path, cfg: TrainConfig, result: TrainResult, extra: dict | None = None,
+def with_kkt(run: Run, problems: list[AttentionProblem], norms: list[str]) -> Run:
+    """``run`` with the ε-KKT of every recorded direction against each norm as metrics ``kkt_<norm>`` (B, R)
+    (:func:`attnsvm.svm.kkt_path`: each record at its own reached selection; inf where it does not separate)."""
+    from dataclasses import replace
+
+    from .svm import kkt_path
+
+    if run.path is None:
+        raise ConfigError("run.kkt: the run kept no path of directions (the engine did not record W)")
+    if not norms:
+        raise ConfigError("run.kkt: give the norms to certify against in run.references")
+    eps = kkt_path(problems, run.path, norms)
+    return replace(run, metrics={**run.metrics, **{f"kkt_{k}": v for k, v in eps.items()}})
+
+
+def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = None,
               verdict=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_config(cfg))
     result.table().to_parquet(out / "metrics.parquet", index=False)
     arrays: dict[str, np.ndarray] = {
-        ("p" if result.model.parameterization == "prompt" else "W"): result.W,
+        ("p" if result.model.name == "prompt" else "W"): result.W,
         "selection": result.selection[:, -1],
-        "steps": result.steps,
+        result.time_axis: result.time,  # step (descent), record (flow) or radius index (path)
+        "status": result.status,
+        "stop_reason": result.stop_reason,
     }
     for name, val in result.params.items():
         arrays.setdefault(name, val)
@@ -120,23 +144,33 @@ def write_run(out: Path, cfg: TrainConfig, result: TrainResult, extra: dict | No
     np.savez(out / "final.npz", **arrays)
     if verdict is not None:
         verdict.to_parquet(out / "verdict.parquet", index=False)
+    else:  # never leave a verdict of an earlier run beside this one
+        (out / "verdict.parquet").unlink(missing_ok=True)
     (out / "summary.md").write_text(summary_markdown(result, extra, verdict))
 
 
-def summary_rows(result: TrainResult, verdict=None) -> list[tuple[str, str]]:
-    """(quantity, value over trials) for the end of the run."""
+def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
+    """(quantity, value over trials) for the end of the run; diverged trials are counted, and left out of
+    every statistic."""
     m = result.metrics
+    ok = result.ok
 
     def stat(x: np.ndarray) -> str:
-        x = np.asarray(x, dtype=float)
+        x = np.asarray(x, dtype=float)[ok]
+        if x.size == 0:
+            return "no trial (all diverged)"
         if x.size == 1:
             return f"{x[0]:.6g}"
         return f"{np.nanmean(x):.6g} ± {np.nanstd(x):.2g} (min {np.nanmin(x):.6g}, max {np.nanmax(x):.6g})"
 
-    sel_opt = np.mean(np.all(result.selection[:, -1] == result.alpha, axis=1))
+    last = result.selection[:, -1]  # (B, n), or (B, H, n): every head selecting opt
+    alpha = result.alpha.reshape((result.trials,) + (1,) * (last.ndim - 2) + (-1,))
+    sel = np.all((last == alpha).reshape(result.trials, -1), axis=1)[ok]
+    sel_opt = np.mean(sel) if sel.size else float("nan")
     rows = [
         ("trials", str(result.trials)),
-        ("final step / record", str(result.steps[-1])),
+        ("diverged trials (non-finite values; left out below)", str(result.n_diverged)),
+        (f"final {result.time_axis}", str(result.time[-1])),
         ("loss", stat(m["loss"][:, -1])),
         ("L − L*", stat(m["excess_loss"][:, -1])),
         ("‖θ‖", stat(m["theta_norm"][:, -1])),
@@ -147,7 +181,7 @@ def summary_rows(result: TrainResult, verdict=None) -> list[tuple[str, str]]:
     ]
     for name, c in result.correlations.items():
         rows.append((f"corr(W, {name} SVM at opt)", stat(c[:, -1])))
-    frozen = np.sum(np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
+    frozen = np.sum(ok & np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
     rows.append(("frozen trials (zero gradient, attention not one-hot)", str(int(frozen))))
     rows.append(("compile / run seconds", f"{result.compile_seconds:.2f} / {result.run_seconds:.2f}"))
     if verdict is not None:
@@ -157,7 +191,7 @@ def summary_rows(result: TrainResult, verdict=None) -> list[tuple[str, str]]:
     return rows
 
 
-def summary_markdown(result: TrainResult, extra: dict | None = None, verdict=None) -> str:
+def summary_markdown(result: Run, extra: dict | None = None, verdict=None) -> str:
     lines = ["# attnsvm train: summary", "", "| quantity | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary_rows(result, verdict)]
     if extra:
@@ -165,23 +199,108 @@ def summary_markdown(result: TrainResult, extra: dict | None = None, verdict=Non
     return "\n".join(lines) + "\n"
 
 
+#: the files ``attnsvm train`` writes into a run directory (what ``--overwrite`` removes)
+RUN_FILES = ("config.toml", "metrics.parquet", "final.npz", "verdict.parquet", "summary.md")
+
+
+def with_problem_checksum(cfg: TrainConfig, base_dir: Path | None = None) -> TrainConfig:
+    """``cfg`` with ``[problem] file`` resolved (relative to ``base_dir``, the config's folder) and its
+    sha256 recorded, so that config.toml names exactly the data it was trained on."""
+    if cfg.problem.file is None:
+        return cfg
+    from .rundir import sha256_file
+
+    path = cfg.problem.resolved_file(base_dir).resolve()
+    if not path.is_file():
+        return cfg  # missing or a folder: loading the problem says so, naming the path
+    digest = sha256_file(path)
+    if cfg.problem.sha256 is not None and cfg.problem.sha256 != digest:
+        raise ConfigError(f"problem.file: {path} has sha256 {digest[:12]}…, not the config's "
+                          f"{cfg.problem.sha256[:12]}…: the file changed since the config was written "
+                          "(remove the sha256 line to accept the new file)")
+    problem = cfg.problem.model_copy(update={"file": str(path), "sha256": digest})
+    return cfg.model_copy(update={"problem": problem})
+
+
+def prepare_out(out: Path, config_text: str, overwrite: bool = False) -> str:
+    """Check the run directory before any work: a new or empty folder, or a run of the same config (it is
+    run again: same numbers), or (``overwrite``) a run of another config, whose files are removed.
+    Returns a note ('' or what was done); ConfigError otherwise."""
+    from .rundir import check_writable_dir
+
+    try:
+        check_writable_dir(out)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not out.exists() or not any(out.iterdir()):
+        return ""
+    old = out / "config.toml"
+    if not old.is_file():
+        raise ConfigError(f"--out {out} is not empty and holds no attnsvm run; give a new or empty folder")
+    if old.read_text() == config_text:
+        return "same config as the run already in --out: run again"
+    if not overwrite:
+        raise ConfigError(f"--out {out} holds a run of another config (its config.toml differs); use "
+                          "--overwrite to replace it, or another --out")
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    return "--overwrite: the run of another config in --out was replaced"
+
+
+def estimate_bytes(cfg: TrainConfig, problem: AttentionProblem, model: Model) -> float:
+    """Rough float64 bytes of a run: the problems, the parameters with optimizer state, and the records
+    (metrics, selections, and the parameter path when kept)."""
+    method = method_of(cfg.optimizer)
+    kind = getattr(method, "kind", "descent")
+    if kind == "descent":
+        records = method.steps // cfg.run.record_every + 1
+    elif kind == "flow":
+        records = cfg.run.records
+    else:
+        records = len(getattr(method, "radii", ())) or 1
+    shapes = model.param_shapes(problem.d, problem.keys.shape[1])
+    params = sum(int(np.prod(s)) for s in (shapes.values() if isinstance(shapes, dict) else shapes))
+    per_problem = problem.X.size + problem.n * (problem.d + problem.T + 2) + problem.d * problem.d
+    problems = cfg.run.trials if cfg.problem.varies_by_trial else 1
+    per_record = 32 + problem.n + (params if cfg.run.keep_path else 0) + problem.d * problem.d
+    return 8.0 * (problems * per_problem + cfg.run.trials * (4 * params + records * per_record))
+
+
 def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = False,
-                      base_dir: Path | None = None):
+                      base_dir: Path | None = None, overwrite: bool = False):
     """Build problems, model and references from ``cfg``, run the engine, write the run directory.
 
-    Returns (TrainResult, verdict DataFrame or None)."""
+    Everything that can be checked is checked before training: the output folder (writable, empty, the
+    same config, or ``overwrite``), the problem file (resolved against ``base_dir``, its sha256 recorded in
+    config.toml), and a memory estimate. Returns (Run, verdict DataFrame or None)."""
+    from .problem import check_memory
+
+    out = Path(out)
+    cfg = with_problem_checksum(cfg, base_dir)
+    note = prepare_out(out, dump_config(cfg), overwrite)
+    model = build_model(cfg)
     try:
-        problems = build_problems(cfg, base_dir)
+        first = cfg.problem.build(0, base_dir)
+        check_memory(estimate_bytes(cfg, first, model), f"{cfg.run.trials} trials of (n, T, d) = "
+                     f"({first.n}, {first.T}, {first.d})", "lower run.trials (or the steps per record)")
+        problems = [first] + ([cfg.problem.build(j, base_dir) for j in range(1, cfg.run.trials)]
+                              if cfg.problem.varies_by_trial else [])
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"problem: {exc}") from None
-    model = build_model(cfg)
-    if model.parameterization != "prompt" and problems[0].kind == "prompt":
+    if model.param.needs_queries and problems[0].kind == "prompt":
         raise ConfigError(f"model.parameterization: {model.parameterization!r} needs queries, but the problem "
                           "has none (give Z or query_index in the problem, or use parameterization = 'prompt')")
-    refs, status = reference_solutions(problems, list(cfg.run.references), cfg.run.trials) \
-        if cfg.run.references else ({}, {})
+    norms = reference_norms(cfg, problems[0])
+    refs, status = reference_solutions(problems, norms, cfg.run.trials) if cfg.run.references else ({}, {})
+    # the records are named as the config names them ("lp", not "lp:1.75")
+    refs = {r: refs[n] for r, n in zip(cfg.run.references, norms, strict=True)}
+    status = {r: status[n] for r, n in zip(cfg.run.references, norms, strict=True)}
     result = run_engine(cfg, problems, model, refs, progress)
+    if cfg.run.kkt:
+        result = with_kkt(result, problems, list(cfg.run.references))
     extra = {f"reference status ({k})": {s: v.count(s) for s in set(v)} for k, v in status.items()}
+    if note:
+        extra["run directory"] = note
     verdict = None
     if cfg.run.verdict and model.head == "linear":
         from .metrics import verdicts

@@ -34,20 +34,18 @@ naive float32 arithmetic (softmax, logistic loss and chain rule in float32, grad
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from ..dynamics import Optimizer, step
-from ..models import Model, model_data, stack_data
+from ..models import Model
 from ..problem import AttentionProblem, p1_joint, p1_loss, p1_multi, p1_single
 from ..svm import correlation, logits, relaxed_margins_from_v, solve_svm, solve_v_svm
 from ..tokens import is_locally_optimal
+from ..training import GD, NGD, Descent, Init, Save, train
+from ..training.optim import OptimizerSpec
 from . import Experiment, register
 from .base import Claim, Context, ExperimentConfig, Outcome, spread
 
@@ -111,41 +109,23 @@ def naive_float32_ngd(problem: AttentionProblem, p0: np.ndarray, steps: int, lr:
     return P.astype(np.float64), V.astype(np.float64)
 
 
-@partial(jax.jit, static_argnames=("model", "opt", "steps"))
-def _param_path(params, data, *, model, opt, steps):
-    """Every iterate of every block (B, steps, ...) with the engine's own update rule
-    (:func:`attnsvm.dynamics.step`, log-space gradients); used where the head v must be followed too."""
-
-    def one(p0, dat):
-        def body(p, _):
-            q = step(model, opt, p, dat)
-            return q, q
-
-        return jax.lax.scan(body, p0, None, length=steps)[1]
-
-    return jax.vmap(one)(params, data)
-
-
-def run_paths(problems: list[AttentionProblem], model: Model, opt: Optimizer, steps: int,
+def run_paths(problems: list[AttentionProblem], model: Model, opt: OptimizerSpec, steps: int,
               init: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Train one trial per problem (all of one shape) with the engine's update rule and return every
-    iterate of every block, (B, steps + 1, ...) with the start first.
+    """Train one trial per problem (all of one shape) with ``Descent(opt, steps)`` and return every iterate
+    of every block, (B, steps + 1, ...) with the start first.
 
-    The P1 problems are tiny, so the whole path is kept and the measures are computed from it (see
-    :func:`attention`); a bare scan over :func:`attnsvm.dynamics.step` compiles several times faster than
-    :func:`attnsvm.dynamics.train` with its per-record measures, which keeps ``--quick`` runs at seconds.
-    ``init``: block → (B, ...) start (a trained head v starts at each problem's v unless given).
-    """
+    The P1 problems are tiny, so the whole path is kept (``Save(every=1, params=True, metrics=False)``: no
+    per-record measures, which keeps ``--quick`` runs at seconds) and the measures are computed from it (see
+    :func:`attention`). ``init``: block → (B, ...) start (a trained head v starts at each problem's v unless
+    given)."""
     B = len(problems)
-    data = stack_data([model_data(p, model) for p in problems])
     start = {b: np.asarray(init[b], dtype=np.float64) for b in init}
-    if model.train_v and "v" not in start:
-        start["v"] = np.stack([p.v for p in problems])
-    bad = [b for b in model.blocks if b not in start or start[b].shape[0] != B]
+    bad = [b for b in model.attention_blocks if b not in start or start[b].shape[0] != B]
     if bad:
         raise ValueError(f"init: blocks {bad} need a start with one row per problem ({B})")
-    path = _param_path({b: jnp.asarray(start[b]) for b in model.blocks}, data, model=model, opt=opt, steps=steps)
-    return {b: np.concatenate([start[b][:, None], np.asarray(path[b])], axis=1) for b in model.blocks}
+    run = train(problems, model, Descent(opt, steps), init=Init(given=start),
+                save=Save(every=1, params=True, metrics=False))
+    return run.params_path
 
 
 def attention(problem: AttentionProblem, P: np.ndarray) -> np.ndarray:
@@ -210,7 +190,7 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
 
     def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
         plist = [problems[cases[i // m]] for i in idx]
-        P = run_paths(plist, model, Optimizer("ngd", cfg.lr), cfg.steps, {"p": inits[idx % m]})["p"]
+        P = run_paths(plist, model, NGD(lr=cfg.lr), cfg.steps, {"p": inits[idx % m]})["p"]
         P = P[:, :: cfg.record_every]
         s = np.stack([attention(pr, P[j]) for j, pr in enumerate(plist)])  # (B, R, 1, T)
         out = {"path": P, "selection": np.argmax(s[:, :, 0], axis=-1), "mass": s[:, :, 0].max(axis=-1)}
@@ -357,9 +337,9 @@ def run_p1_multi(cfg: P1MultiConfig, ctx: Context) -> Outcome:
                                                                                                    strict=True)]
     model = Model("prompt", loss=cfg.loss)
     out: dict[str, dict[str, np.ndarray]] = {}
-    for name, opt in (("ngd", Optimizer("ngd", cfg.lr_ngd)), ("gd", Optimizer("gd", cfg.lr_gd))):
+    for name, opt in (("ngd", NGD(lr=cfg.lr_ngd)), ("gd", GD(lr=cfg.lr_gd))):
 
-        def fn(idx: np.ndarray, opt: Optimizer = opt) -> dict[str, np.ndarray]:
+        def fn(idx: np.ndarray, opt: OptimizerSpec = opt) -> dict[str, np.ndarray]:
             plist = [problems[i // m] for i in idx]
             P = run_paths(plist, model, opt, cfg.steps, {"p": inits[idx % m]})["p"][:, :: cfg.record_every]
             cos = np.stack([correlation(P[j], refs[i // m].solution, zero=0.0) for j, i in enumerate(idx)])
@@ -463,7 +443,7 @@ def run_p1_joint(cfg: P1JointConfig, ctx: Context) -> Outcome:
     cases = list(cfg.cases)
     problems = {c: p1_joint(c).with_v(np.array(cfg.v0)) for c in cases}
     model = Model("prompt", loss="logistic", train_v=True)
-    opt = Optimizer("ngd", cfg.lr, normalize="block")
+    opt = NGD(lr=cfg.lr, normalize="block")
 
     def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
         plist = [problems[cases[i]] for i in idx]
@@ -592,7 +572,7 @@ def run_p1_loss(cfg: P1LossConfig, ctx: Context) -> Outcome:
 
         def fn(idx: np.ndarray, model: Model = model) -> dict[str, np.ndarray]:
             plist = [problems[i] for i in idx]
-            P = run_paths(plist, model, Optimizer("ngd", cfg.lr), total,
+            P = run_paths(plist, model, NGD(lr=cfg.lr), total,
                           {"p": np.zeros((len(idx), refs.shape[1]))})["p"][:, :: cfg.record_every]
             return {"path": P, "cos": np.stack([correlation(P[j], refs[i], zero=0.0) for j, i in enumerate(idx)])}
 

@@ -25,11 +25,10 @@ import scipy.linalg
 from pydantic import Field
 from scipy.optimize import linprog
 
-from ..flow import gradient_flow
 from ..models import Model
 from ..problem import AttentionProblem, unit_gaussian
-from ..regpath import regularization_path
 from ..svm import build_constraints, correlation, solve_svm
+from ..training import Flow, Init, Radius, RegularizationPath, Save, train
 from . import Experiment, register
 from .base import Claim, Context, ExperimentConfig, Outcome, spread
 
@@ -186,8 +185,8 @@ def diag_problem_rows(cfg: P2DiagConfig, ps: int) -> dict[str, np.ndarray]:
     selection, ‖w‖_F, the conservation drift of k² − q²). Depends only on (cfg, ps): the resumable unit."""
     model = Model("diagonal", **P2_MODEL)
     B, d = cfg.trials, cfg.d
-    flow_kw = dict(stop_saturation=None, stop_radius=cfg.stop_radius, rtol=cfg.rtol, atol=cfg.atol,
-                   n_records=cfg.n_records, error_estimate=False, keep_path=True)
+    flow_kw = dict(stop=Radius(cfg.stop_radius), save=Save(records=cfg.n_records, path=True))
+    flow = Flow(rtol=cfg.rtol, atol=cfg.atol, error_estimate=False)
     per: dict[str, list] = {k: [] for k in (
         "problem_seed", "kind", "trial", "gap_l1", "gap_l2", "gap_l1_at_E", "W_at_E", "is_opt", "reached",
         "kkt_violation", "l1_excess", "n_stalled", "n_flipped", "n_extra", "gap_restricted", "still_moving",
@@ -208,7 +207,7 @@ def diag_problem_rows(cfg: P2DiagConfig, ps: int) -> dict[str, np.ndarray]:
                      diag_as_prompt(prob)),
     }
     for kind, (mdl, init, target) in runs.items():
-        res = gradient_flow(target, mdl, trials=B, init=init, **flow_kw)
+        res = train(target, mdl, flow, trials=B, init=Init(given=init), **flow_kw)
         path = res.path  # (B, R, d, d) for the diagonal model, (B, R, d) for the prompt model
         drift = res.metrics.get("conservation_drift")
         for b in range(B):
@@ -474,11 +473,11 @@ def full_family_rows(cfg: P2FullConfig, family: str, setup: dict | None = None) 
     final α's solutions), ‖W‖_F (``W_fro_path``) and the conservation drift (``drift_path``)."""
     setup = setup if setup is not None else full_setup(cfg)
     plist = setup["problems"][family]
-    kw = dict(stop_saturation=None, stop_radius=cfg.stop_radius, rtol=cfg.rtol, atol=cfg.atol,
-              n_records=cfg.n_records, error_estimate=False, keep_path=True)
     many = len({id(p) for p in plist}) > 1
-    res = gradient_flow(plist if many else plist[0], setup["models"][family],
-                        trials=None if many else len(plist), init=setup["inits"][family], **kw)
+    res = train(plist if many else plist[0], setup["models"][family],
+                Flow(rtol=cfg.rtol, atol=cfg.atol, error_estimate=False), stop=Radius(cfg.stop_radius),
+                save=Save(records=cfg.n_records, path=True), trials=None if many else len(plist),
+                init=Init(given=setup["inits"][family]))
     cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     per: dict[str, list] = {k: [] for k in ("variant", "trial", "corr_fro", "corr_nuc", "gap_refs", "is_opt",
                                             "offdiag", "drift", "steps", "gap_fro_path", "gap_nuc_path",
@@ -610,9 +609,9 @@ def run_p3_local_path(cfg: P3LocalPathConfig | dict, quick: bool = False) -> dic
         cfg = cfg.model_copy(update=P3_PATH_QUICK)
     t_start = time.perf_counter()
     probs = [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + j) for j in range(cfg.trials)]
-    common = dict(tol=cfg.tol, max_iter=cfg.max_iter, restarts=cfg.restarts, seed=cfg.seed)
-    runs = {"W": regularization_path(probs, Model("combined"), cfg.radii, init_scheme="zero", **common),
-            "KQ": regularization_path(probs, Model("factored"), cfg.radii, init_scale=cfg.kq_init_scale, **common)}
+    path = RegularizationPath(tuple(cfg.radii), tol=cfg.tol, max_iter=cfg.max_iter, restarts=cfg.restarts)
+    runs = {"W": train(probs, Model("combined"), path, init=Init("zero", seed=cfg.seed)),
+            "KQ": train(probs, Model("factored"), path, init=Init("gaussian", cfg.kq_init_scale, seed=cfg.seed))}
     out: dict[str, np.ndarray] = {"radii": np.asarray(cfg.radii)}
     claims = []
     for name, res in runs.items():

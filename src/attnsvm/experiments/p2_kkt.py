@@ -48,16 +48,8 @@ def advance(problems: AttentionProblem | list[AttentionProblem], model: Model, p
     B = next(iter(params.values())).shape[0]
     target = problems if many else (problems[0] if isinstance(problems, list) else problems)
     steps = {} if max_steps is None else {"max_steps": max_steps}
-    try:  # the train() entry point (issue 8), when present
-        from ..training import Flow, Init, Radius, Save, train
-    except ImportError:
-        from ..flow import gradient_flow
+    from ..training import Flow, Init, Radius, Save, train
 
-        res = gradient_flow(target, model, trials=None if many else B, init=params, stop_saturation=None,
-                            stop_radius=radius, rtol=rtol, atol=atol, n_records=n_records, error_estimate=False,
-                            keep_path=True, **steps)
-        return ({k: np.asarray(v) for k, v in res.params.items()}, np.asarray(res.metrics["W_fro"][:, -1]),
-                np.asarray(res.info["stop_reason"]).astype(str))
     run = train(target, model, Flow(rtol=rtol, atol=atol, error_estimate=False, **steps),
                 trials=None if many else B, init=Init(given=params), save=Save(records=n_records, path=True),
                 stop=Radius(radius))

@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from ..cluster import map_ordered, task_client
-from ..dynamics import Optimizer, train
 from ..models import Model
 from ..problem import AttentionProblem, unit_gaussian
 from ..svm import INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, correlation, solve_svm
 from ..tokens import is_locally_optimal
+from ..training import NGD, Descent, Flow, Init, Radius, Saturation, Save, train
+from ..training.optim import OptimizerSpec
 from . import Experiment, register
 from .base import Claim, Context, ExperimentConfig, Outcome, spread, verdict_within
 
@@ -90,13 +91,13 @@ def _local_init(cfg: P3LocalConfig, parameterization: str, idx: np.ndarray) -> d
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def _local_variants(cfg: P3LocalConfig) -> dict[str, tuple[str, Optimizer, str]]:
+def _local_variants(cfg: P3LocalConfig) -> dict[str, tuple[str, OptimizerSpec, str]]:
     """variant → (parameterization, optimizer, certification norm)."""
     return {
-        "W": ("combined", Optimizer("ngd", cfg.lr, "global"), "fro"),
-        "KQ": ("factored", Optimizer("ngd", cfg.lr, "block"), "nuclear"),
-        # the authors' loss carries λ(‖K‖² + ‖Q‖²); our Optimizer ridge is λ'‖θ‖²/2, so λ' = 2λ
-        "KQ-ridge": ("factored", Optimizer("ngd", cfg.lr, "block", ridge=2.0 * cfg.ridge_lambda), "nuclear"),
+        "W": ("combined", NGD(lr=cfg.lr, normalize="global"), "fro"),
+        "KQ": ("factored", NGD(lr=cfg.lr, normalize="block"), "nuclear"),
+        # the authors' loss carries λ(‖K‖² + ‖Q‖²); our optimizer's ridge is λ'‖θ‖²/2, so λ' = 2λ
+        "KQ-ridge": ("factored", NGD(lr=cfg.lr, normalize="block", ridge=2.0 * cfg.ridge_lambda), "nuclear"),
     }
 
 
@@ -112,8 +113,8 @@ def _local_trials(cfg: P3LocalConfig, variant: str, idx: np.ndarray) -> dict[str
     par, opt, cert_norm = _local_variants(cfg)[variant]
     problems = [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + int(j)) for j in idx]
     model = Model(parameterization=par)
-    res = train(problems, model, opt, cfg.steps, record_every=cfg.record_every,
-                init=_local_init(cfg, par, idx), keep_path=True)
+    res = train(problems, model, Descent(opt, cfg.steps), init=Init(given=_local_init(cfg, par, idx)),
+                save=Save(every=cfg.record_every, path=True))
     return _local_summaries(problems, res.path, res.selection[:, -1], res.metrics["max_softmax_mean"],
                             res.metrics["W_fro"], cert_norm)
 
@@ -151,13 +152,11 @@ def _flow_available() -> bool:
 
 
 def _local_flow_trials(cfg: P3LocalConfig, parameterization: str, idx: np.ndarray) -> dict[str, np.ndarray]:
-    from ..flow import gradient_flow
-
     problems = [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + int(j)) for j in idx]
     model = Model(parameterization=parameterization)
-    res = gradient_flow(problems, model, rtol=cfg.flow_rtol, atol=cfg.flow_rtol, stop_radius=cfg.flow_radius,
-                        stop_saturation=cfg.flow_saturation, n_records=50,
-                        init=_local_init(cfg, parameterization, idx), keep_path=True, error_estimate=False)
+    res = train(problems, model, Flow(rtol=cfg.flow_rtol, atol=cfg.flow_rtol, error_estimate=False),
+                stop=(Saturation(cfg.flow_saturation), Radius(cfg.flow_radius)),
+                init=Init(given=_local_init(cfg, parameterization, idx)), save=Save(records=50, path=True))
     cert = "fro" if parameterization == "combined" else "nuclear"
     return _local_summaries(problems, res.path, res.selection[:, -1], res.metrics["max_softmax_mean"],
                             res.metrics["W_fro"], cert)
@@ -573,15 +572,15 @@ def _paths_trials(cfg: P3PathsConfig, variant: str, idx: np.ndarray) -> dict[str
     pr = p3_paths(seed=cfg.problem_seed)
     d = pr.d
     if variant == "W":
-        model, opt = Model(parameterization="combined"), Optimizer("ngd", cfg.lr, "global")
+        model, opt = Model(parameterization="combined"), NGD(lr=cfg.lr, normalize="global")
         init = {"W": np.zeros((len(idx), d, d))}
     else:
         ridge = 2.0 * cfg.ridge_lambda if variant == "KQ-ridge" else 0.0
-        model, opt = Model(parameterization="factored"), Optimizer("ngd", cfg.lr, "block", ridge=ridge)
+        model, opt = Model(parameterization="factored"), NGD(lr=cfg.lr, normalize="block", ridge=ridge)
         K = np.stack([0.1 * np.random.default_rng([cfg.seed, int(j), 2]).standard_normal((d, d)) for j in idx])
         init = {"K": K, "Q": np.zeros_like(K)}
-    res = train(pr, model, opt, cfg.steps, trials=len(idx), record_every=cfg.record_every, init=init,
-                keep_path=True)
+    res = train(pr, model, Descent(opt, cfg.steps), trials=len(idx), init=Init(given=init),
+                save=Save(every=cfg.record_every, path=True))
     fro, nuc = solve_svm(pr, "opt", "fro"), solve_svm(pr, "opt", "nuclear")
     Z = pr.queries
     ray = {}
@@ -717,9 +716,6 @@ def _mt_candidates(cfg: P3MultitokenConfig, d: int, idx: np.ndarray) -> dict[str
     return {k: np.stack(v) for k, v in out.items()}
 
 
-_MT_COMPILED: dict = {}
-
-
 def _mt_eps(cfg: P3MultitokenConfig, variant: str) -> float:
     """The eps of the normalized step ∇L/(‖∇L‖ + eps): the notebook's machine epsilon, or 0 (exact)."""
     return cfg.notebook_eps if variant == "notebook" else 0.0
@@ -727,61 +723,34 @@ def _mt_eps(cfg: P3MultitokenConfig, variant: str) -> float:
 
 def _mt_train(cfg: P3MultitokenConfig, c: dict[str, np.ndarray], eps: float = 0.0
               ) -> tuple[np.ndarray, np.ndarray]:
-    """NGD (global normalization, lr) on W with the ReLU head for every candidate at once, one compiled
-    program (vmap over candidates; each candidate has its own V). The step is lr·∇L/(‖∇L‖ + eps): eps = 0
-    is the exact normalized step, eps = 2.2e−16 the notebook's arithmetic (its steps shrink once ‖∇L‖ falls
-    near eps). Records W after steps 1, 1 + k·every, … (the notebook's ``it % feq == 0`` after the update)
-    and returns (W records (B, R, d, d), final log s)."""
-    import jax
-    import jax.numpy as jnp
-
-    from ..dynamics import step
-    from ..models import Data, log_softmax
-
-    model = Model(parameterization="combined", head="relu")
-    opt = Optimizer("ngd", cfg.lr, "global")
+    """NGD (global normalization, lr) on W with the ReLU head for every candidate at once (each candidate
+    its own problem and V). The step is lr·∇L/(‖∇L‖ + eps) (``NGD(eps=...)``): eps = 0 is the exact
+    normalized step, eps = 2.2e−16 the notebook's arithmetic (its steps shrink once ‖∇L‖ falls near eps).
+    Records W after steps 1, 1 + k·every, … (the notebook's ``it % feq == 0`` after the update): one step,
+    then the rest recorded every ``every`` steps. Returns (W records (B, R, d, d), final log s (B, n, T))."""
     B, n, T, d = c["X"].shape
     n_rec = (cfg.steps - 1) // cfg.record_every
-    data = Data(X=jnp.asarray(c["X"]), Y=jnp.asarray(c["Y"]), Z=jnp.asarray(c["Z"]),
-                K=jnp.zeros((B, d, 1)), mask=jnp.ones((B, n, T), bool), v=jnp.zeros((B, d)),
-                V=jnp.asarray(c["V"]), a=jnp.ones((B, d)))
-    params = {"W": jnp.asarray(c["W0"])}
-    key = (B, n, T, d, n_rec, cfg.record_every, cfg.lr, eps)
-    if key not in _MT_COMPILED:
-        every = cfg.record_every
-        if eps > 0:
-            step = _eps_step(model, cfg.lr, eps)  # noqa: F811  (replaced by the engine's NGD(eps=...))
-
-        def one(p, dat):
-            p = step(model, opt, p, dat)
-
-            def chunk(q, _):
-                q = jax.lax.fori_loop(0, every, lambda _, r: step(model, opt, r, dat), q)
-                return q, q["W"]
-
-            q, Ws = jax.lax.scan(chunk, p, None, length=n_rec)
-            return jnp.concatenate([p["W"][None], Ws]), log_softmax(model, q, dat)
-
-        _MT_COMPILED[key] = jax.jit(jax.vmap(one)).lower(params, data).compile()
-    Ws, log_s = _MT_COMPILED[key](params, data)
-    return np.asarray(Ws), np.asarray(log_s)
+    model = Model(parameterization="combined", head="relu")
+    problems = [AttentionProblem(X=c["X"][b], Y=c["Y"][b], v=np.ones(d) / np.sqrt(d), Z=c["Z"][b])
+                for b in range(B)]
+    kw = dict(head_V=c["V"], alpha=np.zeros((B, n), np.int64))
+    opt = NGD(lr=cfg.lr, normalize="global", eps=eps)
+    first = train(problems, model, Descent(opt, 1), init=Init(given={"W": c["W0"]}),
+                  save=Save(every=1, metrics=False), **kw)
+    rest = train(problems, model, Descent(opt, n_rec * cfg.record_every), init=Init(given=first.params),
+                 save=Save(every=cfg.record_every, path=True, metrics=False), **kw)
+    return rest.path, _final_log_softmax(model, problems, c["V"], rest.params)
 
 
-def _eps_step(model, lr: float, eps: float):
-    """θ ← θ − lr·∇L/(‖∇L‖ + eps) from the stable scaled gradient (temporary, until the engine's NGD(eps))."""
-    import jax.numpy as jnp
+def _final_log_softmax(model: Model, problems: list[AttentionProblem], V: np.ndarray, params: dict) -> np.ndarray:
+    """log s of every trial at its final parameters (B, n, T)."""
+    import jax
 
-    from ..models import log_block_norms, stable_grad
+    from ..dynamics import prepare_batch
+    from ..models import log_softmax
 
-    def step(model_, opt_, params, data):
-        sg = stable_grad(model, params, data)
-        lnorm = log_block_norms(sg)["W"]
-        ok = jnp.isfinite(lnorm)
-        den = jnp.logaddexp(jnp.where(ok, lnorm, 0.0), jnp.log(eps))
-        upd = jnp.where(ok, lr * sg.g["W"] * jnp.exp(sg.log_scale["W"] - den), 0.0)
-        return {"W": params["W"] - upd}
-
-    return step
+    batch = prepare_batch(problems, model, None, np.zeros((len(problems), problems[0].n), np.int64), head_V=V)
+    return np.asarray(jax.jit(jax.vmap(lambda p, dat: log_softmax(model, p, dat)))(params, batch.data))
 
 
 def dead_relu_sequences(s: np.ndarray, X: np.ndarray, V: np.ndarray) -> np.ndarray:

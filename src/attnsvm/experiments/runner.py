@@ -146,9 +146,11 @@ def run_experiment(exp_id: str, out: Path, config_file: Path | None = None, tria
     (out / "config.toml").write_text(config_text)
     ctx = Context(out, progress=progress, quick=quick, config_hash=h)
     t0 = time.perf_counter()
+    from .._jax import float64
+
     split = TimeSplit()  # where the time goes: compile, run, solvers, figures, I/O, workers
     try:
-        with split:
+        with split, float64():  # the caller's JAX precision is left as it was
             outcome = exp.run(cfg, ctx)
     except Exception as exc:
         _write_state(out, exp.id, h, "failed", error=f"{type(exc).__name__}: {exc}")
