@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_ntp import solve_ntp
+from .cli_ntp import read_select_weights, solve_ntp
 from .ntp import is_ntp_file
 from .problem import AttentionProblem, load_problem
 from .progress import make_progress
@@ -37,13 +37,7 @@ def parse_selection(problem: AttentionProblem, spec: str) -> str | np.ndarray:
     if spec == "opt":
         return "opt"
     if spec.startswith("argmax:"):
-        path = Path(spec[len("argmax:"):])
-        if not path.exists():
-            raise ValueError(f"--select: weight file not found: {path}")
-        try:
-            W = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"--select: cannot read {path} as a .npy array ({exc})") from exc
+        _, W = read_select_weights(spec)
         return selection_from_W(problem, W)
     try:
         sel = np.array([int(s) for s in spec.split(",")], dtype=np.int64)

@@ -66,16 +66,21 @@ def _print(console: Console, problem: NTPProblem, r: GraphSVMResult, fin: Finite
         _matrix(console, "W^fin", fin.W)
 
 
-def local_problem(problem: NTPProblem, spec: str) -> NTPProblem:
-    """``argmax:W.npy``: the problem relabelled by the tokens W selects (attention mass > 1e−2 per sequence),
-    whose graph Att-SVM is the local direction at W."""
+def read_select_weights(spec: str) -> tuple[Path, np.ndarray]:
+    """The array of a ``--select argmax:FILE.npy`` option (for ``solve`` on both problem types)."""
     path = Path(spec[len("argmax:"):])
     if not path.exists():
         raise ValueError(f"--select: weight file not found: {path}")
     try:
-        W = np.load(path, allow_pickle=False)
+        return path, np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"--select: cannot read {path} as a .npy array ({exc})") from exc
+
+
+def local_problem(problem: NTPProblem, spec: str) -> NTPProblem:
+    """``argmax:W.npy``: the problem relabelled by the tokens W selects (attention mass > 1e−2 per sequence),
+    whose graph Att-SVM is the local direction at W."""
+    path, W = read_select_weights(spec)
     if W.shape != (problem.d, problem.d) or not np.all(np.isfinite(W)):
         raise ValueError(f"--select: {path} must hold a finite ({problem.d}, {problem.d}) matrix W, got shape "
                          f"{W.shape}")
