@@ -181,6 +181,13 @@ def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
     ]
     for name, c in result.correlations.items():
         rows.append((f"corr(W, {name} SVM at opt)", stat(c[:, -1])))
+    if result.time_axis != "radius":
+        reasons, counts = np.unique(np.asarray(result.stop_reason, dtype=str), return_counts=True)
+        rows.append(("stop reason (trials)", ", ".join(f"{r}: {c}" for r, c in zip(reasons, counts, strict=True))))
+    if "steps_taken" in m:
+        rows.append(("steps taken (a trial stops at its first step meeting a stop)", stat(m["steps_taken"][:, -1])))
+    if "log_saturation" in m:
+        rows.append(("log E (saturation)", stat(m["log_saturation"][:, -1])))
     frozen = np.sum(ok & np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
     rows.append(("frozen trials (zero gradient, attention not one-hot)", str(int(frozen))))
     rows.append(("compile / run seconds", f"{result.compile_seconds:.2f} / {result.run_seconds:.2f}"))
