@@ -252,7 +252,8 @@ class RunConfig(_Section):
     keep_path: bool = False
     verdict: bool = True
     # ε-KKT certificate of every recorded direction against each reference norm (metrics columns kkt_<norm>;
-    # attnsvm.svm.kkt_path): keeps the path; costs ~1–100 ms per (trial, record, norm)
+    # attnsvm.svm.kkt_path) and, for factored / diagonal models, in parameter space (kkt_factored /
+    # kkt_diagonal; attnsvm.svm.parameter_kkt_path): keeps the path; ~1–100 ms per (trial, record, norm)
     kkt: bool = False
 
 

@@ -142,7 +142,7 @@ class RegularizationPath:
 class Save:
     """What a run records. every: steps between records (Descent; ``steps`` must be a multiple);
     records: records per trial, equally spaced in arc length (Flow); path: keep W at every record;
-    params: keep every block at every record (Descent); metrics: the per-record measures (Descent; False
+    params: keep every block at every record (Descent, Flow); metrics: the per-record measures (Descent; False
     keeps only the selection, path and params: the cheapest program, for long paths of tiny problems)."""
 
     every: int = 10
