@@ -9,7 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from attnsvm.mirror_descent import directional_bregman, inverse_mirror_map, mirror_descent, mirror_map
+from attnsvm.svm import directional_bregman
+from attnsvm.training.mirror import inverse_mirror_map, mirror_descent, mirror_map
 
 jax.config.update("jax_enable_x64", True)
 

@@ -25,9 +25,10 @@ from .models import (
     Data,
     Model,
     attention_weights,
-    excess_loss,
     forward,
+    log_excess_loss,
     log_grad_norm,
+    log_loss,
     log_softmax,
     logits,
     model_data,
@@ -59,8 +60,8 @@ def init_state(opt: OptimizerSpec, params: dict):
 # ---- what a record holds -------------------------------------------------------------------------------
 
 SCALAR_METRICS = (
-    "loss", "excess_loss", "theta_norm", "W_fro", "W_nuc", "mass_alpha_mean", "mass_alpha_min",
-    "max_softmax_mean", "max_softmax_min", "log_grad_norm", "margin",
+    "loss", "log_loss", "excess_loss", "log_excess_loss", "theta_norm", "W_fro", "W_nuc", "mass_alpha_mean",
+    "mass_alpha_min", "max_softmax_mean", "max_softmax_min", "log_grad_norm", "margin",
 )
 
 
@@ -117,9 +118,14 @@ def record(model: Model, params: dict, data: Data, alpha: jax.Array, refs: jax.A
         w = (W / Wm).reshape(-1)
         den = jnp.sqrt(jnp.sum(R**2, axis=1)) * jnp.sqrt(jnp.sum(w**2))
         corr = (R @ w) / jnp.where(den > 0, den, 1.0)
+    # L and L − L* overflow float64 at margins of ≈ −709 (exponential loss): their logarithms are recorded
+    # beside them and are what reports read (runs.fmt_log_value)
+    logL, lex = log_loss(model, params, data, fw), log_excess_loss(model, params, data, fw)
     out = {
         "loss": fw.loss,
-        "excess_loss": excess_loss(model, params, data, fw),
+        "log_loss": logL,
+        "excess_loss": jnp.exp(lex),
+        "log_excess_loss": lex,
         "theta_norm": theta,
         "W_fro": W_fro,
         "W_nuc": jnp.sum(sv),

@@ -10,7 +10,7 @@ and a new row on sign-GD and Adam.
 * ``md-joint``: ℓp-JointGD on (W, v) (each block normalized by its own dual norm, W₀ = 0, v₀ = 0) on the
   authors' 2-sample toy (n = 2, T = 3, d = 2, z_i = x_i0): W against the ℓp-AttSVM and v against the ℓp
   SVM of the selected tokens, the softmax and logistic probabilities of the first 100 steps.
-* ``md-sign-adam`` (new): sign-GD and Adam (optax, on the stable direction) on P3-local problems: which
+* ``md-sign-adam`` (new): sign-GD and Adam (optax, on the unit gradient direction) on P3-local problems: which
   max-margin problem do they approach? Correlation and margin ratio of W with the ℓ1, ℓ2 (Frobenius), ℓ∞
   (entrywise) and nuclear Att-SVMs at the reached selection, normalized GD as the control.
 """
@@ -21,16 +21,22 @@ import time
 import warnings
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 
-from ..mirror_descent import directional_bregman, mirror_descent
-from ..models import Model, model_data, stable_grad, stack_data
+from ..models import Model
 from ..problem import AttentionProblem, unit_gaussian
-from ..svm import OPTIMAL, build_constraints, correlation, lp_norm_name, norm_value, solve_svm, solve_v_svm_lp
+from ..svm import (
+    OPTIMAL,
+    build_constraints,
+    correlation,
+    directional_bregman,
+    lp_norm_name,
+    norm_value,
+    solve_svm,
+    solve_v_svm_lp,
+)
+from ..training import MD, NGD, Adam, Descent, Init, Save, Sign, train
 from . import Experiment, register
 from .base import Claim, Context, ExperimentConfig, Outcome, spread
 
@@ -38,58 +44,37 @@ PAPER = "MD (Julistiono, Tarzanagh, Azizan, Optimizing Attention with Mirror Des
 
 
 # ============================================================================================================
-# training: descent with an optax transformation fed by the stable direction
+# training: attnsvm.train with the registry's optimizers (md, ngd, sign, adam)
 # ============================================================================================================
 
-_PROGRAMS: dict = {}
+
+def _train_W(problems: list[AttentionProblem], optimizer, W0: np.ndarray, steps: int, records: int):
+    """``steps`` steps of ``optimizer`` on W from W₀ (B, d, d), W kept at ``records`` + 1 records."""
+    if steps % records:
+        raise ValueError(f"steps ({steps}) must be a multiple of records ({records})")
+    return train(problems, Model(parameterization="combined"), Descent(optimizer, steps),
+                 init=Init(given={"W": W0}), save=Save(every=steps // records, path=True, metrics=False))
 
 
-def _program(model: Model, tx_key: tuple, steps_per_record: int, n_records: int):
-    """A compiled run: vmap over trials, scan over records, fori_loop over the steps between records."""
-    key = (model, tx_key, steps_per_record, n_records)
-    if key in _PROGRAMS:
-        return _PROGRAMS[key]
-    tx = _transformation(*tx_key)
-
-    def one(params, data):
-        def step(_, carry):
-            p, st = carry
-            sg = stable_grad(model, p, data)
-            upd, st = tx.update({b: sg.g[b] for b in p}, st, p)
-            return optax.apply_updates(p, upd), st
-
-        def chunk(carry, _):
-            carry = jax.lax.fori_loop(0, steps_per_record, step, carry)
-            return carry, carry[0]
-
-        carry, path = jax.lax.scan(chunk, (params, tx.init(params)), None, length=n_records)
-        return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), params, path)
-
-    prog = jax.jit(jax.vmap(one))
-    _PROGRAMS[key] = prog
-    return prog
-
-
-def _transformation(name: str, lr: float, p: float = 2.0, normalize: bool = True, per_block: bool = False,
-                    eps: float = 0.0) -> optax.GradientTransformation:
-    if name == "md":
-        return mirror_descent(lr, p, normalize=normalize, per_block=per_block, eps=eps)
-    if name == "sign":
-        return optax.chain(optax.scale_by_sign(), optax.scale(-lr))
-    if name == "adam":
-        return optax.adam(lr)
-    raise ValueError(f"optimizer: unknown {name!r}")
-
-
-def _descend(problems: list[AttentionProblem], model: Model, tx_key: tuple, init: dict[str, np.ndarray],
-             steps: int, record_every: int) -> dict[str, np.ndarray]:
-    """Parameters at every record (B, R + 1, ...) of ``steps`` steps from ``init`` (B, ...)."""
-    if steps % record_every:
-        raise ValueError(f"steps ({steps}) must be a multiple of record_every ({record_every})")
-    data = stack_data([model_data(pr, model) for pr in problems])
-    prog = _program(model, tx_key, record_every, steps // record_every)
-    out = prog({b: jnp.asarray(v) for b, v in init.items()}, data)
-    return {b: np.asarray(v) for b, v in out.items()}
+def _trained_paths(problems: list[AttentionProblem], optimizer, W0: np.ndarray, steps: int, records: int
+                   ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, dict[str, list]]:
+    """Train W (:func:`_train_W`) and read, per trial: W at every record (NaN for a diverged trial: it counts
+    apart, in no statistic), the selection α = argmax attention at the last record, whether the trial ran
+    finite, and the arrays every experiment keeps (selection, mean max softmax per record, final W,
+    diverged)."""
+    run = _train_W(problems, optimizer, W0, steps, records)
+    paths, sels = [], []
+    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": [], "diverged": []}
+    for b, pr in enumerate(problems):
+        W = np.where(run.ok[b], run.path[b], np.nan)
+        sel = _selection(pr, W[-1])
+        paths.append(W)
+        sels.append(sel)
+        out["selection"].append(sel)
+        out["max_softmax"].append(_max_softmax(pr, W))
+        out["W_final"].append(W[-1])
+        out["diverged"].append(not run.ok[b])
+    return paths, sels, run.ok, out
 
 
 def _selection(problem: AttentionProblem, W: np.ndarray) -> np.ndarray:
@@ -146,23 +131,16 @@ def _md_local_trials(cfg: MDLocalConfig, k: int, idx: np.ndarray) -> dict[str, n
     """Train with p = ps[k] on trials ``idx``; compare with every ℓq-AttSVM (q ∈ ps) at the reached selection."""
     p, steps = cfg.ps[k], cfg.steps[k]
     problems = _local_problems(cfg, idx)
-    model = Model(parameterization="combined")
-    path = _descend(problems, model, ("md", cfg.lr, p, True, False, cfg.eps), _local_init(cfg, idx, cfg.init_std),
-                    steps, steps // cfg.records)["W"]
-    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": []}
+    paths, sels, ok_run, out = _trained_paths(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps),
+                                              _local_init(cfg, idx, cfg.init_std)["W"], steps, cfg.records)
     for q in cfg.ps:
         for key in ("corr", "breg", "status", "value"):
             out[f"{key}_{_p_tag(q)}"] = []
-    for b, pr in enumerate(problems):
-        W = path[b]
-        sel = _selection(pr, W[-1])
-        out["selection"].append(sel)
-        out["max_softmax"].append(_max_softmax(pr, W))
-        out["W_final"].append(W[-1])
+    for pr, W, sel, ran in zip(problems, paths, sels, ok_run, strict=True):
         for q in cfg.ps:
             r = solve_svm(pr, sel, lp_norm_name(q))
             tag = _p_tag(q)
-            ok = r.status == OPTIMAL
+            ok = r.status == OPTIMAL and ran
             out[f"corr_{tag}"].append(correlation(W, r.W) if ok else np.full(W.shape[0], np.nan))
             out[f"breg_{tag}"].append(directional_bregman(r.W, W, p) if ok else np.full(W.shape[0], np.nan))
             out[f"status_{tag}"].append(ok)
@@ -177,9 +155,8 @@ def _md_single(cfg: MDLocalConfig, k: int) -> dict[str, np.ndarray]:
     B = min(cfg.chunk, cfg.trials)
     idx = np.full(B, cfg.single_seed - cfg.seed)
     problems = _local_problems(cfg, idx)
-    model = Model(parameterization="combined")
-    W = _descend(problems, model, ("md", cfg.lr, p, True, False, cfg.eps), _local_init(cfg, idx, 0.0), steps,
-                 steps // cfg.records)["W"][0]
+    W = _train_W(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps), _local_init(cfg, idx, 0.0)["W"], steps,
+                 cfg.records).path[0]
     r = solve_svm(problems[0], _selection(problems[0], W[-1]), lp_norm_name(p))
     return {"path": W, "svm": r.W}
 
@@ -258,8 +235,8 @@ def _md_local_claims(cfg: MDLocalConfig, data: dict) -> list[Claim]:
             + "; ".join(f"ℓ{q:g} corr {np.nanmean(others[q]):.4f}, Bregman {np.nanmean(bothers[q]):.2e}"
                         for q in others),
             "reproduced" if ok else "differs",
-            f"own q best in {wins:.0%} of trials (corr); criterion: mean corr ≥ 0.99 and own q best on average "
-            "in both measures"))
+            f"own q best in {wins:.0%} of trials (corr); diverged trials (left out): {int(a['diverged'].sum())}; "
+            "criterion: mean corr ≥ 0.99 and own q best on average in both measures"))
     return claims
 
 
@@ -299,10 +276,12 @@ def joint_problem() -> AttentionProblem:
 def _md_joint_run(cfg: MDJointConfig, k: int) -> dict[str, np.ndarray]:
     p, steps = cfg.ps[k], cfg.steps[k]
     pr = joint_problem()
-    model = Model(parameterization="combined", train_v=True)
-    init = {"W": np.zeros((1, 2, 2)), "v": np.zeros((1, 2))}
-    path = _descend([pr], model, ("md", cfg.lr, p, True, True, cfg.eps), init, steps, 1)
-    W, v = path["W"][0], path["v"][0]
+    # every step recorded (W and v at each), no per-record metrics: the cheapest program for a tiny problem
+    run = train(pr, Model(parameterization="combined", train_v=True),
+                Descent(MD(lr=cfg.lr, p=p, scope="block", eps=cfg.eps), steps),
+                init=Init(given={"W": np.zeros((pr.d, pr.d)), "v": np.zeros(pr.d)}),
+                save=Save(every=1, params=True, metrics=False))
+    W, v = run.params_path["W"][0], run.params_path["v"][0]
     sel = _selection(pr, W[-1])
     rW = solve_svm(pr, sel, lp_norm_name(p))
     rv = solve_v_svm_lp(pr, sel, p)
@@ -312,7 +291,7 @@ def _md_joint_run(cfg: MDJointConfig, k: int) -> dict[str, np.ndarray]:
     top = np.argmax(a, axis=2)  # (R, n)
     r_sel = pr.X[np.arange(pr.n)[None, :], top]  # (R, n, d)
     logit = pr.Y[None, :] * np.einsum("rid,rd->ri", r_sel, v)
-    return {"W": W, "v": v, "selection": sel, "W_svm": rW.W, "v_svm": rv.v,
+    return {"W": W, "v": v, "selection": sel, "W_svm": rW.W, "v_svm": rv.v, "diverged": np.array(not run.ok[0]),
             "W_svm_ok": np.array(rW.status == OPTIMAL), "v_svm_ok": np.array(rv.status == OPTIMAL),
             "corr_W": correlation(W, rW.W) if rW.status == OPTIMAL else np.full(len(W), np.nan),
             "corr_v": correlation(v, rv.v) if rv.status == OPTIMAL else np.full(len(v), np.nan),
@@ -394,27 +373,18 @@ class MDSignAdamConfig(ExperimentConfig):
 def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[str, np.ndarray]:
     problems = [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + int(j)) for j in idx]
     b = 1.0 / np.sqrt(cfg.d)  # P3-local's initialization: PyTorch nn.Linear default U(−1/√d, 1/√d)
-    init = {"W": np.stack([np.random.default_rng([cfg.seed, int(j), 1]).uniform(-b, b, (cfg.d, cfg.d))
-                           for j in idx])}
-    key = {"ngd": ("md", cfg.lr_ngd, 2.0, True, False, 0.0), "sign": ("sign", cfg.lr_sign),
-           "adam": ("adam", cfg.lr_adam)}[opt]
-    model = Model(parameterization="combined")
-    path = _descend(problems, model, key, init, cfg.steps, cfg.steps // cfg.records)["W"]
-    out: dict[str, list] = {"selection": [], "max_softmax": [], "W_final": []}
+    W0 = np.stack([np.random.default_rng([cfg.seed, int(j), 1]).uniform(-b, b, (cfg.d, cfg.d)) for j in idx])
+    spec = {"ngd": NGD(lr=cfg.lr_ngd), "sign": Sign(lr=cfg.lr_sign), "adam": Adam(lr=cfg.lr_adam)}[opt]
+    paths, sels, ok_run, out = _trained_paths(problems, spec, W0, cfg.steps, cfg.records)
     for name in SIGN_ADAM_NORMS:
         for k in ("corr", "ratio", "ok"):
             out[f"{k}_{name}"] = []
-    for i, pr in enumerate(problems):
-        W = path[i]
-        sel = _selection(pr, W[-1])
-        out["selection"].append(sel)
-        out["max_softmax"].append(_max_softmax(pr, W))
-        out["W_final"].append(W[-1])
+    for pr, W, sel, ran in zip(problems, paths, sels, ok_run, strict=True):
         rows = build_constraints(pr, sel, "fro").rows  # A_it = (x_iα − x_it) z_iᵀ: the same for every W norm
         m = rows @ W.reshape(len(W), -1).T  # (m, R)
         for name, norm in SIGN_ADAM_NORMS.items():
             r = solve_svm(pr, sel, norm)
-            ok = r.status == OPTIMAL
+            ok = r.status == OPTIMAL and ran
             out[f"ok_{name}"].append(ok)
             out[f"corr_{name}"].append(correlation(W, r.W) if ok else np.full(len(W), np.nan))
             # fraction of the norm's optimal margin reached by W's direction (1 iff optimal; tie-break free)
@@ -425,10 +395,11 @@ def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[
 
 
 def run_md_sign_adam(cfg: MDSignAdamConfig, ctx: Context) -> Outcome:
-    """sign-GD (θ ← θ − η sign(g)), Adam (optax defaults β = (0.9, 0.999), ε = 1e−8) and normalized GD on
-    W, each fed by the stable gradient direction g, on P3-local's problems (``unit_gaussian(6, 8, 10,
-    seed + j)``) from P3-local's initialization. At the reached selection α: the ℓ1, Frobenius, ℓ∞ and
-    nuclear Att-SVMs; measured: cosine correlation of W with each, and the margin ratio
+    """sign-GD (θ ← θ − η sign(∇L)), Adam (optax defaults β = (0.9, 0.999), ε = 1e−8, on the unit direction
+    ∇L/‖∇L‖: the registry's ``adam``) and normalized GD on W, all through :func:`attnsvm.train`, on
+    P3-local's problems (``unit_gaussian(6, 8, 10, seed + j)``) from P3-local's initialization. At the
+    reached selection α: the ℓ1, Frobenius, ℓ∞ and nuclear Att-SVMs; measured: cosine correlation of W
+    with each, and the margin ratio
     (min_k ⟨A_k, W⟩/‖W‖)·‖W^mm‖ in each norm (1 iff W's direction is optimal for that norm; unlike the
     correlation it does not depend on which ℓ1/ℓ∞ minimizer is reported)."""
     t0 = time.perf_counter()
@@ -460,13 +431,16 @@ def run_md_sign_adam(cfg: MDSignAdamConfig, ctx: Context) -> Outcome:
             + "; margin ratio " + ", ".join(f"{n} {np.nanmean(ratio[n]):.3f}" for n in SIGN_ADAM_NORMS),
             "new",
             f"highest mean corr: {best_c}; highest mean margin ratio: {best_r}; per trial the best ratio is "
-            + ", ".join(f"{n} {share[n]:.0%}" for n in SIGN_ADAM_NORMS)))
+            + ", ".join(f"{n} {share[n]:.0%}" for n in SIGN_ADAM_NORMS)
+            + f"; diverged trials (left out): {int(a['diverged'].sum())}"))
     from ..plots.md import sign_adam_figure
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         figs = [ctx.figure(sign_adam_figure(cfg, data), "md_sign_adam")]
     notes = ["problems and initialization as p3-local (unit_gaussian(6, 8, 10, seed + j); W₀ ~ U(−1/√d, 1/√d))",
+             "Adam reads the unit direction ∇L/‖∇L‖ (formed in log space, exact at saturation); on the plain "
+             "gradient its ε = 1e−8 would dominate once ‖∇L‖ ≪ 1e−8",
              "ℓ1 and ℓ∞ Att-SVMs are entrywise on W; their minimizers need not be unique: the least-Euclidean-norm "
              "optimal point is reported (correlations depend on that choice, margin ratios do not)",
              f"total {time.perf_counter() - t0:.1f} s"]

@@ -44,7 +44,8 @@ Layout (private modules; this namespace is the public API):
 * ``_solve``: ``solve_svm`` (constraints → the norm's solver → certified result);
 * ``_batch``: ``solve_svm_batch``/``solve_fro_stacked``; ``_vsvm``: v-SVM and relaxed margins;
 * ``_kkt``: ε-KKT certificates of any direction (convex norms and (K, Q) / (k, q) parameter space);
-* ``_multitoken``: the multi-token SVM-equivalence; ``_measures``: ``correlation`` and ``logits`` (NumPy).
+* ``_multitoken``: the multi-token SVM-equivalence; ``_measures``: ``correlation``,
+  ``directional_bregman`` and ``logits`` (NumPy).
 
 Adding a norm (one module + one line here):
 
@@ -86,7 +87,7 @@ from ._kkt import (
     parameter_kkt_path,
 )
 from ._lp import lp_norm, lp_norm_name, margin_ratio, solve_v_svm_lp
-from ._measures import correlation, logits
+from ._measures import correlation, directional_bregman, logits
 from ._multitoken import MultiTokenSVM, multitoken_svm
 from ._registry import (
     NormSpec,
@@ -114,7 +115,8 @@ __all__ = [
     "RawSolution", "SVMBatch", "SVMResult",
     "VSVMResult",
     "available_norms", "build_constraints", "certificate_rows", "check_margins", "check_norm",
-    "check_selection", "check_tol", "constraints_feasible", "correlation", "dual_norm_value", "get_norm",
+    "check_selection", "check_tol", "constraints_feasible", "correlation", "directional_bregman",
+    "dual_norm_value", "get_norm",
     "graph_certificate", "graph_constraints", "logits", "lp_norm", "lp_norm_name", "margin_ratio", "multitoken_svm",
     "norm_value", "pow2_scale", "register_family", "register_norm", "relaxed_margins_from_v", "rows_feasible",
     "solve_fro_stacked", "solve_graph_svm", "solve_svm", "solve_svm_batch", "solve_v_svm", "solve_v_svm_lp",

@@ -1,4 +1,5 @@
-"""The NumPy definitions of correlation and of logits used by the whole package."""
+"""The NumPy definitions of correlation, the directional Bregman divergence and logits used by the whole
+package."""
 
 from __future__ import annotations
 
@@ -53,6 +54,29 @@ def correlation(A: np.ndarray, B: np.ndarray, ndim: int | None = None, zero: flo
         den = na * nb
         out = np.where(den > 0, num / np.where(den > 0, den, 1.0), zero)
     return np.where(np.isfinite(den), out, np.nan)
+
+
+def directional_bregman(reference: np.ndarray, W: np.ndarray, p: float) -> np.ndarray:
+    """Directional Bregman divergence of ψ = (1/p)‖·‖_p^p between the ℓp directions of a reference and W:
+
+        D(R̄, W̄) = ψ(R̄) − ψ(W̄) − ⟨∇ψ(W̄), R̄ − W̄⟩ = 1 − ⟨sign(W̄)|W̄|^{p−1}, R̄⟩,   X̄ = X/‖X‖_p,
+
+    ≥ 0 and 0 only when the directions agree (the measure the AttentionMD paper plots). ``W`` may carry
+    leading axes (e.g. records); the last ``reference.ndim`` axes are summed. NaN where W = 0."""
+    R = np.asarray(reference, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    axes = tuple(range(W.ndim - R.ndim, W.ndim))
+
+    def unit(x, ax):
+        a = np.abs(x)
+        m = np.max(a, axis=ax, keepdims=True)
+        ms = np.where(m > 0, m, 1.0)
+        nrm = m * np.sum((a / ms) ** p, axis=ax, keepdims=True) ** (1.0 / p)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return x / nrm
+
+    Rb, Wb = unit(R, tuple(range(R.ndim))), unit(W, axes)
+    return 1.0 - np.sum(np.sign(Wb) * np.abs(Wb) ** (p - 1.0) * Rb, axis=axes)
 
 
 def logits(problem: AttentionProblem, theta: np.ndarray) -> np.ndarray:

@@ -3,15 +3,21 @@
 All three read the engine's scaled gradient ``Scaled(g_b, log_scale_b)`` (∇_b L = e^{log_scale_b} g_b,
 ‖g_b‖ = O(1)), so none of them loses its direction where the plain gradient underflows:
 
-* ``md``: ∇ψ(θ⁺) = ∇ψ(θ) − lr·u with ψ(θ) = (1/p) Σ|θ_j|^p over every trained entry, and u the gradient
-  divided by its dual norm ‖∇L‖_q, q = p/(p−1) (``normalize = true``, over all blocks or per block with
-  ``scope = "block"``, as the AttentionMD code normalizes each parameter tensor), or u = ∇L
-  (``normalize = false``). The dual norm is formed in log space from the scaled form: the unit direction
-  is exact at any scale. ``eps`` > 0: the authors' ∇/(‖∇‖_q + eps).
+* ``md``: ∇ψ(θ⁺) = ∇ψ(θ) − lr·u with ψ(θ) = (1/p) Σ|θ_j|^p over every trained entry (so ∇ψ(θ) =
+  sign(θ)|θ|^{p−1}, inverted by ∇ψ*(φ) = sign(φ)|φ|^{1/(p−1)}), and u the gradient divided by its dual norm
+  ‖∇L‖_q, q = p/(p−1) (``normalize = true``, over all blocks or per block with ``scope = "block"``, as the
+  AttentionMD code normalizes each parameter tensor), or u = ∇L (``normalize = false``). p = 2 is (normalized)
+  gradient descent. The dual norm is formed in log space from the scaled form (per block the scale cancels:
+  g_b/‖g_b‖_q after dividing g_b by max|g_b|), so the unit direction is exact at any scale and only ∇L = 0
+  exactly gives a zero step. ``eps`` > 0: the authors' ∇/(‖∇‖_q + eps) (their code: eps = float64 machine
+  epsilon), which emulates their arithmetic on purpose and *does* stall once ‖∇L‖_q ≪ eps.
 * ``sign``: θ ← θ − lr·sign(∇L), with sign(∇L) = sign(g) (exact at any scale).
 * ``adam``: optax's Adam on the global unit direction ∇L/‖∇L‖ (``input = "normalized"``, the default: the
   stable direction), or on the plain gradient (``input = "gradient"``: Adam as written, whose ε then
   dominates once ‖∇L‖ ≪ ε and slows it down).
+
+:func:`mirror_descent` is the same ℓp step as a stand-alone optax transformation on plain gradients (for
+optax users outside the engine); :func:`directional_bregman` is the measure the AttentionMD paper plots.
 """
 
 from __future__ import annotations
@@ -24,15 +30,58 @@ import jax.numpy as jnp
 import optax
 from pydantic import Field, model_validator
 
-from ..mirror_descent import lp_norm_jax, mirror_step
 from .optim import OptimizerSpec, Scaled, normalize, register_optimizer, unscale
+
+# ---- the ℓp mirror map and norms ------------------------------------------------------------------------------
+
+
+def _check_p(p: float) -> float:
+    p = float(p)
+    if not 1.0 < p < float("inf"):
+        raise ValueError(f"p: mirror descent needs 1 < p < inf, got {p}")
+    return p
+
+
+def lp_norm_jax(x: jax.Array, p: float) -> jax.Array:
+    """Entrywise ‖x‖_p with a max-scaling (exact at any magnitude); 0 for x = 0."""
+    a = jnp.abs(x)
+    m = jnp.max(a) if a.size else jnp.zeros((), x.dtype)
+    ms = jnp.where(m > 0, m, 1.0)
+    if p == float("inf"):
+        return m
+    return m * jnp.sum((a / ms) ** p) ** (1.0 / p)
+
+
+def _normalize_by_max(g: jax.Array) -> jax.Array:
+    """g / max|g| (0 for g = 0): an exact rescaling before a norm is taken."""
+    m = jnp.max(jnp.abs(g)) if g.size else jnp.zeros((), g.dtype)
+    return jnp.where(m > 0, g / jnp.where(m > 0, m, 1.0), 0.0)
+
+
+def mirror_map(theta: jax.Array, p: float) -> jax.Array:
+    """∇ψ(θ) = sign(θ)|θ|^{p−1} (θ itself for p = 2)."""
+    if p == 2.0:
+        return theta
+    return jnp.sign(theta) * jnp.abs(theta) ** (p - 1.0)
+
+
+def inverse_mirror_map(phi: jax.Array, p: float) -> jax.Array:
+    """∇ψ*(φ) = sign(φ)|φ|^{1/(p−1)} (φ itself for p = 2)."""
+    if p == 2.0:
+        return phi
+    return jnp.sign(phi) * jnp.abs(phi) ** (1.0 / (p - 1.0))
+
+
+# ---- the transformations --------------------------------------------------------------------------------------
 
 
 def dual_normalize(q: float, scope: str = "global", eps: float = 0.0) -> optax.GradientTransformation:
     """Scaled form → ∇L/‖∇L‖_q (entrywise dual norm over all blocks, or per block); 0 where ∇L = 0.
 
-    log‖∇L‖_q = (1/q) logsumexp_b(q (log‖g_b‖_q + log_scale_b)); the output is g_b e^{log_scale_b − log‖∇L‖_q}.
-    ``eps`` > 0: g_b e^{log_scale_b − log(‖∇L‖_q + eps)} (the authors' guarded division)."""
+    Global: log‖∇L‖_q = (1/q) logsumexp_b(q (log‖g_b‖_q + log_scale_b)), the output g_b e^{log_scale_b −
+    log‖∇L‖_q}. Per block the scale cancels: ĝ_b/‖ĝ_b‖_q with ĝ_b = g_b/max|g_b| (no log–exp round trip).
+    ``eps`` > 0: g_b e^{log_scale_b − log(‖∇L‖_q + eps)} (the authors' guarded division, the norm of the
+    same scope)."""
     if scope not in ("global", "block"):
         raise ValueError(f"scope must be 'global' or 'block', got {scope!r}")
     log_eps = math.log(eps) if eps > 0 else None
@@ -41,8 +90,15 @@ def dual_normalize(q: float, scope: str = "global", eps: float = 0.0) -> optax.G
         n = lp_norm_jax(s.g, q)
         return jnp.where(n > 0, jnp.log(jnp.where(n > 0, n, 1.0)), -jnp.inf) + s.log_scale
 
+    def unit(g: jax.Array) -> jax.Array:
+        h = _normalize_by_max(g)
+        n = lp_norm_jax(h, q)
+        return jnp.where(n > 0, h / jnp.where(n > 0, n, 1.0), 0.0)
+
     def update(updates, state, params=None):
         del params
+        if scope == "block" and log_eps is None:
+            return {b: unit(s.g) for b, s in updates.items()}, state
         if scope == "global":
             logs = jnp.stack([log_norm(s) for s in updates.values()])
             total = jax.scipy.special.logsumexp(q * logs) / q
@@ -60,6 +116,53 @@ def dual_normalize(q: float, scope: str = "global", eps: float = 0.0) -> optax.G
         return out, state
 
     return optax.GradientTransformation(optax.init_empty_state, update)
+
+
+def mirror_step(learning_rate: float, p: float) -> optax.GradientTransformation:
+    """The mirror step on a given direction u (plain arrays, normalized or not): the update θ⁺ − θ with
+    ∇ψ(θ⁺) = ∇ψ(θ) − lr·u, ψ = ‖·‖_p^p/p entrywise. Needs ``params``; stateless."""
+    p = _check_p(p)
+
+    def one(u, th):
+        if p == 2.0:
+            return -learning_rate * u  # ∇ψ is the identity: no round trip through θ
+        phi = mirror_map(th, p) - learning_rate * u
+        # an entry without gradient does not move (exactly: no round trip through the mirror map)
+        return jnp.where(u == 0, 0.0, inverse_mirror_map(phi, p) - th)
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("mirror_step needs params (optax: tx.update(grads, state, params))")
+        return jax.tree.map(one, updates, params), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
+
+
+def as_scaled() -> optax.GradientTransformation:
+    """Plain gradients → the scaled form ``Scaled(g, 0)`` the engine's transformations read."""
+
+    def update(updates, state, params=None):
+        del params
+        return {b: Scaled(g, jnp.zeros((), g.dtype)) for b, g in updates.items()}, state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
+
+
+def mirror_descent(learning_rate: float, p: float, normalize: bool = True, per_block: bool = False,
+                   eps: float = 0.0) -> optax.GradientTransformation:
+    """ℓp mirror descent on plain gradients (a dict of blocks) as an optax transformation; needs ``params``.
+
+    ∇ψ(θ⁺) = ∇ψ(θ) − η g/‖g‖_q (``normalize``; the dual norm over all blocks, or one per block with
+    ``per_block``), or ∇ψ(θ⁺) = ∇ψ(θ) − η g; ``eps`` > 0: the authors' g/(‖g‖_q + eps). The same chain
+    as the registry's ``MD`` (module docstring) after reading g as the scaled form (g, 0)."""
+    p = _check_p(p)
+    if not learning_rate > 0:
+        raise ValueError(f"lr: must be positive, got {learning_rate}")
+    if eps < 0:
+        raise ValueError(f"eps: must be ≥ 0, got {eps}")
+    spec = MD(lr=learning_rate, p=p, normalize=normalize, scope="block" if per_block else "global",
+              eps=eps if normalize else 0.0)
+    return optax.chain(as_scaled(), spec.direction())
 
 
 def direction_only() -> optax.GradientTransformation:
@@ -121,4 +224,5 @@ class Adam(OptimizerSpec):
 for _cls in (MD, Sign, Adam):
     register_optimizer(_cls)
 
-__all__ = ["MD", "Adam", "Sign", "direction_only", "dual_normalize"]
+__all__ = ["MD", "Adam", "Sign", "as_scaled", "direction_only", "dual_normalize", "inverse_mirror_map",
+           "lp_norm_jax", "mirror_descent", "mirror_map", "mirror_step"]

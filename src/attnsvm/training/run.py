@@ -98,15 +98,20 @@ def diverged_trials(params: dict[str, np.ndarray], metrics: dict[str, np.ndarray
                     keys: tuple[str, ...] = ("loss", "theta_norm", "W_fro")) -> np.ndarray:
     """(B,) bool: a final parameter, or a recorded loss / norm, is not finite.
 
-    (A log gradient norm of −inf is a legitimate exact zero, and L − L* is NaN by definition for nonlinear
-    heads, so those are not checked.)"""
+    The loss counts as finite when L or its logarithm ``log_loss`` is: an exponential loss of e^{1000} is
+    a legitimate value beyond float64, recorded exactly as log L = 1000, not a divergence. (A log gradient
+    norm of −inf is a legitimate exact zero, and L − L* is NaN by definition for nonlinear heads, so those
+    are not checked.)"""
     B = next(iter(params.values())).shape[0]
     bad = np.zeros(B, bool)
     for v in params.values():
         bad |= ~np.all(np.isfinite(np.asarray(v).reshape(B, -1)), axis=1)
     for k in keys:
         if k in metrics:
-            bad |= ~np.all(np.isfinite(metrics[k]), axis=1)
+            fin = np.isfinite(metrics[k])
+            if k == "loss" and "log_loss" in metrics:
+                fin |= np.isfinite(metrics["log_loss"])
+            bad |= ~np.all(fin, axis=1)
     return bad
 
 
