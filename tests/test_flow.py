@@ -166,3 +166,25 @@ def test_saturation_measure_vanishes_at_a_local_selection():
     f = s @ g
     E = np.exp(-f) / (1 + np.exp(-f)) * 0.5 * np.sum(s[:, None] * s[None, :] * np.abs(g[:, None] - g[None, :]))
     assert float(log_saturation(model, p, data)) == pytest.approx(np.log(E), rel=1e-12)
+
+
+@pytest.mark.slow  # max_steps sizes the solver's buffers: a program of its own (≈ 15 s)
+def test_batch_with_a_stop_and_a_budget_end():
+    """One trial stops on the radius, the other runs out of solver steps, in one batch: under vmap diffrax runs
+    the event's root find for both, which raised "root is not contained" (P2-diag study, a balanced start
+    that settles at a finite point). Now each trial ends as it would alone."""
+    from attnsvm.svm import solve_svm
+
+    Wmm = solve_svm(SMALL, "opt", "fro").solution
+    # trial 1 starts on the max-margin direction just below the radius 10 (7 steps); trial 0 needs 30 steps
+    W = np.stack([W0["W"], 9.99 * Wmm / np.linalg.norm(Wmm)])
+    flow = Flow(rtol=1e-6, atol=1e-8, max_steps=20, error_estimate=False)
+    res = train(SMALL, Model("combined"), flow, trials=2, stop=Radius(10.0), init=Init(given={"W": W}),
+                save=Save(records=3))
+    assert res.stop_reason.tolist() == ["max_steps", "radius"]
+    assert res.metrics["W_fro"][1, -1] == pytest.approx(10.0, rel=1e-9)
+    alone = train(SMALL, Model("combined"), flow, trials=1, stop=Radius(10.0), init=Init(given={"W": W[:1]}),
+                  save=Save(records=3))
+    assert alone.stop_reason.tolist() == ["max_steps"]
+    # the budget trial's end: located by the bisection (to 1e−12 in σ) at the end of its last step
+    np.testing.assert_allclose(res.W[0], alone.W[0], rtol=1e-8)

@@ -298,3 +298,38 @@ def test_p2_full_local_path_switch(tmp_path):
     again = run_experiment("p2-full", tmp_path / "run", config_file=cfg, quick=True)
     assert again.computed_chunks == 0
     assert [c.measured for c in again.claims] == [c.measured for c in rep.claims]
+
+
+def test_kkt_decision_claims_on_synthetic_studies():
+    """The decision claims of the ε-KKT studies name what the numbers show (synthetic (run, radius) arrays)."""
+    from attnsvm.experiments.p2 import P2DiagConfig, P2FullConfig
+    from attnsvm.experiments.p2_kkt import diag_decision_claim, full_decision_claim
+
+    cfg = P2FullConfig()
+    radii = np.asarray(cfg.kkt_radii)
+    B = 4
+    a = {"excess": np.tile(1e-2 * (radii / radii[0]) ** -0.3, (B, 1)), "eps": np.tile(0.07 * (radii / 1e3) ** -0.1,
+                                                                                      (B, 1)),
+         "g_off": np.full((B, len(radii)), 0.5)}
+    m = np.ones(B, bool)
+    c = full_decision_claim(cfg, a, m)
+    assert c.measured.startswith("converge slowly") and c.verdict == "new"
+    assert "4 of 4 runs" in c.measured and "7.00e-02 →" in c.measured and "‖W‖^-0.10" in c.measured
+    a["g_off"][1, -1] = 1.2  # a parameter-space KKT point that is not nuclear KKT
+    assert full_decision_claim(cfg, a, m).measured.startswith("settle:")
+    a["g_off"][1, -1] = 0.5
+    a["excess"][2, -1] = a["excess"][2, -2]  # stopped falling, but no spurious point
+    assert full_decision_claim(cfg, a, m).measured.startswith("undecided")
+
+    dcfg = P2DiagConfig()
+    scales, kinds = np.repeat(dcfg.kkt_scales, 4), np.array(["unbalanced"] * 16)
+    cls = np.array(["settled-param-kkt"] * 4 + ["kkt"] * 2 + ["settled"] * 2 + ["kkt"] * 3 + ["converging"]
+                   + ["kkt"] * 4)
+    d = {"kind": np.concatenate([kinds, np.array(["balanced"] * 16)]), "scale": np.concatenate([scales, scales])}
+    cls = np.concatenate([cls, np.array(["settled-param-kkt"] * 16)])
+    pnc = cls == "settled-param-kkt"
+    c = diag_decision_claim(dcfg, d, cls, pnc)
+    # unbalanced: 0/4 at scale 1, 4/4 at 0.001; balanced 0/16; misses: 1 converging of 23
+    assert c.measured.startswith("initialization scale and balancedness:"), c.measured
+    assert "unbalanced 1: 0/4, 0.1: 2/4, 0.01: 3/4, 0.001: 4/4" in c.measured
+    assert "of the 23 runs that miss, 1 are still converging" in c.measured and "20 at a parameter-space" in c.measured

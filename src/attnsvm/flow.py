@@ -129,12 +129,32 @@ def _stop_values(model: Model, stops: tuple[Stop, ...], levels: jax.Array, y: di
     return jnp.stack([s.value(model, y["params"], y["tau"], data, levels[k]) for k, s in enumerate(stops)])
 
 
+class _Bisection(optx.Bisection):
+    """Bisection that takes the direction of the bracket from its end values and never raises.
+
+    Under ``vmap`` diffrax runs the event's root find for every trial once any trial has an event; a trial
+    that ended otherwise (solver budget, arc-length budget) gets the function t_end − t, which is 0 at the
+    upper end of its bracket, and ``optx.Bisection``'s check (a strict sign change) raised "root is not
+    contained" for the whole batch. Here flip = (value at lower > value at upper): that trial's root find
+    converges to t_end, as diffrax intends, and a stop trial's bracket (negative → positive) is unchanged."""
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        import equinox as eqx
+
+        lower = jnp.asarray(options["lower"], f_struct.dtype)
+        upper = jnp.asarray(options["upper"], f_struct.dtype)
+        flip = fn(lower, args)[0] > fn(upper, args)[0]
+        state = optx.Bisection(self.rtol, self.atol, flip=False).init(fn, y, args, options, f_struct, aux_struct,
+                                                                        tags)
+        return eqx.tree_at(lambda s: s.flip, state, flip)
+
+
 def _event(model: Model, stops: tuple[Stop, ...], levels: jax.Array, on: jax.Array) -> diffrax.Event:
     """One continuous event: the max of the stop functions (continuous, and zero at the first stop), located
     by bisection on the dense interpolant of the last step; ``on`` = False switches it off (traced)."""
     return diffrax.Event(
         cond_fn=lambda t, y, args, **kw: jnp.where(on, jnp.max(_stop_values(model, stops, levels, y, args)), -1.0),
-        root_finder=optx.Bisection(rtol=1e-12, atol=1e-12))
+        root_finder=_Bisection(rtol=1e-12, atol=1e-12))
 
 
 #: the error-estimate pass uses tolerances divided by this
