@@ -148,7 +148,7 @@ class P2DiagConfig(ExperimentConfig):
     kkt_kinds: list[str] = Field(default_factory=lambda: ["unbalanced", "balanced"])
     kkt_radii: list[float] = Field(default_factory=lambda: [1e2, 1e3, 1e4, 1e5])
     kkt_trials: int | None = None
-    kkt_max_steps: int | None = 400_000
+    kkt_max_steps: int | None = 60_000
     kkt_tol: float = 1e-3
     converge_slope: float = -0.5
     plateau_slope: float = -0.2
