@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._jax import to_device
 from .models import (
     Data,
     Model,
@@ -36,6 +37,7 @@ from .models import (
     stack_data,
 )
 from .problem import AttentionProblem
+from .programs import compile_program
 from .training.optim import OptimizerSpec, Scaled
 from .training.run import TIME_AXES, Run
 
@@ -194,17 +196,11 @@ def _init_states(params, *, opt):
     return jax.vmap(lambda p: init_state(opt, p))(params)
 
 
-_COMPILED: dict = {}
-
-
 def _compiled_segment(args: tuple, kw: dict):
     """The compiled program for these static settings and argument shapes, compiled once per process
-    (a sweep that trains chunk after chunk pays the compile time once)."""
-    spec = jax.tree.map(lambda x: (x.shape, str(x.dtype)), args)
-    key = (tuple(sorted(kw.items(), key=lambda kv: kv[0])), str(spec))
-    if key not in _COMPILED:
-        _COMPILED[key] = _run_segment.lower(*args, **kw).compile()
-    return _COMPILED[key]
+    (a sweep that trains chunk after chunk pays the compile time once) and kept across processes with the
+    persistent cache (:mod:`attnsvm.programs`)."""
+    return compile_program(_run_segment, args, kw)
 
 
 def _choose_map(problem: AttentionProblem, trials: int, batching: str) -> bool:
@@ -318,9 +314,8 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
         raise ValueError(f"steps ({steps}) must be a multiple of save.every ({record_every})")
     p0, B, data, batch_data, ref_names = batch.first, batch.trials, batch.data, batch.batch_data, batch.ref_names
     use_map = _choose_map(p0, B, batching)
-    jparams = {k: jnp.asarray(v) for k, v in params0.items()}
-    jalpha, jrefs = jnp.asarray(batch.alpha), jnp.asarray(batch.refs)
-    state = _init_states(jparams, opt=opt)
+    jparams, jalpha, jrefs = to_device(({k: v for k, v in params0.items()}, batch.alpha, batch.refs))
+    state = compile_program(_init_states, (jparams,), dict(opt=opt))(jparams)
 
     n_chunks = steps // record_every
     seg = _segments(n_chunks, bool(progress))
@@ -328,7 +323,8 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
     recs = []
     jW = None
     if n_chunks == 0:
-        rec0 = _record0(jparams, data, jalpha, jrefs, model=model, batch_data=batch_data, keep=keep)
+        r0_args = (jparams, data, jalpha, jrefs)
+        rec0 = compile_program(_record0, r0_args, dict(model=model, batch_data=batch_data, keep=keep))(*r0_args)
         recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
     compile_s = 0.0
     run_s = 0.0
