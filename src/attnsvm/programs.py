@@ -88,7 +88,7 @@ def compile_program(fn: Callable, args: tuple, static: dict[str, Any], *,
             _MEMORY[mem_key] = compiled
             return compiled
         _store(folder, key, *loaded)
-    exported, out_spec = loaded
+    exported, out_spec = loaded[:2]
     executable = jax.jit(exported.call).lower(*leaves).compile()
 
     def call(*a):
@@ -203,6 +203,7 @@ def _export(fn: Callable, args: tuple, static: dict[str, Any], leaves: list, in_
     try:
         exported = jax.export.export(jax.jit(flat))(*shapes)
         out_spec = _encode(box["out"])
+        blob = bytes(exported.serialize())
     except _NotEncodable:
         return None
     except Exception as e:  # noqa: BLE001
@@ -211,13 +212,12 @@ def _export(fn: Callable, args: tuple, static: dict[str, Any], leaves: list, in_
         if "serializ" in str(e).lower() or "custom call" in str(e).lower() or "callback" in str(e).lower():
             return None
         raise
-    return exported, out_spec
+    return exported, out_spec, blob
 
 
-def _store(folder: Path, key: str, exported, out_spec) -> None:
+def _store(folder: Path, key: str, exported, out_spec, blob: bytes) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        blob = bytes(exported.serialize())
         meta = json.dumps({"format": FORMAT, "out": out_spec, "sha256": hashlib.sha256(blob).hexdigest()})
         for suffix, data in ((".bin", blob), (".json", meta.encode())):
             tmp = folder / f"{key}{suffix}.{os.getpid()}.tmp"
