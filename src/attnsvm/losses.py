@@ -76,22 +76,56 @@ def jax_log_neg_dloss(loss: str, x):
     return jnp.zeros_like(x)
 
 
-def jax_excess(loss: str, x_ref, gap):
-    """ℓ(x_ref − gap) − ℓ(x_ref) for gap ≥ 0, without cancellation.
-
-    logistic:    log1p(σ(−x_ref) · expm1(gap))
-    exponential: e^{−x_ref} · expm1(gap)
-    correlation: gap
-    Used for L − L* where x_ref = γ_opt and gap = γ_opt − Σ_t s_t γ_t is itself computed in log space.
-    """
+def jax_log_softplus(z):
+    """log(log(1 + e^z)) = log softplus(z), finite for every finite z (softplus(z) underflows below z ≈ −745:
+    there log softplus(z) = z + log(log1p(e^z)/e^z) = z − e^z/2 + O(e^{2z}))."""
     import jax.numpy as jnp
-    from jax.nn import sigmoid
+    from jax.nn import softplus
+
+    small = z < -30.0
+    direct = jnp.log(softplus(jnp.where(small, 0.0, z)))
+    return jnp.where(small, z - 0.5 * jnp.exp(jnp.minimum(z, -30.0)), direct)
+
+
+def jax_log_expm1(lg):
+    """log(e^g − 1) for g = e^{lg} ≥ 0 given as its logarithm lg (−inf for g = 0), without underflow of g:
+    for tiny g, log(expm1 g) = lg + g/2 + O(g²); for large g, g + log(1 − e^{−g})."""
+    import jax.numpy as jnp
+
+    g = jnp.exp(jnp.minimum(lg, 709.0))
+    tiny = lg < -20.0
+    mid = jnp.log(jnp.expm1(jnp.where(tiny | (g > 1.0), 1.0, g)))
+    big = g + jnp.log(-jnp.expm1(-jnp.where(g > 1.0, g, 1.0)))
+    out = jnp.where(tiny, lg + 0.5 * g, jnp.where(g > 1.0, big, mid))
+    # lg > 709: g itself is not representable; log(e^g − 1) = g to float64 precision, which is +inf here
+    return jnp.where(lg > 709.0, jnp.inf, out)
+
+
+def jax_log_loss(loss: str, x):
+    """log ℓ(x) elementwise, finite where ℓ(x) overflows or underflows (logistic: log softplus(−x);
+    exponential: −x). For the correlation loss ℓ(x) = −x is not positive in general: NaN (ℓ itself is
+    exact and bounded, no logarithm is needed)."""
+    import jax.numpy as jnp
 
     if loss == "logistic":
-        # log(1 + a) with a = σ(−x)·(e^{gap} − 1); for huge gap fall back to the direct formula.
-        a = sigmoid(-x_ref) * jnp.expm1(jnp.minimum(gap, 700.0))
-        direct = jax_loss(loss, x_ref - gap) - jax_loss(loss, x_ref)
-        return jnp.where(gap < 30.0, jnp.log1p(a), direct)
+        return jax_log_softplus(-x)
     if loss == "exponential":
-        return jnp.exp(-x_ref) * jnp.expm1(gap)
-    return gap
+        return -x
+    return jnp.full_like(x, jnp.nan)
+
+
+def jax_log_excess(loss: str, x_ref, lgap):
+    """log(ℓ(x_ref − gap) − ℓ(x_ref)) for gap = e^{lgap} ≥ 0 (−inf when gap = 0), for any finite x_ref:
+
+    logistic:    ℓ(x − g) − ℓ(x) = log1p(σ(−x)·expm1(g)) = softplus(b), b = −softplus(x) + log expm1(g),
+                 so the logarithm is log softplus(b);
+    exponential: e^{−x}·expm1(g), logarithm −x + log expm1(g);
+    correlation: g, logarithm lgap.
+    """
+    if loss == "logistic":
+        from jax.nn import softplus
+
+        return jax_log_softplus(-softplus(x_ref) + jax_log_expm1(lgap))
+    if loss == "exponential":
+        return -x_ref + jax_log_expm1(lgap)
+    return lgap

@@ -44,7 +44,7 @@ import numpy as np
 from .attention import PARAMETERIZATIONS as _REGISTRY
 from .attention import Parameterization
 from .logspace import NEG_INF, log_gap_to_top, log_pairwise, masked_lse, scaled  # noqa: F401 (re-exported)
-from .losses import check_loss, check_reduction, jax_excess, jax_log_neg_dloss
+from .losses import check_loss, check_reduction, jax_log_excess, jax_log_loss, jax_log_neg_dloss
 from .objectives import Forward, MarginObjective
 from .objectives import log_softmax as _log_softmax
 from .problem import AttentionProblem
@@ -292,24 +292,52 @@ def gradient(model: Model, params: dict, data: Data) -> dict:
 # ---- quantities a run records ----------------------------------------------------------------------------
 
 
-def excess_loss(model: Model, params: dict, data: Data, fw: Forward | None = None) -> jax.Array:
-    """L − L* for the linear head, without cancellation (NaN for nonlinear heads, where L* is not ℓ(γ_opt)).
+def _single_linear(model: Model) -> bool:
+    """L* = scale · Σ_i ℓ(γ_i,top) holds: one linear head and the margin objective."""
+    return (model.head == "linear" and not (model.multihead and model.param.heads > 1)
+            and isinstance(model.objective, MarginObjective))
 
-    Per sample: Y f_i = γ_top − G_i with G_i = Σ_u s_iu (γ_top − γ_iu) ≥ 0 formed in log space, and
-    ℓ(γ_top − G) − ℓ(γ_top) by ``losses.jax_excess``. L* uses the current head v.
+
+def log_loss(model: Model, params: dict, data: Data, fw: Forward | None = None) -> jax.Array:
+    """log L = log scale + logsumexp_i log ℓ(Y_i f_i), finite where L itself overflows or underflows float64
+    (an exponential loss with margins of −1e3 is e^{1e3}). NaN for the correlation loss (L may be ≤ 0;
+    L itself is bounded and exact there)."""
+    fw = forward(model, params, data) if fw is None else fw
+    if not isinstance(model.objective, MarginObjective):
+        return jnp.log(fw.loss)  # other objectives (next-token) are log-losses of probabilities: bounded
+    if model.loss == "correlation":
+        return jnp.nan
+    red = -jnp.log(data.Y.shape[0]) if model.reduction == "mean" else 0.0
+    return jax.scipy.special.logsumexp(jax_log_loss(model.loss, data.Y * fw.f)) + red
+
+
+def log_excess_loss(model: Model, params: dict, data: Data, fw: Forward | None = None) -> jax.Array:
+    """log(L − L*) for the linear head, without cancellation and without overflow (−inf when L = L*
+    exactly; NaN for nonlinear heads and several heads, where L* is not scale · Σ_i ℓ(γ_i,top)).
+
+    Per sample: Y f_i = γ_top − G_i with G_i = Σ_u s_iu (γ_top − γ_iu) ≥ 0 kept as log G_i, and
+    log(ℓ(γ_top − G) − ℓ(γ_top)) by ``losses.jax_log_excess``; the samples are summed by log-sum-exp.
+    L* uses the current head v.
     """
-    if model.head != "linear" or (model.multihead and model.param.heads > 1) or \
-            not isinstance(model.objective, MarginObjective):
-        return jnp.nan  # L* of several heads is not ℓ(γ_top)
+    if not _single_linear(model):
+        return jnp.nan
     fw = forward(model, params, data) if fw is None else fw
     v = model.objective._v(params, data)
     if model.multihead:  # one head: the single-head model
         v, fw = data.v[0], fw._replace(log_s=fw.log_s[0])
     gamma = data.Y[:, None] * (data.X @ v)
     top, lgap = log_gap_to_top(fw.log_s, gamma, data.mask)
-    gap = jnp.exp(lgap)
-    scale = 1.0 / data.Y.shape[0] if model.reduction == "mean" else 1.0
-    return scale * jnp.sum(jax_excess(model.loss, top, gap))
+    red = -jnp.log(data.Y.shape[0]) if model.reduction == "mean" else 0.0
+    terms = jax_log_excess(model.loss, top, lgap)
+    m = jnp.max(terms)
+    # logsumexp of an all −inf vector is −inf (L = L* exactly), not NaN
+    return jnp.where(jnp.isneginf(m), -jnp.inf, jax.scipy.special.logsumexp(terms)) + red
+
+
+def excess_loss(model: Model, params: dict, data: Data, fw: Forward | None = None) -> jax.Array:
+    """L − L* = exp(:func:`log_excess_loss`) (+inf when it exceeds float64, which the run's reports flag from
+    the finite log; NaN for nonlinear heads, where L* is not ℓ(γ_opt))."""
+    return jnp.exp(log_excess_loss(model, params, data, fw))
 
 
 def log_saturation(model: Model, params: dict, data: Data, fw: Forward | None = None) -> jax.Array:

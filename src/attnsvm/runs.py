@@ -3,8 +3,10 @@
 problem → model → engine → records → files. The run directory holds
 
 * ``config.toml``     the validated config, with every default written out;
-* ``metrics.parquet`` one row per (trial, recorded step): loss, L − L*, norms, softmax mass, margin,
-                      correlations with the reference SVMs, …;
+* ``metrics.parquet`` one row per (trial, recorded step): loss, L − L* and their logarithms ``log_loss``,
+                      ``log_excess_loss`` (exact where L overflows float64, e.g. an exponential loss at
+                      margins below −709; ``loss`` then reads inf and the summary gives the value from the
+                      logarithm), norms, softmax mass, margin, correlations with the reference SVMs, …;
 * ``final.npz``       ``W`` (trials × d × d; the prompt model writes ``p``, trials × d), every trained block
                       by name (``K``, ``Q``, ``k``, ``q``, ``v``), ``selection`` (trials × n, argmax attention),
                       and ``steps``; the path engine adds ``radii`` and ``W_path``;
@@ -102,24 +104,32 @@ def run_engine(cfg: TrainConfig, problems: list[AttentionProblem], model: Model,
     r = cfg.run
     target = problems if len(problems) > 1 else problems[0]
     return train(target, model, method_of(cfg.optimizer), init=Init(cfg.init.scheme, cfg.init.scale, r.seed),
-                 save=Save(every=r.record_every, records=r.records, path=r.keep_path or r.kkt),
+                 save=Save(every=r.record_every, records=r.records, path=r.keep_path or r.kkt,
+                           params=r.kkt and cfg.model.parameterization in ("factored", "diagonal")),
                  stop=stops_of(cfg.optimizer),
                  trials=r.trials, references=references, head_V=relu_head(cfg, problems[0].d), progress=progress)
 
 
 def with_kkt(run: Run, problems: list[AttentionProblem], norms: list[str]) -> Run:
     """``run`` with the ε-KKT of every recorded direction against each norm as metrics ``kkt_<norm>`` (B, R)
-    (:func:`attnsvm.svm.kkt_path`: each record at its own reached selection; inf where it does not separate)."""
+    (:func:`attnsvm.svm.kkt_path`: each record at its own reached selection; inf where it does not separate),
+    and for factored / diagonal runs the parameter-space ε as ``kkt_factored`` / ``kkt_diagonal``
+    (:func:`attnsvm.svm.parameter_kkt_path`: min ½‖φ‖² s.t. margins ≥ 1 in the blocks themselves)."""
     from dataclasses import replace
 
-    from .svm import kkt_path
+    from .svm import kkt_path, parameter_kkt_path
 
+    space = run.model.name if run.model.name in ("factored", "diagonal") else None
     if run.path is None:
         raise ConfigError("run.kkt: the run kept no path of directions (the engine did not record W)")
-    if not norms:
+    if not norms and space is None:
         raise ConfigError("run.kkt: give the norms to certify against in run.references")
-    eps = kkt_path(problems, run.path, norms)
-    return replace(run, metrics={**run.metrics, **{f"kkt_{k}": v for k, v in eps.items()}})
+    eps = {f"kkt_{k}": v for k, v in kkt_path(problems, run.path, norms).items()}
+    if space is not None:
+        if run.params_path is None:
+            raise ConfigError("run.kkt: the run kept no path of parameters (the engine did not record them)")
+        eps[f"kkt_{space}"] = parameter_kkt_path(problems, run.params_path)
+    return replace(run, metrics={**run.metrics, **eps})
 
 
 def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = None,
@@ -149,6 +159,42 @@ def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = Non
     (out / "summary.md").write_text(summary_markdown(result, extra, verdict))
 
 
+#: natural logarithms of values that float64 holds with full relative precision (normal numbers)
+_LOG_MIN, _LOG_MAX = np.log(np.finfo(float).tiny), np.log(np.finfo(float).max)
+
+
+def fmt_from_log(lx: float, digits: int = 6) -> str:
+    """e^{lx} written in decimal from its natural logarithm, also beyond float64 (``3.2e+434``); ``0`` for
+    lx = −inf."""
+    if np.isneginf(lx):
+        return "0"
+    if not np.isfinite(lx):
+        return str(lx)
+    e10 = lx / np.log(10.0)
+    ex = int(np.floor(e10))
+    mant = 10.0 ** (e10 - ex)
+    if mant >= 10.0 - 0.5 * 10.0 ** (1 - digits):  # rounds up to 10: carry into the exponent
+        mant, ex = 1.0, ex + 1
+    return f"{mant:.{digits}g}e{ex:+d}"
+
+
+def log_stat(lx: np.ndarray) -> str:
+    """Mean ± std (min, max) over trials of values given by their logarithms lx, computed in log space
+    (mean = e^{LSE(lx)}/k, std from the values divided by the largest)."""
+    lx = np.asarray(lx, dtype=float)
+    if lx.size == 1:
+        return fmt_from_log(lx[0])
+    M = np.max(lx)
+    if np.isneginf(M):
+        return "0 ± 0 (min 0, max 0)"
+    y = np.exp(lx - M)  # ≤ 1, the largest is 1
+    lmean = np.log(np.mean(y)) + M
+    sd = np.std(y)
+    lsd = np.log(sd) + M if sd > 0 else -np.inf
+    return (f"{fmt_from_log(lmean)} ± {fmt_from_log(lsd, 2)} (min {fmt_from_log(np.min(lx))}, "
+            f"max {fmt_from_log(M)})")
+
+
 def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
     """(quantity, value over trials) for the end of the run; diverged trials are counted, and left out of
     every statistic."""
@@ -163,6 +209,18 @@ def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
             return f"{x[0]:.6g}"
         return f"{np.nanmean(x):.6g} ± {np.nanstd(x):.2g} (min {np.nanmin(x):.6g}, max {np.nanmax(x):.6g})"
 
+    def value_stat(key: str, log_key: str) -> str:
+        """A loss-like value from its logarithm when float64 cannot hold it (said so in the row)."""
+        x = np.asarray(m[key][:, -1], dtype=float)[ok]
+        lx = np.asarray(m[log_key][:, -1], dtype=float)[ok] if log_key in m else np.full(x.shape, np.nan)
+        if x.size == 0 or np.all(np.isnan(lx)):
+            if key == "excess_loss" and x.size and np.all(np.isnan(x)):
+                return "not defined (L* is ℓ(γ_opt) for one linear head only)"
+            return stat(m[key][:, -1])
+        if np.all(np.isfinite(x)) and np.all((lx > _LOG_MIN) & (lx < _LOG_MAX) | np.isneginf(lx)):
+            return stat(m[key][:, -1])
+        return log_stat(lx) + " (beyond float64: computed from its logarithm, column " + log_key + ")"
+
     last = result.selection[:, -1]  # (B, n), or (B, H, n): every head selecting opt
     alpha = result.alpha.reshape((result.trials,) + (1,) * (last.ndim - 2) + (-1,))
     sel = np.all((last == alpha).reshape(result.trials, -1), axis=1)[ok]
@@ -171,8 +229,8 @@ def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
         ("trials", str(result.trials)),
         ("diverged trials (non-finite values; left out below)", str(result.n_diverged)),
         (f"final {result.time_axis}", str(result.time[-1])),
-        ("loss", stat(m["loss"][:, -1])),
-        ("L − L*", stat(m["excess_loss"][:, -1])),
+        ("loss", value_stat("loss", "log_loss")),
+        ("L − L*", value_stat("excess_loss", "log_excess_loss")),
         ("‖θ‖", stat(m["theta_norm"][:, -1])),
         ("‖W‖_F", stat(m["W_fro"][:, -1])),
         ("min_i max_t softmax", stat(m["max_softmax_min"][:, -1])),
@@ -181,6 +239,13 @@ def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
     ]
     for name, c in result.correlations.items():
         rows.append((f"corr(W, {name} SVM at opt)", stat(c[:, -1])))
+    if result.time_axis != "radius":
+        reasons, counts = np.unique(np.asarray(result.stop_reason, dtype=str), return_counts=True)
+        rows.append(("stop reason (trials)", ", ".join(f"{r}: {c}" for r, c in zip(reasons, counts, strict=True))))
+    if "steps_taken" in m:
+        rows.append(("steps taken (a trial stops at its first step meeting a stop)", stat(m["steps_taken"][:, -1])))
+    if "log_saturation" in m:
+        rows.append(("log E (saturation)", stat(m["log_saturation"][:, -1])))
     frozen = np.sum(ok & np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
     rows.append(("frozen trials (zero gradient, attention not one-hot)", str(int(frozen))))
     rows.append(("compile / run seconds", f"{result.compile_seconds:.2f} / {result.run_seconds:.2f}"))

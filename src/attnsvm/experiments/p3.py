@@ -123,8 +123,15 @@ def _local_summaries(problems: list[AttentionProblem], path: np.ndarray, alpha: 
                      softmax: np.ndarray, wnorm: np.ndarray, cert_norm: str) -> dict[str, np.ndarray]:
     B = len(problems)
     out = {k: [] for k in ("corr_fro", "corr_nuc", "alpha", "is_opt", "local_opt", "feasible", "gap_fro",
-                           "gap_nuc")}
+                           "gap_nuc", "finite")}
     for b in range(B):
+        out["finite"].append(bool(np.all(np.isfinite(path[b]))))
+        if not out["finite"][-1]:  # a diverged trial has no selection: counted apart, never as a success
+            for k, v in (("corr_fro", np.full(path.shape[1], np.nan)), ("corr_nuc", np.full(path.shape[1], np.nan)),
+                         ("alpha", alpha[b]), ("is_opt", False), ("local_opt", False), ("feasible", False),
+                         ("gap_fro", np.nan), ("gap_nuc", np.nan)):
+                out[k].append(v)
+            continue
         s = _svm_at(problems[b], alpha[b], cert_norm)
         fro, nuc, lo = s["fro"], s["nuc"], s["lo"]
         ok = fro.feasible and nuc.feasible
@@ -200,9 +207,13 @@ def run_p3_local(cfg: P3LocalConfig, ctx: Context) -> Outcome:
     claims = _local_claims(cfg, data, steps, i_plot)
     rows = []
     for name, a in data.items():
+        fin = a["finite"].astype(bool) if "finite" in a else np.ones(a["corr_fro"].shape[0], bool)
+        a = {k: (v[fin] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == fin.size else v)
+             for k, v in a.items()}  # fractions and means over the finite trials; the diverged are counted
         rows.append({
             "variant": name,
-            "trials": a["corr_fro"].shape[0],
+            "trials": int(fin.size),
+            "diverged": int(np.sum(~fin)),
             "max_softmax_final": float(np.nanmean(a["max_softmax"][:, -1])),
             "corr_fro_plotted": float(np.nanmean(a["corr_fro"][:, i_plot])) if "flow" not in name else np.nan,
             "corr_fro_final": float(np.nanmean(a["corr_fro"][:, -1])),
@@ -310,11 +321,15 @@ def _local_claims(cfg: P3LocalConfig, data: dict[str, dict[str, np.ndarray]], st
             f"‖W‖_F = {cfg.flow_radius:g})"))
     for name in ("W", "KQ", "KQ-ridge"):
         a = data[name]
-        g, lo_ = a["is_opt"].astype(bool), a["local_opt"].astype(bool)
+        fin = a["finite"].astype(bool) if "finite" in a else np.ones(len(a["is_opt"]), bool)
+        g, lo_ = a["is_opt"].astype(bool)[fin], a["local_opt"].astype(bool)[fin]
+        n_div = int(np.sum(~fin))
         claims.append(Claim(
             f"{name}: final selection α certified", "converges to locally optimal tokens (P3 Thm.)",
-            f"α = opt {g.mean():.0%}, certified locally optimal {lo_.mean():.0%} "
-            f"(of which not global {np.mean(lo_ & ~g):.0%}), not certified {np.mean(~lo_):.0%}",
+            (f"of {fin.sum()} finite trials ({n_div} diverged, left out): " if n_div else "")
+            + (f"α = opt {g.mean():.0%}, certified locally optimal {lo_.mean():.0%} "
+               f"(of which not global {np.mean(lo_ & ~g):.0%}), not certified {np.mean(~lo_):.0%}" if g.size
+               else "no finite trial"),
             "new", f"certificate: {'Frobenius' if name == 'W' else 'nuclear'} Att-SVM(α) support tokens "
             "(tol 1e−6) all score below α (docs/concepts/local-optimality.md)"))
     return claims

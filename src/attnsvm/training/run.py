@@ -34,7 +34,8 @@ class Run:
     selection: (B, R, n) argmax attention per record;  singular_values: (B, R, k) of W per record;
     correlations: reference name → (B, R) ⟨W, W_ref⟩/(‖W‖_F ‖W_ref‖_F);  alpha: (B, n) reference selection;
     path: (B, R, ...) W at every record when kept (``Save(path=True)``, always for the path method);
-    params_path: block → (B, R, ...) every block at every record (``Save(params=True)``, Descent).
+    params_path: block → (B, R, ...) every block at every record (``Save(params=True)`` for Descent and
+        Flow; always for the path, its attention blocks).
     status: (B,) per trial, ``"ok"`` or ``"diverged"`` (a non-finite value appeared; such trials are left
         out of every statistic and counted apart);  stop_reason: (B,) why the trial ended (``"steps"``,
         a flow stop such as ``"saturation"``, ``"radii"``);
@@ -97,15 +98,20 @@ def diverged_trials(params: dict[str, np.ndarray], metrics: dict[str, np.ndarray
                     keys: tuple[str, ...] = ("loss", "theta_norm", "W_fro")) -> np.ndarray:
     """(B,) bool: a final parameter, or a recorded loss / norm, is not finite.
 
-    (A log gradient norm of −inf is a legitimate exact zero, and L − L* is NaN by definition for nonlinear
-    heads, so those are not checked.)"""
+    The loss counts as finite when L or its logarithm ``log_loss`` is: an exponential loss of e^{1000} is
+    a legitimate value beyond float64, recorded exactly as log L = 1000, not a divergence. (A log gradient
+    norm of −inf is a legitimate exact zero, and L − L* is NaN by definition for nonlinear heads, so those
+    are not checked.)"""
     B = next(iter(params.values())).shape[0]
     bad = np.zeros(B, bool)
     for v in params.values():
         bad |= ~np.all(np.isfinite(np.asarray(v).reshape(B, -1)), axis=1)
     for k in keys:
         if k in metrics:
-            bad |= ~np.all(np.isfinite(metrics[k]), axis=1)
+            fin = np.isfinite(metrics[k])
+            if k == "loss" and "log_loss" in metrics:
+                fin |= np.isfinite(metrics["log_loss"])
+            bad |= ~np.all(fin, axis=1)
     return bad
 
 
