@@ -8,9 +8,6 @@ the stated tolerance of it.
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
-
 import numpy as np
 import pytest
 
@@ -55,14 +52,10 @@ def _claims(rep, prefix: str):
 
 
 @pytest.mark.parametrize("exp_id", P1_IDS)
-def test_config_file_equals_class_defaults(exp_id):
+def test_quick_settings_are_short(exp_id):
+    """(Every TOML's validation and documentation: tests/test_configs.py.)"""
     exp = get(exp_id)
-    text = resources.files("attnsvm.configs").joinpath(f"{exp_id}.toml").read_text()
-    assert exp.config_cls.model_validate(tomllib.loads(text)) == exp.config_cls()
-    assert exp.default_config() == exp.config_cls()
-    assert text.count("#") >= len(exp.config_cls.model_fields), "every setting should say where it comes from"
-    quick_cfg = exp.configure(quick=True)
-    assert quick_cfg.steps <= 200
+    assert exp.configure(quick=True).steps <= 200 < exp.default_config().steps
 
 
 def test_p1_single_quick(quick):

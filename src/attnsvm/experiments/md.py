@@ -102,19 +102,19 @@ def _p_tag(p: float) -> str:
 class MDLocalConfig(ExperimentConfig):
     """md-local: normalized ℓp mirror descent on W, n = 6, T = 8, d = 10 unit-Gaussian problems."""
 
-    n: int = 6
-    T: int = 8
-    d: int = 10
-    trials: int = 100
-    seed: int = 1
-    ps: list[float] = [1.75, 2.0, 3.0]
-    steps: list[int] = [1500, 2000, 20000]
-    records: int = 100
-    lr: float = 0.1
-    init_std: float = 1.0
-    eps: float = 0.0
-    single_seed: int = 1
-    chunk: int = 25
+    n: int
+    T: int
+    d: int
+    trials: int
+    seed: int
+    ps: list[float]
+    steps: list[int]
+    records: int
+    lr: float
+    init_std: float
+    eps: float
+    single_seed: int
+    chunk: int
 
 
 def _local_problems(cfg: MDLocalConfig, idx: np.ndarray) -> list[AttentionProblem]:
@@ -261,11 +261,11 @@ JOINT_PUBLISHED_ALPHA = {1.75: (1, 0), 2.0: (1, 0), 3.0: (0, 0)}
 class MDJointConfig(ExperimentConfig):
     """md-joint: normalized ℓp-JointGD on (W, v), W₀ = 0, v₀ = 0, each block normalized by its own dual norm."""
 
-    ps: list[float] = [1.75, 2.0, 3.0]
-    steps: list[int] = [1500, 2000, 20000]
-    lr: float = 0.1
-    eps: float = 0.0
-    plotted_steps: int = 100
+    ps: list[float]
+    steps: list[int]
+    lr: float
+    eps: float
+    plotted_steps: int
 
 
 def joint_problem() -> AttentionProblem:
@@ -356,18 +356,18 @@ SIGN_ADAM_NORMS = {"l1": "lp:1", "fro": "fro", "linf": "lp:inf", "nuclear": "nuc
 class MDSignAdamConfig(ExperimentConfig):
     """md-sign-adam: sign-GD, Adam and (control) normalized GD on W, P3-local problems and initialization."""
 
-    n: int = 6
-    T: int = 8
-    d: int = 10
-    trials: int = 100
-    seed: int = 0
-    steps: int = 2000
-    records: int = 50
-    optimizers: list[Literal["ngd", "sign", "adam"]] = ["ngd", "sign", "adam"]
-    lr_ngd: float = 0.1
-    lr_sign: float = 0.01
-    lr_adam: float = 0.01
-    chunk: int = 25
+    n: int
+    T: int
+    d: int
+    trials: int
+    seed: int
+    steps: int
+    records: int
+    optimizers: list[Literal["ngd", "sign", "adam"]]
+    lr_ngd: float
+    lr_sign: float
+    lr_adam: float
+    chunk: int
 
 
 def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -53,24 +53,24 @@ def _first_at_least(steps: np.ndarray, y: np.ndarray, level: float) -> float:
 
 
 class NTPGlobalConfig(ExperimentConfig):
-    n: int = 6
-    T: int = 4
-    K: int = 6
-    d: int = 8
-    embedding: Literal["random", "ortho"] = "random"
-    trials: int = 10
-    steps: int = 4000
-    record_every: int = 10
-    lr: float = 0.01
-    eps: float = 0.0
-    seed: int = 0
-    horizon: int = 200_000
-    horizon_every: int = 1000
-    gd_lr: float = 1.0
-    gd_steps: int = 20_000
-    gd_every: int = 100
-    factored: bool = True
-    chunk: int = 10
+    n: int
+    T: int
+    K: int
+    d: int
+    embedding: Literal["random", "ortho"]
+    trials: int
+    steps: int
+    record_every: int
+    lr: float
+    eps: float
+    seed: int
+    horizon: int
+    horizon_every: int
+    gd_lr: float
+    gd_steps: int
+    gd_every: int
+    factored: bool
+    chunk: int
 
 
 def run_ntp_global(cfg: NTPGlobalConfig, ctx: Context) -> Outcome:
@@ -208,24 +208,24 @@ register(Experiment(
 
 
 class NTPLocalConfig(ExperimentConfig):
-    n: int = 6
-    T: int = 4
-    K: int = 6
-    d: int = 8
-    embedding: Literal["random", "ortho"] = "random"
-    trials: int = 10
-    steps: int = 2000
-    record_every: int = 10
-    lr: float = 0.1
-    loss: Literal["squared", "log"] = "squared"
-    cross_entropy: bool = True
-    naive: bool = True
-    horizon: int = 10_000
-    horizon_every: int = 100
-    hi: float = 1e-2
-    lo: float = 9e-3
-    seed: int = 0
-    chunk: int = 10
+    n: int
+    T: int
+    K: int
+    d: int
+    embedding: Literal["random", "ortho"]
+    trials: int
+    steps: int
+    record_every: int
+    lr: float
+    loss: Literal["squared", "log"]
+    cross_entropy: bool
+    naive: bool
+    horizon: int
+    horizon_every: int
+    hi: float
+    lo: float
+    seed: int
+    chunk: int
 
 
 def run_ntp_local(cfg: NTPLocalConfig, ctx: Context) -> Outcome:
