@@ -160,6 +160,6 @@ def test_bad_arguments():
         train(prob, Model("combined"), Descent(NGD(freeze=("K",)), 10))
     with pytest.raises(ValueError, match="init.scale"):
         train(prob, Model("factored"), Descent(NGD(), 10), init=Init("gaussian", {"Bogus": 1.0}))
-    with pytest.raises(ValueError, match="stop"):
-        from attnsvm.training import Radius
-        train(prob, Model("combined"), Descent(NGD(), 10), stop=Radius(10.0))
+    with pytest.raises(ValueError, match="time stop applies to Flow"):  # Descent takes the other stops
+        from attnsvm.training import Time
+        train(prob, Model("combined"), Descent(NGD(), 10), stop=Time(10.0))

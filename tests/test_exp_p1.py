@@ -8,9 +8,6 @@ the stated tolerance of it.
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
-
 import numpy as np
 import pytest
 
@@ -55,14 +52,10 @@ def _claims(rep, prefix: str):
 
 
 @pytest.mark.parametrize("exp_id", P1_IDS)
-def test_config_file_equals_class_defaults(exp_id):
+def test_quick_settings_are_short(exp_id):
+    """(Every TOML's validation and documentation: tests/test_configs.py.)"""
     exp = get(exp_id)
-    text = resources.files("attnsvm.configs").joinpath(f"{exp_id}.toml").read_text()
-    assert exp.config_cls.model_validate(tomllib.loads(text)) == exp.config_cls()
-    assert exp.default_config() == exp.config_cls()
-    assert text.count("#") >= len(exp.config_cls.model_fields), "every setting should say where it comes from"
-    quick_cfg = exp.configure(quick=True)
-    assert quick_cfg.steps <= 200
+    assert exp.configure(quick=True).steps <= 200 < exp.default_config().steps
 
 
 def test_p1_single_quick(quick):
@@ -160,3 +153,23 @@ def test_p1_loss_quick(quick):
     assert _claims(rep, "correlation: direction")[0].verdict == "reproduced"
     assert _claims(rep, "logistic: direction")[-1].verdict == "differs"  # C = 100 at 1000 steps
     assert _claims(rep, "the transient offset")[0].verdict == "reproduced"
+
+
+def test_p1_single_counts_a_diverged_path_apart(tmp_path):
+    """η = 1e308 sends one local-case path to inf/NaN within 20 steps: it is counted as diverged, never as a
+    path that selects a token (argmax of a NaN attention reads as token 0 = opt), and the claim differs."""
+    from attnsvm.experiments.base import count_of, finite_trials
+
+    cfg = tmp_path / "huge-lr.toml"
+    cfg.write_text("lr = 1e308\ninits = [1.0, -1.0]\nsteps = 20\nrecord_every = 1\nplotted_step = 20\n"
+                   "float32_check = false\n")
+    rep = run_experiment("p1-single", tmp_path / "out", config_file=cfg)
+    with np.load(tmp_path / "out" / "results.npz") as f:
+        fin = finite_trials(f["path_local"])
+    assert fin.sum() == 1  # one local path is non-finite at step 20
+    (loc,) = _claims(rep, "local:")
+    assert loc.verdict == "differs" and "0/1 finite paths, 1 diverged" in loc.measured
+    # the counting rule itself
+    assert count_of(np.array([True, True]), np.array([True, False]), "select opt") == \
+        "1/1 finite select opt, 1 diverged"
+    assert count_of(np.array([True, False]), np.array([True, True]), "select opt") == "1/2 select opt"

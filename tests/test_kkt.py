@@ -501,3 +501,113 @@ def test_lp2_is_frobenius_and_lp_prompt() -> None:
     sol = solve_svm(pp, "opt", "l2").solution
     assert kkt_certificate(pp, sol, "lp-prompt:2").epsilon < 1e-9
     assert kkt_certificate(pp, sol, "lp-prompt:3").epsilon > 1e-3
+
+
+def test_cli_parameter_space_wrong_factorization_and_data_scale(tmp_path) -> None:
+    """`attnsvm kkt` on a factored run: the parameter-space ε is ≈ 0 at the balanced factorization of the nuclear
+    SVM solution and clearly positive at an unbalanced factorization of the same W (whose nuclear ε stays ≈ 0);
+    the same numbers when the data are scaled by 7 (problem file) and the factors by 1/7."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from attnsvm.cli import app
+    from attnsvm.config import dump_config, parse_config
+
+    probs = [unit_gaussian(3, 4, 5, seed=3 + j) for j in range(2)]
+    sols = [solve_svm(p, "opt", "nuclear").solution for p in probs]
+    svds = [np.linalg.svd(W) for W in sols]
+    K = np.stack([U * np.sqrt(s) for U, s, _ in svds])
+    Q = np.stack([Vt.T * np.sqrt(s) for _, s, Vt in svds])
+    K[1], Q[1] = K[1] * 3.0, Q[1] / 3.0  # trial 1: the same W, an unbalanced factorization
+    rows = {}
+    for a in (1.0, 7.0):
+        out = tmp_path / f"run{a:g}"
+        out.mkdir()
+        _scaled(probs[0], a).save(out / "problem.npz")
+        cfg = parse_config({"problem": {"file": "problem.npz"}, "model": {"parameterization": "factored"},
+                            "run": {"trials": 2, "references": ["nuclear"]}})
+        (out / "config.toml").write_text(dump_config(cfg))
+        # one problem file shared by the two trials: trial 1 is the unbalanced factorization of trial 0's W
+        Kb, Qb = np.stack([K[0], K[0] * 3.0]) / a, np.stack([Q[0], Q[0] / 3.0]) / a
+        np.savez(out / "final.npz", W=Kb @ np.swapaxes(Qb, 1, 2), K=Kb, Q=Qb)
+        res = CliRunner().invoke(app, ["kkt", str(out), "--json"])
+        assert res.exit_code == 0, res.output
+        rows[a] = {(r["trial"], r["problem"]): r for r in json.loads(res.output)}
+    r1 = rows[1.0]
+    assert r1[(0, "factored")]["epsilon"] < 1e-4 and r1[(0, "nuclear")]["epsilon"] < 1e-4
+    assert r1[(1, "factored")]["epsilon"] > 0.1  # K ≠ G Q for the unbalanced factors
+    assert r1[(1, "nuclear")]["epsilon"] < 1e-4  # ... of the same (convex-KKT) W
+    for key, r in r1.items():
+        for f in ("stationarity", "complementarity", "epsilon"):
+            assert rows[7.0][key][f] == pytest.approx(r[f], rel=1e-7, abs=1e-10), (key, f)
+
+
+def test_cli_parameter_space_does_not_apply_to_combined_or_prompt(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from attnsvm.cli import app
+    from attnsvm.cli_kkt import parameter_space_note
+    from attnsvm.config import dump_config, parse_config
+
+    out = tmp_path / "combined"
+    out.mkdir()
+    cfg = parse_config({"problem": {"generator": "unit-gaussian", "n": 3, "T": 4, "d": 5, "seed": 3},
+                        "model": {"parameterization": "combined"}, "run": {"trials": 2}})
+    (out / "config.toml").write_text(dump_config(cfg))
+    np.savez(out / "final.npz", W=np.random.default_rng(0).standard_normal((2, 5, 5)))
+    res = CliRunner().invoke(app, ["kkt", str(out)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "parameter space: does not apply to the combined model" in text and "Frobenius Att-SVM" in text
+    assert "ℓ2 Att-SVM" in parameter_space_note("prompt")
+    assert parameter_space_note("factored") is None and parameter_space_note("diagonal") is None
+    assert "not available" in parameter_space_note("multihead")
+
+
+def test_run_kkt_records_parameter_space_epsilon(tmp_path) -> None:
+    """``[run] kkt = true`` on a factored descent: metrics carry kkt_factored at every record, equal to the
+    parameter-space certificate of the recorded (K, Q); the nuclear ε beside it."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from attnsvm.cli import app
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[problem]\ngenerator = "unit-gaussian"\nn = 3\nT = 3\nd = 4\nseed = 1\n'
+                   '[model]\nparameterization = "factored"\n[init]\nscheme = "gaussian"\nscale = 0.1\n'
+                   '[optimizer]\nname = "ngd"\nsteps = 200\nlr = 0.2\n'
+                   '[run]\ntrials = 2\nrecord_every = 100\nreferences = ["nuclear"]\nkkt = true\nverdict = false\n')
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(cfg), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out / "metrics.parquet")
+    assert {"kkt_nuclear", "kkt_factored"} <= set(df.columns)
+    with np.load(out / "final.npz") as f:
+        K, Q = f["K"], f["Q"]
+    last = df[df.step == df.step.max()].sort_values("trial")
+    for b in range(2):
+        c = parameter_kkt_certificate(unit_gaussian(3, 3, 4, seed=1 + b), {"K": K[b], "Q": Q[b]})
+        assert last.kkt_factored.iloc[b] == pytest.approx(c.epsilon, rel=1e-9)
+    assert np.all(np.isfinite(df.kkt_factored.to_numpy()[df.step.to_numpy() > 0]))
+
+
+@pytest.mark.slow  # a flow compilation (≈ 20 s)
+def test_flow_keeps_parameter_path_for_kkt_records() -> None:
+    """Flow with Save(params=True): params_path holds (k, q) at every record, consistent with the W path, and
+    runs.with_kkt turns it into kkt_diagonal, equal to the certificate of each recorded (k, q)."""
+    from attnsvm.models import Model
+    from attnsvm.runs import with_kkt
+    from attnsvm.training import Flow, Init, Radius, Save, train
+
+    pr = unit_gaussian(3, 3, 5, seed=2)
+    run = train(pr, Model("diagonal", loss="exponential", reduction="sum"), Flow(error_estimate=False), trials=2,
+                init=Init("gaussian", 0.3, seed=1), save=Save(records=4, path=True, params=True), stop=Radius(30.0))
+    k, q = run.params_path["k"], run.params_path["q"]
+    assert k.shape == (2, 4, 5)
+    np.testing.assert_allclose(np.diagonal(run.path, axis1=2, axis2=3), k * q, rtol=1e-12, atol=1e-15)
+    eps = with_kkt(run, [pr], ["l1"]).metrics
+    for b in range(2):
+        c = parameter_kkt_certificate(pr, {"k": k[b, -1], "q": q[b, -1]})
+        assert eps["kkt_diagonal"][b, -1] == pytest.approx(c.epsilon, rel=1e-12)
+    assert eps["kkt_l1"].shape == (2, 4)

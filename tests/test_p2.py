@@ -167,18 +167,12 @@ def quick_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("exp_id", ["p2-diag", "p2-full"])
-def test_p2_config_file_equals_class_defaults(exp_id):
-    import tomllib
-    from importlib import resources
-
+def test_p2_quick_settings_differ(exp_id):
+    """(Every TOML's validation and documentation: tests/test_configs.py.)"""
     from attnsvm.experiments import get
 
     exp = get(exp_id)
-    text = resources.files("attnsvm.configs").joinpath(f"{exp_id}.toml").read_text()
-    assert exp.config_cls.model_validate(tomllib.loads(text)) == exp.config_cls()
-    assert exp.default_config() == exp.config_cls()
-    assert text.count("#") >= len(exp.config_cls.model_fields), "every setting should say what it means"
-    assert exp.configure(quick=True) != exp.config_cls()
+    assert exp.configure(quick=True) != exp.default_config()
 
 
 def _files(out, figure: str) -> None:

@@ -5,8 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -86,13 +84,10 @@ def test_resume_refuses_a_different_config(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "another configuration" in res.output
 
 
-def test_catalog_is_complete_and_configs_match_defaults():
+def test_catalog_is_complete():
+    """(Every experiment's TOML and quick settings: tests/test_configs.py.)"""
     ids = [e.id for e in all_experiments()]
     assert ids == list(IDS)
-    for exp in all_experiments():
-        text = resources.files("attnsvm.configs").joinpath(f"{exp.id}.toml").read_text()
-        assert exp.config_cls.model_validate(tomllib.loads(text)) == exp.config_cls(), exp.id
-        exp.configure(quick=True)  # the quick settings validate
 
 
 def test_bad_reproduce_arguments(tmp_path):

@@ -19,6 +19,7 @@ from rich.table import Table
 from .svm import KKT_DEFAULT_NORM as DEFAULT_NORM
 from .svm import KKT_RANK_TOL as RANK_TOL
 from .svm import kkt_norm_variable, kkt_table
+from .svm._kkt import PARAMETER_SPACE
 
 
 def _fail(message: str) -> None:
@@ -32,7 +33,9 @@ def run_kkt(run_dir: Path, norms: list[str] | None = None, selection: str = "rea
 
     norms: convex Att-SVMs to certify against; default the config's ``run.references``, else the natural
     norm of the parameterization (prompt → l2, combined → fro, factored → nuclear, diagonal → l1). Factored
-    and diagonal runs are certified in parameter space as well.
+    and diagonal runs are certified in parameter space as well (rows ``factored`` / ``diagonal``: the problem
+    min ½‖φ‖² s.t. margins ≥ 1 in the blocks φ = (K, Q) or (k, q)); for the other parameterizations that
+    problem is the convex one or not defined (:func:`parameter_space_note`).
     """
     from .config import ConfigError, load_config
     from .runs import build_problems
@@ -73,10 +76,30 @@ def run_kkt(run_dir: Path, norms: list[str] | None = None, selection: str = "rea
     return kkt_table(problems, arrays[key], norms, params=params, selection=selection, rank_tol=rank_tol)
 
 
+def parameter_space_note(parameterization: str) -> str | None:
+    """Why a run of ``parameterization`` has no parameter-space certificate (None if it has one)."""
+    if parameterization in PARAMETER_SPACE:
+        return None
+    if parameterization in ("combined", "prompt"):
+        what = "W" if parameterization == "combined" else "p"
+        svm = "Frobenius" if parameterization == "combined" else "ℓ2"
+        return (f"parameter space: does not apply to the {parameterization} model — its parameter is {what} "
+                f"itself, so min ½‖{what}‖² s.t. margins ≥ 1 is the {svm} Att-SVM (certify it with --norm "
+                f"{'fro' if what == 'W' else 'l2'})")
+    return (f"parameter space: not available for the {parameterization} model (certificates exist for "
+            "factored (K, Q) and diagonal (k, q) parameters)")
+
+
 def _cell(x) -> str:
     if isinstance(x, float):
         return f"{x:.2e}" if np.isfinite(x) else "—"
     return "—" if x is None else str(x)
+
+
+def _parameterization(run_dir: Path) -> str:
+    from .config import load_config
+
+    return load_config(Path(run_dir) / "config.toml").model.parameterization
 
 
 def register(app: typer.Typer) -> None:
@@ -96,7 +119,8 @@ def register(app: typer.Typer) -> None:
                                "try every rank, keep the smallest ε).")] = RANK_TOL,
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of rows.")] = False,
     ) -> None:
-        """ε-KKT certificates of a run's final directions: stationarity, complementarity, primal, gap."""
+        """ε-KKT certificates of a run's final directions: stationarity, complementarity, primal, gap; for
+        factored (K, Q) and diagonal (k, q) runs also in parameter space (rows "factored" / "diagonal")."""
         if selection not in ("reached", "opt"):
             _fail(f"--selection: must be 'reached' or 'opt', got {selection!r}")
         try:
@@ -120,4 +144,8 @@ def register(app: typer.Typer) -> None:
                           "")
                 continue
             t.add_row(*[_cell(r[c]) for c in cols])
-        Console(width=max(Console().width, 110)).print(t)
+        console = Console(width=max(Console().width, 110))
+        console.print(t)
+        note = parameter_space_note(_parameterization(run_dir))
+        if note:
+            console.print(note)

@@ -15,8 +15,10 @@ A config has five sections::
                  eps = 0.0                        # ngd: ∇/(‖∇‖ + eps) instead of the exact ∇/‖∇‖
                  ridge = 0.0                      # explicit λ‖θ‖²/2 (off by default)
                  freeze = []                      # blocks kept fixed
-                 # flow: rtol, atol, max_steps, max_arclength, ridge, freeze, stop_saturation, stop_radius,
-                 #       t_max;   path: radii, tol, max_iter, restarts
+                 # stops (any optimizer and flow): stop_saturation (E ≤ level), stop_log_saturation (log E ≤
+                 #       level, any negative number), stop_radius (‖W‖_F ≥ level); flow also t_max
+                 # flow: rtol, atol, max_steps, max_arclength, ridge, freeze;  path: radii, tol, max_iter,
+                 #       restarts
     [init]       scheme = "zero"                  # zero | gaussian (default: zero for prompt / combined
                  scale = 0.01                     # under a descent, Gaussian otherwise); per block:
                                                   # { K = 0.1, Q = 0.0 }
@@ -164,6 +166,15 @@ class PathSection(_Section):
     max_iter: int = Field(default=RegularizationPath.max_iter, ge=1)
     restarts: int = Field(default=RegularizationPath.restarts, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_stops(cls, data):
+        bad = sorted(k for k in data if str(k).startswith("stop_") or k == "t_max") if isinstance(data, dict) else []
+        if bad:
+            raise ValueError(f"{bad[0]}: stops do not apply to the regularization path (it solves at each radius "
+                             "of `radii` and ends at the last one); remove the key or use name = \"flow\"")
+        return data
+
     @field_validator("radii")
     @classmethod
     def _radii_positive(cls, v: list[float]) -> list[float]:
@@ -176,11 +187,21 @@ class PathSection(_Section):
 _DESCENT_SECTIONS: dict[type, type] = {}
 
 
+#: the stop keys of a descent section (all off by default: a descent runs its steps)
+_DESCENT_STOPS = {
+    "stop_saturation": (float | None, Field(default=None, gt=0, allow_inf_nan=False)),
+    "stop_log_saturation": (float | None, Field(default=None, lt=0, allow_inf_nan=False)),
+    "stop_radius": (float | None, Field(default=None, gt=0, allow_inf_nan=False)),
+}
+
+
 def _descent_section(spec: type[OptimizerSpec]) -> type:
-    """The config section of a registered optimizer: its own fields plus ``steps``."""
+    """The config section of a registered optimizer: its own fields plus ``steps`` and the optional stops
+    (``stop_saturation``, ``stop_log_saturation``, ``stop_radius``: the trial ends after the first step at
+    which one holds)."""
     if spec not in _DESCENT_SECTIONS:
         _DESCENT_SECTIONS[spec] = create_model(f"{spec.__name__}Section", __base__=spec,
-                                               steps=(int, Field(default=1000, ge=0)))
+                                               steps=(int, Field(default=1000, ge=0)), **_DESCENT_STOPS)
     return _DESCENT_SECTIONS[spec]
 
 
@@ -193,17 +214,18 @@ def method_of(section: BaseModel) -> Descent | Flow | RegularizationPath:
     if isinstance(section, PathSection):
         return RegularizationPath(tuple(section.radii), tol=section.tol, max_iter=section.max_iter,
                                   restarts=section.restarts)
-    spec = OPTIMIZERS[section.name](**section.model_dump(exclude={"steps"}))
+    spec = OPTIMIZERS[section.name](**section.model_dump(exclude={"steps", *_DESCENT_STOPS}))
     return Descent(spec, section.steps)
 
 
 def stops_of(section: BaseModel) -> tuple:
-    """The flow's stop pieces for a ``[optimizer] name = "flow"`` section (empty otherwise)."""
-    if not isinstance(section, FlowSection):
+    """The stop pieces of an ``[optimizer]`` section: the flow's, or a descent's ``stop_*`` keys (empty for
+    the regularization path)."""
+    if isinstance(section, PathSection):
         return ()
-    return tuple(cls(v) for cls, v in ((Saturation, section.stop_saturation), (Radius, section.stop_radius),
-                                       (Time, section.t_max), (LogSaturation, section.stop_log_saturation))
-                 if v is not None)
+    pieces = ((Saturation, section.stop_saturation), (Radius, section.stop_radius),
+              (Time, getattr(section, "t_max", None)), (LogSaturation, section.stop_log_saturation))
+    return tuple(cls(v) for cls, v in pieces if v is not None)
 
 
 class InitConfig(_Section):
@@ -230,7 +252,8 @@ class RunConfig(_Section):
     keep_path: bool = False
     verdict: bool = True
     # ε-KKT certificate of every recorded direction against each reference norm (metrics columns kkt_<norm>;
-    # attnsvm.svm.kkt_path): keeps the path; costs ~1–100 ms per (trial, record, norm)
+    # attnsvm.svm.kkt_path) and, for factored / diagonal models, in parameter space (kkt_factored /
+    # kkt_diagonal; attnsvm.svm.parameter_kkt_path): keeps the path; ~1–100 ms per (trial, record, norm)
     kkt: bool = False
 
 

@@ -160,29 +160,76 @@ def _saved(model: Model, params: dict, data: Data, alpha, refs, keep: tuple[bool
     return rec
 
 
-@partial(jax.jit, static_argnames=("model", "opt", "record_every", "n_records", "batch_data", "use_map", "keep"))
-def _run_segment(params, state, data, alpha, refs, *, model, opt, record_every, n_records, batch_data, use_map,
-                 keep):
-    def rec_at(p, dat, al, rf):
+def _fired(model: Model, stops: tuple, levels: jax.Array, params: dict, data: Data) -> jax.Array:
+    """Index of the first stop whose function is ≥ 0 at ``params`` (−1 if none): the stops of
+    :mod:`attnsvm.training.stops`, evaluated after every step (τ is unused by the stops Descent accepts)."""
+    v = jnp.stack([s.value(model, params, 0.0, data, levels[k]) for k, s in enumerate(stops)])
+    hit = v >= 0
+    return jnp.where(jnp.any(hit), jnp.argmax(hit), -1).astype(jnp.int32)
+
+
+def _saved_stops(model: Model, params: dict, data: Data, alpha, refs, keep, ctrl) -> dict:
+    """A record of a run with stops: :func:`_saved` plus log E and the steps taken so far."""
+    from .flow import log_saturation
+
+    rec = _saved(model, params, data, alpha, refs, keep)
+    rec["log_saturation"] = log_saturation(model, params, data)
+    rec["steps_taken"] = ctrl[0]
+    return rec
+
+
+@partial(jax.jit, static_argnames=("model", "opt", "record_every", "n_records", "batch_data", "use_map", "keep",
+                                   "stops"))
+def _run_segment(params, state, data, alpha, refs, ctrl=None, levels=None, *, model, opt, record_every, n_records,
+                 batch_data, use_map, keep, stops=()):
+    """``n_records`` records of ``record_every`` steps. With ``stops``, ``ctrl`` = (steps taken, index of
+    the stop that fired or −1) per trial: a trial stops after the first step at which a stop function is ≥ 0
+    and keeps that state in every later record (under vmap the step loop runs until every trial stopped)."""
+    def rec_at(p, dat, al, rf, c):
+        if stops:
+            return _saved_stops(model, p, dat, al, rf, keep, c)
         return _saved(model, p, dat, al, rf, keep)
 
-    def one(p, st, dat, al, rf):
-        def chunk(carry, _):
-            carry = jax.lax.fori_loop(0, record_every, lambda _, c: step(model, opt, c[0], c[1], dat), carry)
-            return carry, rec_at(carry[0], dat, al, rf)
+    def advance(carry, dat, lv):
+        if not stops:
+            p, st = jax.lax.fori_loop(0, record_every, lambda _, c: step(model, opt, c[0], c[1], dat), carry[:2])
+            return (p, st, carry[2])
 
+        def cond(c):
+            return (c[0] < record_every) & (c[3][1] < 0)
+
+        def body(c):
+            i, p, st, (k, _) = c
+            p, st = step(model, opt, p, st, dat)
+            return i + 1, p, st, (k + 1, _fired(model, stops, lv, p, dat))
+
+        _, p, st, c = jax.lax.while_loop(cond, body, (jnp.int32(0),) + tuple(carry))
+        return (p, st, c)
+
+    def one(p, st, dat, al, rf, c, lv):
+        def chunk(carry, _):
+            carry = advance(carry, dat, lv)
+            return carry, rec_at(carry[0], dat, al, rf, carry[2])
+
+        if stops:  # a start that already meets a stop takes no step
+            c = (c[0], jnp.where(c[1] < 0, _fired(model, stops, lv, p, dat), c[1]))
         # the record at the segment's start (used for step 0: one program to compile, not two) and the
         # final attention weights come out of the same program.
-        rec0 = rec_at(p, dat, al, rf)
-        (p, st), recs = jax.lax.scan(chunk, (p, st), None, length=n_records)
-        return (p, st), (rec0, recs, attention_weights(model, p))
+        rec0 = rec_at(p, dat, al, rf, c)
+        (p, st, c), recs = jax.lax.scan(chunk, (p, st, c), None, length=n_records)
+        return (p, st, c), (rec0, recs, attention_weights(model, p))
 
     d_axis = 0 if batch_data else None
+    if ctrl is None:
+        ctrl = (jnp.zeros(jax.tree.leaves(params)[0].shape[0], jnp.int32),) * 2
+    if levels is None:
+        levels = jnp.zeros((len(stops),))
     if use_map:
         if batch_data:
-            return jax.lax.map(lambda a: one(*a), (params, state, data, alpha, refs))
-        return jax.lax.map(lambda a: one(a[0], a[1], data, a[2], a[3]), (params, state, alpha, refs))
-    return jax.vmap(one, in_axes=(0, 0, d_axis, 0, 0))(params, state, data, alpha, refs)
+            return jax.lax.map(lambda a: one(*a, levels), (params, state, data, alpha, refs, ctrl))
+        return jax.lax.map(lambda a: one(a[0], a[1], data, a[2], a[3], a[4], levels),
+                           (params, state, alpha, refs, ctrl))
+    return jax.vmap(one, in_axes=(0, 0, d_axis, 0, 0, 0, None))(params, state, data, alpha, refs, ctrl, levels)
 
 
 @partial(jax.jit, static_argnames=("model", "batch_data", "keep"))
@@ -305,10 +352,20 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
 
 
 def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarray], save,
-                progress: bool | Callable[[int, int], None] = False, batching: str = "auto") -> Run:
+                progress: bool | Callable[[int, int], None] = False, batching: str = "auto",
+                stops: Sequence = ()) -> Run:
     """``method.steps`` steps of ``method.optimizer`` for every trial of ``batch``, recorded every
-    ``save.every`` steps (the engine of ``Descent``; call it through :func:`attnsvm.train`)."""
+    ``save.every`` steps (the engine of ``Descent``; call it through :func:`attnsvm.train`).
+
+    stops: :mod:`attnsvm.training.stops` pieces (saturation, log saturation, radius): a trial stops after the
+    first step at which one of them holds (at step 0 if its start does), ``stop_reason`` names it (``"steps"``
+    if none did), later records repeat the stopped state, and the records end at the first record at which
+    every trial has stopped. Records then also carry ``log_saturation`` (log E, as the flow's) and
+    ``steps_taken`` (the steps a trial has actually made)."""
     steps, record_every, opt = method.steps, int(save.every), method.optimizer
+    stops = tuple(stops)
+    static_stops = tuple(s.static() for s in stops)
+    levels = to_device(np.asarray([s.traced() for s in stops], dtype=np.float64))
     keep = (bool(save.metrics), bool(save.path), bool(save.params))
     if steps % record_every:
         raise ValueError(f"steps ({steps}) must be a multiple of save.every ({record_every})")
@@ -316,15 +373,22 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
     use_map = _choose_map(p0, B, batching)
     jparams, jalpha, jrefs = to_device(({k: v for k, v in params0.items()}, batch.alpha, batch.refs))
     state = compile_program(_init_states, (jparams,), dict(opt=opt))(jparams)
+    ctrl = to_device((np.zeros(B, np.int32), np.full(B, -1, np.int32)))
 
     n_chunks = steps // record_every
-    seg = _segments(n_chunks, bool(progress))
+    # with stops, ~10 calls, so that the run can end once every trial has stopped
+    seg = _segments(n_chunks, bool(progress) or bool(stops))
     t0 = time.perf_counter()
     recs = []
     jW = None
     if n_chunks == 0:
-        r0_args = (jparams, data, jalpha, jrefs)
-        rec0 = compile_program(_record0, r0_args, dict(model=model, batch_data=batch_data, keep=keep))(*r0_args)
+        if stops:
+            _, (rec0, _, jW) = _run_segment(jparams, state, data, jalpha, jrefs, ctrl, levels, model=model, opt=opt,
+                                             record_every=record_every, n_records=0, batch_data=batch_data,
+                                             use_map=use_map, keep=keep, stops=static_stops)
+        else:
+            r0_args = (jparams, data, jalpha, jrefs)
+            rec0 = compile_program(_record0, r0_args, dict(model=model, batch_data=batch_data, keep=keep))(*r0_args)
         recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
     compile_s = 0.0
     run_s = 0.0
@@ -334,12 +398,15 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
         while done < n_chunks:
             kw = dict(model=model, opt=opt, record_every=record_every, n_records=seg,
                       batch_data=batch_data, use_map=use_map, keep=keep)
+            if stops:
+                kw["stops"] = static_stops
+            args = (jparams, state, data, jalpha, jrefs) + ((ctrl, levels) if stops else ())
             if done == 0:
                 tc = time.perf_counter()
-                compiled = _compiled_segment((jparams, state, data, jalpha, jrefs), kw)
+                compiled = _compiled_segment(args, kw)
                 compile_s = time.perf_counter() - tc
             tr = time.perf_counter()
-            (jparams, state), (rec0, rec, jW) = compiled(jparams, state, data, jalpha, jrefs)
+            (jparams, state, ctrl), (rec0, rec, jW) = compiled(*args)
             jax.block_until_ready(jparams)
             run_s += time.perf_counter() - tr
             if done == 0:
@@ -348,29 +415,44 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
             done += seg
             if callback:
                 callback(done * record_every, steps)
+            if stops and bool(np.all(np.asarray(ctrl[1]) >= 0)):
+                break
     finally:
         if bar is not None:
             bar.stop()
     total = time.perf_counter() - t0
     merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *recs)
+    reason = np.full(B, "steps", dtype=object)
+    if stops:
+        fired = np.asarray(ctrl[1])
+        reason[fired >= 0] = [stops[k].name for k in fired[fired >= 0]]
+        # records end at the first record where every trial has stopped (later ones would all repeat it)
+        taken = merged["steps_taken"]
+        R_end = int(np.ceil(taken[:, -1].max() / record_every)) + 1 if fired.min() >= 0 else taken.shape[1]
+        merged = jax.tree.map(lambda x: x[:, :R_end], merged)
+    n_rec = next(iter(jax.tree.leaves(merged))).shape[1]
     params_np = {k: np.asarray(v) for k, v in jparams.items()}
     W = np.asarray(jW if jW is not None else jax.vmap(lambda p: attention_weights(model, p))(jparams))
-    B_, R_ = len(batch.alpha), n_chunks + 1
+    B_, R_ = len(batch.alpha), n_rec
     corr = merged.pop("corr") if keep[0] else np.zeros((B_, R_, 0))
+    names = SCALAR_METRICS + (("log_saturation", "steps_taken") if stops else ())
+    metrics = {k: merged[k] for k in names} if keep[0] else {}
+    if stops and not keep[0]:
+        metrics = {k: merged[k] for k in ("log_saturation", "steps_taken")}
     return Run(
         model=model,
         method=method,
         params=params_np,
         W=W,
-        time=np.arange(n_chunks + 1) * record_every,
+        time=np.arange(n_rec) * record_every,
         time_axis=TIME_AXES["descent"],
-        metrics={k: merged[k] for k in SCALAR_METRICS} if keep[0] else {},
+        metrics=metrics,
         selection=merged["selection"],
         singular_values=merged["singular_values"] if keep[0] else np.zeros((B_, R_, 0)),
         correlations={name: corr[:, :, j] for j, name in enumerate(ref_names)},
         alpha=np.asarray(batch.alpha),
         status=np.full(B, "ok"),
-        stop_reason=np.full(B, "steps"),
+        stop_reason=reason.astype(str),
         path=merged.get("path"),
         params_path=merged.get("params"),
         compile_seconds=compile_s,

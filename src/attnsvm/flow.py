@@ -348,7 +348,8 @@ def run_flow(model: Model, flow: Flow, batch: Batch, params0: dict[str, np.ndarr
         model=model, method=flow, params=final, W=W, time=np.arange(n_records), time_axis=TIME_AXES["flow"],
         metrics=metrics, selection=recs["selection"], singular_values=recs["singular_values"],
         correlations={name: corr[:, :, j] for j, name in enumerate(ref_names)}, alpha=alpha_arr,
-        status=np.full(B, "ok"), stop_reason=stop, path=recs.get("path"), compile_seconds=compile_s,
+        status=np.full(B, "ok"), stop_reason=stop, path=recs.get("path"),
+        params_path=traj if save.params else None, compile_seconds=compile_s,
         run_seconds=run_s, info=info,
     )
 

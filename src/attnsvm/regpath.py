@@ -319,7 +319,8 @@ def run_path(model: Model, settings: RegularizationPath, batch: Batch, params0: 
         time_axis=TIME_AXES["path"], metrics=metrics, selection=recs["selection"],
         singular_values=recs["singular_values"],
         correlations={name: corr[:, :, j] for j, name in enumerate(ref_names)}, alpha=alpha_arr,
-        status=np.full(B, "ok"), stop_reason=np.full(B, "radii"), path=recs["path"], compile_seconds=compile_s,
+        status=np.full(B, "ok"), stop_reason=np.full(B, "radii"), path=recs["path"], params_path=theta,
+        compile_seconds=compile_s,
         run_seconds=run_s, info=info,
     )
 

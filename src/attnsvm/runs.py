@@ -104,24 +104,32 @@ def run_engine(cfg: TrainConfig, problems: list[AttentionProblem], model: Model,
     r = cfg.run
     target = problems if len(problems) > 1 else problems[0]
     return train(target, model, method_of(cfg.optimizer), init=Init(cfg.init.scheme, cfg.init.scale, r.seed),
-                 save=Save(every=r.record_every, records=r.records, path=r.keep_path or r.kkt),
+                 save=Save(every=r.record_every, records=r.records, path=r.keep_path or r.kkt,
+                           params=r.kkt and cfg.model.parameterization in ("factored", "diagonal")),
                  stop=stops_of(cfg.optimizer),
                  trials=r.trials, references=references, head_V=relu_head(cfg, problems[0].d), progress=progress)
 
 
 def with_kkt(run: Run, problems: list[AttentionProblem], norms: list[str]) -> Run:
     """``run`` with the ε-KKT of every recorded direction against each norm as metrics ``kkt_<norm>`` (B, R)
-    (:func:`attnsvm.svm.kkt_path`: each record at its own reached selection; inf where it does not separate)."""
+    (:func:`attnsvm.svm.kkt_path`: each record at its own reached selection; inf where it does not separate),
+    and for factored / diagonal runs the parameter-space ε as ``kkt_factored`` / ``kkt_diagonal``
+    (:func:`attnsvm.svm.parameter_kkt_path`: min ½‖φ‖² s.t. margins ≥ 1 in the blocks themselves)."""
     from dataclasses import replace
 
-    from .svm import kkt_path
+    from .svm import kkt_path, parameter_kkt_path
 
+    space = run.model.name if run.model.name in ("factored", "diagonal") else None
     if run.path is None:
         raise ConfigError("run.kkt: the run kept no path of directions (the engine did not record W)")
-    if not norms:
+    if not norms and space is None:
         raise ConfigError("run.kkt: give the norms to certify against in run.references")
-    eps = kkt_path(problems, run.path, norms)
-    return replace(run, metrics={**run.metrics, **{f"kkt_{k}": v for k, v in eps.items()}})
+    eps = {f"kkt_{k}": v for k, v in kkt_path(problems, run.path, norms).items()}
+    if space is not None:
+        if run.params_path is None:
+            raise ConfigError("run.kkt: the run kept no path of parameters (the engine did not record them)")
+        eps[f"kkt_{space}"] = parameter_kkt_path(problems, run.params_path)
+    return replace(run, metrics={**run.metrics, **eps})
 
 
 def write_run(out: Path, cfg: TrainConfig, result: Run, extra: dict | None = None,
@@ -231,6 +239,13 @@ def summary_rows(result: Run, verdict=None) -> list[tuple[str, str]]:
     ]
     for name, c in result.correlations.items():
         rows.append((f"corr(W, {name} SVM at opt)", stat(c[:, -1])))
+    if result.time_axis != "radius":
+        reasons, counts = np.unique(np.asarray(result.stop_reason, dtype=str), return_counts=True)
+        rows.append(("stop reason (trials)", ", ".join(f"{r}: {c}" for r, c in zip(reasons, counts, strict=True))))
+    if "steps_taken" in m:
+        rows.append(("steps taken (a trial stops at its first step meeting a stop)", stat(m["steps_taken"][:, -1])))
+    if "log_saturation" in m:
+        rows.append(("log E (saturation)", stat(m["log_saturation"][:, -1])))
     frozen = np.sum(ok & np.isneginf(m["log_grad_norm"][:, -1]) & (m["max_softmax_min"][:, -1] < 1.0))
     rows.append(("frozen trials (zero gradient, attention not one-hot)", str(int(frozen))))
     rows.append(("compile / run seconds", f"{result.compile_seconds:.2f} / {result.run_seconds:.2f}"))

@@ -2,8 +2,10 @@
 configurable, resumable reproduction.
 
 Each experiment is registered with its id (the experiment's name in lower case), its paper, a one-line title, a config
-class whose defaults are the paper's settings (also stored as ``attnsvm/configs/<id>.toml`` for users to
-copy and edit), the overrides ``--quick`` applies, and its ``run(cfg, ctx) -> Outcome`` function.
+class (the settings' types and validation, no values), the overrides ``--quick`` applies, and its
+``run(cfg, ctx) -> Outcome`` function. The paper's settings are written once, each with a comment saying
+where it comes from, in ``attnsvm/configs/<id>.toml`` (for users to copy and edit): :meth:`Experiment.default_config`
+reads it, and a user's ``--config`` file overrides some of its keys.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class Experiment:
     quick: dict[str, Any] = field(default_factory=dict)
 
     def default_config(self) -> ExperimentConfig:
-        """The paper's settings, from the packaged TOML file (kept equal to the class defaults by a test)."""
+        """The paper's settings: the packaged TOML file ``attnsvm/configs/<id>.toml``, validated (the one place
+        where an experiment's settings are written)."""
         text = resources.files("attnsvm.configs").joinpath(f"{self.id}.toml").read_text()
         return self.config_cls.model_validate(tomllib.loads(text))
 

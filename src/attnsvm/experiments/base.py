@@ -62,15 +62,35 @@ class Claim:
 
 
 def spread(x: np.ndarray, fmt: str = ".4g") -> str:
-    """'mean ± std (min … max, n=N)' of a sample, or the value itself for one number."""
+    """'mean ± std (min … max, n=N)' of the finite values of a sample, or the value itself for one number;
+    non-finite values are left out and their count is said ('; 2 non-finite left out')."""
     x = np.asarray(x, dtype=float).ravel()
+    bad = int(np.sum(~np.isfinite(x)))
     x = x[np.isfinite(x)]
+    tail = f"; {bad} non-finite left out" if bad else ""
     if x.size == 0:
-        return "n/a"
+        return "n/a" + (f" ({bad} non-finite)" if bad else "")
     if x.size == 1:
-        return format(x[0], fmt)
+        return format(x[0], fmt) + tail
     return (f"{format(x.mean(), fmt)} ± {format(x.std(), '.2g')} "
-            f"({format(x.min(), fmt)} … {format(x.max(), fmt)}, n={x.size})")
+            f"({format(x.min(), fmt)} … {format(x.max(), fmt)}, n={x.size}){tail}")
+
+
+def finite_trials(x: np.ndarray) -> np.ndarray:
+    """(B,) bool: trial b (the first axis) has only finite values; the others diverged."""
+    x = np.asarray(x, dtype=float)
+    return np.all(np.isfinite(x.reshape(x.shape[0], -1)), axis=1)
+
+
+def count_of(hits: np.ndarray, finite: np.ndarray, what: str) -> str:
+    """'k/B what' when every trial is finite, else 'k/F finite what, D diverged': a diverged trial is counted
+    apart, never as a success (``hits`` is only read on the finite trials)."""
+    hits, finite = np.asarray(hits, bool), np.asarray(finite, bool)
+    k = int(np.sum(hits & finite))
+    n_div = int(np.sum(~finite))
+    if n_div == 0:
+        return f"{k}/{finite.size} {what}"
+    return f"{k}/{finite.size - n_div} finite {what}, {n_div} diverged"
 
 
 def verdict_within(measured: float, target: float, tol: float) -> str:

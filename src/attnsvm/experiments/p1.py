@@ -47,7 +47,7 @@ from ..tokens import is_locally_optimal
 from ..training import GD, NGD, Descent, Init, Save, train
 from ..training.optim import OptimizerSpec
 from . import Experiment, register
-from .base import Claim, Context, ExperimentConfig, Outcome, spread
+from .base import Claim, Context, ExperimentConfig, Outcome, count_of, finite_trials, spread
 
 PAPER = "P1 (Tarzanagh et al., NeurIPS 2023)"
 
@@ -147,15 +147,15 @@ def _steps_ok(steps: int, every: int, name: str = "steps") -> None:
 class P1SingleConfig(ExperimentConfig):
     """P1's single-input figure: one input, T = 3, six initializations p₀ = (0, c, 0), NGD η = 0.1, 1000 steps."""
 
-    steps: int = Field(1000, ge=1)
-    lr: float = Field(0.1, gt=0)
-    inits: tuple[float, ...] = (1.0, 0.5, 0.0, -0.5, -1.0, -1.5)
-    cases: tuple[Literal["global", "local"], ...] = ("global", "local")
-    loss: Literal["logistic", "exponential", "correlation"] = "logistic"
-    plotted_step: int = Field(200, ge=1)
-    record_every: int = Field(10, ge=1)
-    tol: float = Field(1e-2, gt=0)
-    float32_check: bool = True
+    steps: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    inits: tuple[float, ...]
+    cases: tuple[Literal["global", "local"], ...]
+    loss: Literal["logistic", "exponential", "correlation"]
+    plotted_step: int = Field(ge=1)
+    record_every: int = Field(ge=1)
+    tol: float = Field(gt=0)
+    float32_check: bool
 
     @model_validator(mode="after")
     def _check(self) -> P1SingleConfig:
@@ -241,11 +241,12 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
             for h in hor:
                 k = h // cfg.record_every
                 c = cos[opt][:, k]
-                sel_ok = int(np.sum(res["selection"][sl][:, k] == opt))
+                fin = finite_trials(path[:, : k + 1])  # a path that went non-finite is counted apart
+                sel = (res["selection"][sl][:, k] == opt) & fin
                 claims.append(Claim(
                     f"global: every path → p^mm(opt) [step {h}]", "all 6 paths → p^mm(opt) = (−0.0990, 0.9901)",
-                    f"cos(p, p^mm) = {spread(c)}; p^mm = {_fmt_vec(pmm)}; {sel_ok}/{m} select opt",
-                    "reproduced" if c.min() >= 1 - cfg.tol and sel_ok == m else "differs",
+                    f"cos(p, p^mm) = {spread(c[fin])}; p^mm = {_fmt_vec(pmm)}; {count_of(sel, fin, 'select opt')}",
+                    "reproduced" if fin.all() and c.min() >= 1 - cfg.tol and sel.all() else "differs",
                     f"tolerance 1 − cos ≤ {cfg.tol:g} for every path; float64; {cert}"))
         else:
             tgt = local_tokens[0] if local_tokens else None
@@ -256,30 +257,38 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
                                         "some paths → (1, 0)", "no locally optimal non-opt token", "differs", cert))
                     continue
                 c = cos[tgt][:, k]
-                hit = c >= 1 - cfg.tol
-                rest = cos[opt][~hit, k]
+                fin = finite_trials(path[:, : k + 1])
+                hit = (c >= 1 - cfg.tol) & fin
+                rest = cos[opt][~hit & fin, k]
                 claims.append(Claim(
                     f"local: some paths → p^mm at token {tgt} [step {h}]", "some paths → p^mm = (1, 0)",
-                    f"{int(hit.sum())}/{m} paths (c ∈ {[cfg.inits[j] for j in np.flatnonzero(hit)]}) with "
-                    f"cos(p, p^mm_α) = {spread(c[hit])}, p^mm_α = {_fmt_vec(refs[case][tgt]['p'])}; the others → "
-                    f"p^mm(opt) with cos {spread(rest)}",
-                    "reproduced" if 0 < hit.sum() and (rest.size == 0 or rest.min() >= 1 - cfg.tol) else "differs",
+                    f"{count_of(hit, fin, 'paths')} (c ∈ {[cfg.inits[j] for j in np.flatnonzero(hit)]}) with "
+                    f"cos(p, p^mm_α) = {spread(c[hit])}, p^mm_α = {_fmt_vec(refs[case][tgt]['p'])}; the other "
+                    f"finite paths → p^mm(opt) with cos {spread(rest)}",
+                    "reproduced" if fin.all() and 0 < hit.sum() and (rest.size == 0 or rest.min() >= 1 - cfg.tol)
+                    else "differs",
                     f"tolerance 1 − cos ≤ {cfg.tol:g}; float64, so the horizon does not matter; {cert}"))
             if cfg.float32_check:
                 P32 = res["path32"][sl]
-                counts = [int(np.sum(correlation(P32[:, h // cfg.record_every], refs[case][tgt]["p"], zero=0.0)
-                                     >= 1 - cfg.tol)) for h in hor]
-                stall = float(np.median(np.linalg.norm(P32[:, -1], axis=-1)))
+                fins = [finite_trials(P32[:, : h // cfg.record_every + 1]) for h in hor]
+                hits = [correlation(P32[:, h // cfg.record_every], refs[case][tgt]["p"], zero=0.0) >= 1 - cfg.tol
+                        for h in hor]
+                counts = [int(np.sum(x & f)) for x, f in zip(hits, fins, strict=True)]
+                fin_end = finite_trials(P32)
+                stall = (f"{float(np.median(np.linalg.norm(P32[fin_end, -1], axis=-1))):.1f}" if fin_end.any()
+                         else "n/a (every float32 path diverged)")
                 reversed_ = counts[0] > counts[-1]
                 claims.append(Claim(
                     "local convergence in the authors' float32 arithmetic (emulated)",
                     "shown at 200 plotted steps",
-                    "; ".join(f"{n}/{m} paths → token {tgt} at step {h}" for n, h in zip(counts, hor, strict=True))
-                    + f"; float32 ‖p‖ stalls at ≈{stall:.1f}",
+                    "; ".join(f"{count_of(x, f, 'paths')} → token {tgt} at step {h}"
+                              for x, f, h in zip(hits, fins, hor, strict=True))
+                    + f"; float32 ‖p‖ stalls at ≈{stall}",
                     "corrected" if reversed_ else "new",
-                    "float32: once ‖p‖ ≈ 16 the normalized gradient is rounding noise and the local paths drift "
-                    "back to the global direction; the float64 rows above hold over the whole horizon"
-                    if reversed_ else "float32 emulation agrees with float64 over this horizon"))
+                    ("float32: once ‖p‖ ≈ 16 the normalized gradient is rounding noise and the local paths drift "
+                     "back to the global direction; the float64 rows above hold over the whole horizon"
+                     if reversed_ else "float32 emulation agrees with float64 over this horizon" if fin_end.all()
+                     else f"{int(np.sum(~fin_end))} float32 path(s) went non-finite: left out of the counts")))
     fig = None
     from ..plots.p1 import plot_single
 
@@ -296,22 +305,22 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
 class P1MultiConfig(ExperimentConfig):
     """P1's n-input figure: n = 3, T = 7, d = 3; inits p₀ = (c, 0, 0); NGD η = 0.1 vs GD η = 1; 1000 steps."""
 
-    trials: int = Field(1, ge=1)  # independent data draws (seed, seed+1, …); the notebook uses one
-    seed: int = 0
-    n: int = Field(3, ge=1)
-    T: int = Field(7, ge=2)
-    noise: float = Field(0.2, ge=0)
-    inits: tuple[float, ...] = (1.0, 0.5, 0.0, -0.5, -1.0, -1.5)
-    steps: int = Field(1000, ge=1)
-    lr_ngd: float = Field(0.1, gt=0)
-    lr_gd: float = Field(1.0, gt=0)
-    loss: Literal["logistic", "exponential", "correlation"] = "logistic"
-    plotted_step: int = Field(200, ge=1)
-    softmax_step: int = Field(60, ge=1)
-    record_every: int = Field(5, ge=1)
-    tol: float = Field(1e-2, gt=0)
-    softmax_target_gd: float = 0.97
-    softmax_tol_gd: float = Field(0.02, gt=0)
+    trials: int = Field(ge=1)  # independent data draws (seed, seed+1, …); the notebook uses one
+    seed: int
+    n: int = Field(ge=1)
+    T: int = Field(ge=2)
+    noise: float = Field(ge=0)
+    inits: tuple[float, ...]
+    steps: int = Field(ge=1)
+    lr_ngd: float = Field(gt=0)
+    lr_gd: float = Field(gt=0)
+    loss: Literal["logistic", "exponential", "correlation"]
+    plotted_step: int = Field(ge=1)
+    softmax_step: int = Field(ge=1)
+    record_every: int = Field(ge=1)
+    tol: float = Field(gt=0)
+    softmax_target_gd: float
+    softmax_tol_gd: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> P1MultiConfig:
@@ -360,13 +369,14 @@ def run_p1_multi(cfg: P1MultiConfig, ctx: Context) -> Outcome:
         for h in hor:
             k = h // cfg.record_every
             c = out[name]["cos"][:, k]
+            fin = finite_trials(out[name]["path"][:, : k + 1])  # diverged paths are counted apart
             sel = out[name]["selection"][:, k]
-            n_opt = int(np.all(sel == np.repeat(opt_sel, m, axis=0), axis=1).sum())
-            ok = c.min() >= 1 - cfg.tol
+            is_opt = np.all(sel == np.repeat(opt_sel, m, axis=0), axis=1) & fin
+            ok = bool(fin.all()) and c.min() >= 1 - cfg.tol
             claims.append(Claim(
                 f"{lab} paths → p^mm [step {h}]", "paths → p^mm",
-                f"cos(p, p^mm) = {spread(c)}; p^mm = {_fmt_vec(refs[0].solution)}"
-                f"{f' (data seed {cfg.seed})' if cfg.trials > 1 else ''}; {n_opt}/{c.size} select opt",
+                f"cos(p, p^mm) = {spread(c[fin])}; p^mm = {_fmt_vec(refs[0].solution)}"
+                f"{f' (data seed {cfg.seed})' if cfg.trials > 1 else ''}; {count_of(is_opt, fin, 'select opt')}",
                 ("reproduced" if ok else "differs") if name == "ngd" else ("reproduced" if ok else "new"),
                 f"tolerance 1 − cos ≤ {cfg.tol:g}; {cert_txt}" + ("" if name == "ngd" else
                                                                   "; GD's direction converges only like 1/log t")))
@@ -428,14 +438,14 @@ class P1JointConfig(ExperimentConfig):
     """P1 Fig. 3 (NeurIPS version): joint (v, p), logistic loss, separately normalized GD η = 0.1,
     p₀ = (0, −1), v₀ = (−1, 0)."""
 
-    cases: tuple[Literal["tight", "relaxed"], ...] = ("tight", "relaxed")
-    steps: int = Field(1000, ge=1)
-    lr: float = Field(0.1, gt=0)
-    p0: tuple[float, float] = (0.0, -1.0)
-    v0: tuple[float, float] = (-1.0, 0.0)
-    plotted_step: int = Field(200, ge=1)
-    tol: float = Field(1e-2, gt=0)
-    float32_check: bool = True
+    cases: tuple[Literal["tight", "relaxed"], ...]
+    steps: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    p0: tuple[float, float]
+    v0: tuple[float, float]
+    plotted_step: int = Field(ge=1)
+    tol: float = Field(gt=0)
+    float32_check: bool
 
 
 def run_p1_joint(cfg: P1JointConfig, ctx: Context) -> Outcome:
@@ -542,13 +552,13 @@ class P1LossConfig(ExperimentConfig):
     """P1's loss-function figure: n = 2, T = 2, d = 3, C ∈ {1..10, 100}, p₀ = 0, NGD η = 0.1,
     ℓ ∈ {−x, logistic}, 1000 steps."""
 
-    Cs: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 100.0)
-    losses: tuple[Literal["correlation", "logistic", "exponential"], ...] = ("correlation", "logistic")
-    steps: int = Field(1000, ge=1)
-    long_steps: int = Field(10000, ge=0)
-    lr: float = Field(0.1, gt=0)
-    record_every: int = Field(10, ge=1)
-    tol: float = Field(1e-2, gt=0)
+    Cs: tuple[float, ...]
+    losses: tuple[Literal["correlation", "logistic", "exponential"], ...]
+    steps: int = Field(ge=1)
+    long_steps: int = Field(ge=0)
+    lr: float = Field(gt=0)
+    record_every: int = Field(ge=1)
+    tol: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> P1LossConfig:
@@ -590,20 +600,29 @@ def run_p1_loss(cfg: P1LossConfig, ctx: Context) -> Outcome:
         for h in hor:
             k = h // cfg.record_every
             c = cos[:, k]
-            worst = int(np.argmin(c))
+            fin = finite_trials(P[:, : k + 1])
+            div = [f"{C:g}" for C, f in zip(cfg.Cs, fin, strict=True) if not f]
+            if div:  # a diverged path is reported as such, never as converged
+                claims.append(Claim(
+                    f"{loss}: direction → p^mm for every C [step {h}]", "→ p^mm = (1, 0) for every C and both losses",
+                    f"{count_of(c >= 1 - cfg.tol, fin, 'paths with 1 − cos ≤ tol')} (C = {', '.join(div)}: "
+                    f"non-finite p); cos(p, p^mm) of the finite paths = {spread(c[fin])}", "differs",
+                    f"tolerance 1 − cos ≤ {cfg.tol:g}"))
+            worst = int(np.argmin(np.where(fin, c, np.inf)))
             late = [f"{C:g}" for C, x in zip(cfg.Cs, c, strict=True) if x < 1 - cfg.tol]
             others = np.delete(c, worst)
-            claims.append(Claim(
-                f"{loss}: direction → p^mm for every C [step {h}]", "→ p^mm = (1, 0) for every C and both losses",
-                f"cos(p, p^mm) = {spread(c)}; worst C = {cfg.Cs[worst]:g} ({c[worst]:.4f}), the other C ≥ "
-                f"{others.min() if others.size else float('nan'):.4f}; p^mm = {_fmt_vec(refs[0])} for every C "
-                f"(max spread {same:.1e})",
-                "reproduced" if not late else "differs",
-                f"tolerance 1 − cos ≤ {cfg.tol:g}" + ("" if not late else
-                                                     f"; C = {', '.join(late)} still on the detour at this step "
-                                                     "(the sample with score C saturates the loss first, so p "
-                                                     "follows the other sample's direction for a while): the "
-                                                     "transient, not the limit, differs — see the longer horizon")))
+            if not div:
+                claims.append(Claim(
+                    f"{loss}: direction → p^mm for every C [step {h}]", "→ p^mm = (1, 0) for every C and both losses",
+                    f"cos(p, p^mm) = {spread(c)}; worst C = {cfg.Cs[worst]:g} ({c[worst]:.4f}), the other C ≥ "
+                    f"{others.min() if others.size else float('nan'):.4f}; p^mm = {_fmt_vec(refs[0])} for every C "
+                    f"(max spread {same:.1e})",
+                    "reproduced" if not late else "differs",
+                    f"tolerance 1 − cos ≤ {cfg.tol:g}" + ("" if not late else
+                                                         f"; C = {', '.join(late)} still on the detour at this step "
+                                                         "(the sample with score C saturates the loss first, so p "
+                                                         "follows the other sample's direction for a while): the "
+                                                         "transient, not the limit, differs — see the longer horizon")))
             for j, C in enumerate(cfg.Cs):
                 u = refs[j] / np.linalg.norm(refs[j])
                 perp = P[j, k] - (P[j, k] @ u) * u

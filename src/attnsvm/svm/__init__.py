@@ -84,6 +84,7 @@ from ._kkt import (
     kkt_path,
     kkt_table,
     parameter_kkt_certificate,
+    parameter_kkt_path,
 )
 from ._lp import lp_norm, lp_norm_name, margin_ratio, solve_v_svm_lp
 from ._measures import correlation, directional_bregman, logits
@@ -122,4 +123,4 @@ __all__ = [
 ]
 # ε-KKT certificates (own list, so that additions elsewhere do not conflict)
 __all__ += ["KKT_DEFAULT_NORM", "KKT_RANK_TOL", "KKTCertificate", "kkt_certificate", "kkt_norm_variable", "kkt_path",
-            "kkt_table", "parameter_kkt_certificate"]
+            "kkt_table", "parameter_kkt_certificate", "parameter_kkt_path"]

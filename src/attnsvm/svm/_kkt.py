@@ -553,5 +553,33 @@ def kkt_path(problems: list[AttentionProblem], path: np.ndarray, norms: list[str
     return out
 
 
+def parameter_kkt_path(problems: list[AttentionProblem], params_path: dict[str, np.ndarray]) -> np.ndarray:
+    """Parameter-space ε of every record of a run: (B, R), from factored {"K", "Q"} (B, R, d, m) or diagonal
+    {"k", "q"} (B, R, d) blocks, each record certified at its own reached selection
+    (:func:`parameter_kkt_certificate`); NaN where the parameters are not finite or W(φ) = 0, inf where W(φ)
+    does not separate its selection."""
+    names = ("K", "Q") if {"K", "Q"} <= set(params_path) else ("k", "q")
+    if not set(names) <= set(params_path):
+        raise ValueError(f"params_path: give factored {{'K', 'Q'}} or diagonal {{'k', 'q'}} blocks, got "
+                         f"{sorted(params_path)}")
+    blocks = {k: np.asarray(params_path[k], dtype=np.float64) for k in names}
+    B, R = blocks[names[0]].shape[:2]
+    if len(problems) not in (1, B):
+        raise ValueError(f"problems: give one shared problem or one per trial ({B}), got {len(problems)}")
+    eps = np.full((B, R), np.nan)
+    with _one_blas_thread():
+        for b in range(B):
+            pr = problems[b] if len(problems) > 1 else problems[0]
+            for r in range(R):
+                phi = {k: v[b, r] for k, v in blocks.items()}
+                if not all(np.all(np.isfinite(v)) for v in phi.values()):
+                    continue
+                W = phi[names[0]] @ phi[names[1]].T if names[0] == "K" else phi["k"] * phi["q"]
+                if not np.any(W):
+                    continue
+                eps[b, r] = _parameter_kkt(pr, phi, "reached", None).epsilon
+    return eps
+
+
 __all__ = ["DEFAULT_NORM", "KKTCertificate", "KKT_NORMS", "PARAMETER_SPACES", "RANK_TOL", "kkt_certificate",
-           "kkt_norm_variable", "kkt_path", "kkt_table", "parameter_kkt_certificate"]
+           "kkt_norm_variable", "kkt_path", "kkt_table", "parameter_kkt_certificate", "parameter_kkt_path"]

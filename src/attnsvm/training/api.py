@@ -37,7 +37,8 @@ def train(
     model: a :class:`attnsvm.Model` (parameterization, loss, head).
     method: ``Descent(optimizer, steps)``, ``Flow(rtol, atol, ...)`` or ``RegularizationPath(radii, ...)``.
     init: the initial parameters (:class:`Init`; default per parameterization and method).
-    save: what to record (:class:`Save`);  stop: the flow's stop conditions (default ``Saturation(1e-8)``).
+    save: what to record (:class:`Save`);  stop: stop conditions (:mod:`attnsvm.training.stops`): the flow's (default
+        ``Saturation(1e-8)``), or Descent's (saturation, log saturation, radius; checked after every step).
     alpha: the reference selection (n,) or (B, n) for "mass on α" and the margin; default opt.
     references: name → reference attention matrices (W's shape, or with a leading trials axis): every record
         carries corr(W, W_ref).

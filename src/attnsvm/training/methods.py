@@ -29,7 +29,9 @@ def _positive(name: str, v: float) -> None:
 
 @dataclass(frozen=True)
 class Descent:
-    """``steps`` steps of ``optimizer`` (e.g. ``NGD(lr=0.1)``); records every ``Save.every`` steps.
+    """``steps`` steps of ``optimizer`` (e.g. ``NGD(lr=0.1)``); records every ``Save.every`` steps. With
+    stops (``train(..., stop=[LogSaturation(-1e5), Radius(1e4)])``: saturation, log saturation, radius) a
+    trial ends after the first step at which one holds (:func:`attnsvm.dynamics.run_descent`).
 
     batching: how trials are batched: ``"vmap"``, ``"map"`` (sequential, faster where vmap is
     memory-bound) or ``"auto"`` (by problem size)."""
@@ -55,10 +57,12 @@ class Descent:
 
     def run(self, model, batch, params0, save, stops, progress, init):
         from ..dynamics import run_descent
+        from .stops import Time
 
-        if stops:
-            raise ValueError("stop: Descent stops after its steps; stop conditions belong to Flow")
-        return run_descent(model, self, batch, params0, save, progress, self.batching)
+        if any(isinstance(s, Time) for s in stops):
+            raise ValueError("stop: the time stop applies to Flow (physical time t); Descent counts steps: "
+                             "set its steps instead")
+        return run_descent(model, self, batch, params0, save, progress, self.batching, stops)
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ class RegularizationPath:
         from ..regpath import run_path
 
         if stops:
-            raise ValueError("stop: the regularization path ends at its last radius; stops belong to Flow")
+            raise ValueError("stop: stops do not apply to the regularization path (it solves at each of its radii "
+                             "and ends at the last one); they belong to Flow and Descent")
         return run_path(model, self, batch, params0, init.seed)
 
 
@@ -137,7 +142,7 @@ class RegularizationPath:
 class Save:
     """What a run records. every: steps between records (Descent; ``steps`` must be a multiple);
     records: records per trial, equally spaced in arc length (Flow); path: keep W at every record;
-    params: keep every block at every record (Descent); metrics: the per-record measures (Descent; False
+    params: keep every block at every record (Descent, Flow); metrics: the per-record measures (Descent; False
     keeps only the selection, path and params: the cheapest program, for long paths of tiny problems)."""
 
     every: int = 10

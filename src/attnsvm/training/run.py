@@ -34,7 +34,8 @@ class Run:
     selection: (B, R, n) argmax attention per record;  singular_values: (B, R, k) of W per record;
     correlations: reference name → (B, R) ⟨W, W_ref⟩/(‖W‖_F ‖W_ref‖_F);  alpha: (B, n) reference selection;
     path: (B, R, ...) W at every record when kept (``Save(path=True)``, always for the path method);
-    params_path: block → (B, R, ...) every block at every record (``Save(params=True)``, Descent).
+    params_path: block → (B, R, ...) every block at every record (``Save(params=True)`` for Descent and
+        Flow; always for the path, its attention blocks).
     status: (B,) per trial, ``"ok"`` or ``"diverged"`` (a non-finite value appeared; such trials are left
         out of every statistic and counted apart);  stop_reason: (B,) why the trial ended (``"steps"``,
         a flow stop such as ``"saturation"``, ``"radii"``);
