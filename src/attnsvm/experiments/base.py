@@ -31,11 +31,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ..config import _NoBoolNumbers
+
 VERDICTS = ("reproduced", "differs", "new", "corrected")
 
 
-class ExperimentConfig(BaseModel):
-    """Base of every experiment config: unknown keys are errors."""
+class ExperimentConfig(_NoBoolNumbers):
+    """Base of every experiment config: unknown keys are errors, and true/false is not a number."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
