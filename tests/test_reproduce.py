@@ -103,6 +103,48 @@ def test_bad_reproduce_arguments(tmp_path):
         get("p4-x")
 
 
+def test_huge_trials_are_refused_before_running(tmp_path):
+    """--trials 1e9: one line with the estimate of the run estimator (the one `train` uses), exit 2, and
+    nothing written; the estimate is run_bytes of the experiment's own shape."""
+    from attnsvm.experiments.runner import experiment_bytes, resolve_config
+    from attnsvm.runs import run_bytes
+
+    out = tmp_path / "x"
+    res = runner.invoke(app, ["reproduce", "p3-local", "--trials", "1000000000", "--out", str(out),
+                              "--no-progress"])
+    assert res.exit_code == 2 and "needs ≈" in res.output and "lower --trials" in res.output, res.output
+    assert not out.exists()
+    _, cfg = resolve_config("p3-local", trials=1000)
+    nbytes, what = experiment_bytes(cfg)
+    n, T, d = cfg.n, cfg.T, cfg.d
+    records = cfg.steps // cfg.record_every + 1
+    assert nbytes == run_bytes(1000, records, d * d, n * T * d + n * (d + T + 2), 1000, 32 + n + d * d)
+    assert f"1000 trials of (n, T, d) = ({n}, {T}, {d})" in what
+    # the run estimate is linear in the trials: 1e9 trials are 1e6 times 1000 (within the constant terms)
+    big, _ = experiment_bytes(resolve_config("p3-local", trials=10**9)[1])
+    assert big == pytest.approx(1e6 * nbytes, rel=1e-9)
+
+
+def test_trials_measured_on_the_first_chunk_are_refused(tmp_path, monkeypatch):
+    """An experiment keeping 8 kB per trial, 1000 trials, 4 MB available: refused after the first chunk of 10
+    (8 MB > half of 4 MB), not after filling the memory; the message has the measured size."""
+    import attnsvm.problem as P
+    from attnsvm.experiments.base import Context
+
+    monkeypatch.setattr(P, "available_memory", lambda: 4_000_000)
+    ctx = Context(tmp_path, config_hash="h")
+    calls = []
+
+    def fn(idx):
+        calls.append(idx.size)
+        return {"x": np.zeros((idx.size, 1000))}
+
+    with pytest.raises(ValueError, match=r"1000 trials of 'k' \(8 kB each, measured on the first chunk\) needs ≈ 8 MB"):
+        ctx.trials("k", 1000, 10, fn)
+    assert calls == [10]
+    assert ctx.trials("k", 20, 10, fn)["x"].shape == (20, 1000)  # 160 kB: fine
+
+
 def test_list_shows_every_id():
     res = runner.invoke(app, ["list"])
     assert res.exit_code == 0

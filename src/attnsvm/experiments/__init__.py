@@ -42,19 +42,34 @@ class Experiment:
     def configure(self, overrides: dict[str, Any] | None = None, quick: bool = False) -> ExperimentConfig:
         """Defaults ← ``overrides`` (a user's TOML) ← the quick settings; errors name the key."""
         data = self.default_config().model_dump()
-        for source in ((overrides or {}), (self.quick if quick else {})):
+        # the user's keys are checked before the quick settings replace some of them (a bad value is an
+        # error even where --quick would override it)
+        stages = [(overrides or {})] + ([self.quick] if quick else [])
+        for source in stages:
             data.update(source)
-        try:
-            return self.config_cls.model_validate(data)
-        except ValidationError as exc:
-            from ..rundir import did_you_mean
+            try:
+                cfg = self.config_cls.model_validate(data)
+            except ValidationError as exc:
+                raise ValueError(f"{self.id} config: {self._messages(exc)}") from None
+        return cfg
 
-            fields = list(self.config_cls.model_fields)
-            msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: "
-                             + (f"unknown key{did_you_mean(e['loc'][-1], fields)}" if e["type"] == "extra_forbidden"
-                                else e["msg"])
-                             for e in exc.errors())
-            raise ValueError(f"{self.id} config: {msgs}") from None
+    def _messages(self, exc: ValidationError) -> str:
+        """One line naming every bad key: 'key: what is wrong'."""
+        from ..rundir import did_you_mean
+
+        fields = list(self.config_cls.model_fields)
+        out = []
+        for e in exc.errors():
+            loc, msg = ".".join(str(x) for x in e["loc"]), e["msg"]
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown key{did_you_mean(e['loc'][-1], fields)}"
+            elif e["type"] == "value_error":  # a validator's "key: what is wrong"
+                msg = msg.removeprefix("Value error, ")
+                key, sep, rest = msg.partition(": ")
+                if sep and key.isidentifier() and not loc:
+                    loc, msg = key, rest
+            out.append(f"{loc}: {msg}" if loc else msg)
+        return "; ".join(out)
 
 
 REGISTRY: dict[str, Experiment] = {}
