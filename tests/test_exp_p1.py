@@ -28,21 +28,10 @@ P_MM_RELAXED = np.array([1.25, 0.25])
 P_RELAX = np.array([1.0, 0.0])
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    """Run each P1 experiment once in its quick settings; cache report and arrays."""
-    cache: dict = {}
-
-    def get_run(exp_id: str):
-        if exp_id not in cache:
-            out = tmp_path_factory.mktemp(exp_id)
-            rep = run_experiment(exp_id, out, quick=True)
-            with np.load(out / "results.npz") as f:
-                arrays = {k: f[k] for k in f.files}
-            cache[exp_id] = (rep, arrays, out)
-        return cache[exp_id]
-
-    return get_run
+@pytest.fixture
+def quick(quick_run):
+    """Each P1 experiment run once per session in its quick settings (tests/conftest.py)."""
+    return quick_run
 
 
 def _claims(rep, prefix: str):

@@ -197,11 +197,13 @@ def _check_figure_style(name: str, fig) -> None:
         assert not re.search(r"[A-Za-z)]_[A-Za-z0-9{]|\^[A-Za-z{]", plain), f"{name}: plain-text maths {text!r}"
 
 
-def test_reproduce_all_quick(tmp_path, monkeypatch):
+def test_reproduce_all_quick(quick_run, monkeypatch):
     """`attnsvm reproduce --all --quick`, as CI runs it: every experiment, a summary report, no failure; every
     figure rendered (PNG and PDF) and following the package's figure rules.
 
-    The per-experiment tests assert the quick numbers; this checks the command that runs them all."""
+    The per-experiment tests assert the quick numbers on the session's quick runs (tests/conftest.py); the
+    command runs into the same folder, so it resumes every experiment: each must load all its trial chunks
+    and compute none."""
     import matplotlib as mpl
     import matplotlib.image
 
@@ -215,15 +217,19 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
         return real_save(fig, folder, name)
 
     monkeypatch.setattr(common, "save_figure", recording_save)
+    for i in IDS:
+        quick_run(i)
     rc_before = dict(mpl.rcParams)
-    out = tmp_path / "all"
+    out = quick_run.root
     res = runner.invoke(app, ["reproduce", "--all", "--quick", "--no-progress", "--out", str(out)])
     assert res.exit_code == 0, res.output
     summary = (out / "report.md").read_text()
     for i in IDS:
         assert (out / i / "report.md").exists() and f"[{i}]({i}/report.md)" in summary
         assert list((out / i / "figures").glob("*.png")), i
-        assert "Where the time went: compile" in (out / i / "report.md").read_text()
+        text = (out / i / "report.md").read_text()
+        assert "Where the time went: compile" in text
+        assert "(0 trial chunks computed," in text, i  # resumed: nothing recomputed
     # where the time goes: one row per experiment and a total, the categories adding up to each wall time
     table = summary.split("## Where the time goes (s)")[1].split("##")[0].strip().splitlines()
     assert table[0] == "| experiment | total | compile | run | solvers | figures | io | workers |"
