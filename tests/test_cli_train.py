@@ -223,6 +223,8 @@ def test_bool_is_no_number_anywhere(tmp_path):
                       ({"init": {"scale": True}}, "init.scale")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ": expected a number"):
             parse_config({"problem": {"generator": "unit-gaussian"}, **data})
+    with pytest.raises(ConfigError, match=r"^invalid config: optimizer\.freeze: unknown block"):  # not "(top level)"
+        parse_config({"problem": {"generator": "unit-gaussian"}, "optimizer": {"freeze": ["bogus"]}})
     with pytest.raises(ValueError, match="n: generator 'p3-paths' expects an integer"):
         generate("p3-paths", n=True)
     for exp in all_experiments():

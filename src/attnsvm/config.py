@@ -382,8 +382,8 @@ def _format_errors(exc: ValidationError) -> str:
         if err["type"] == "value_error":  # a validator's "key: what is wrong" names the key under loc
             msg = msg.removeprefix("Value error, ")
             key, sep, rest = msg.partition(": ")
-            if sep and key.isidentifier():
-                where, msg = where + (key,), rest
+            if sep and key and all(k.isidentifier() for k in key.split(".")):
+                where, msg = where + tuple(key.split(".")), rest
         if where[:1] == ("optimizer",) and len(where) > 2:
             # the union's tag (the optimizer name) is not a key of the file
             where = ("optimizer",) + where[2:]
