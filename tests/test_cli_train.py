@@ -193,6 +193,49 @@ def test_bad_numbers_are_one_line_before_training(tmp_path, patch, needles):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("args, needles", [
+    ("n = true", ["problem.n: generator 'unit-gaussian' expects an integer (default 6), got true"]),
+    ("n = 3\nT = false", ["problem.T:", "expects an integer", "got false"]),
+    ("n = 2.5", ["problem.n:", "got 2.5"]),
+    ('d = "4"', ["problem.d:", "got '4'"]),
+    ("attention = 1", ["problem.attention:", "expects a string"]),
+    ("seed = true", ["problem.seed: expected a number, got true"]),
+    ("m = 3", ["problem.m: generator 'unit-gaussian' has no such argument"]),
+])
+def test_generator_arguments_are_typed(tmp_path, args, needles):
+    """A generator argument of the wrong type (true read as 1 before) is one line naming the field, exit 2."""
+    cfg = _write(tmp_path, f'[problem]\ngenerator = "unit-gaussian"\n{args}\n[optimizer]\nsteps = 2\n'
+                 "[run]\nrecord_every = 1\n")
+    _one_line_error(runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r")]), *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_bool_is_no_number_anywhere(tmp_path):
+    """Every numeric field of every config refuses true/false: sections, lists, generator arguments, the
+    Python generators, and the experiments' --config files."""
+    from attnsvm.config import ConfigError, parse_config
+    from attnsvm.experiments import all_experiments
+    from attnsvm.problem import generate
+
+    for data, key in (({"run": {"record_every": True}}, "run.record_every"),
+                      ({"model": {"heads": True}}, "model.heads"),
+                      ({"optimizer": {"name": "path", "radii": [1.0, True]}}, "optimizer.radii"),
+                      ({"init": {"scale": True}}, "init.scale")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ": expected a number"):
+            parse_config({"problem": {"generator": "unit-gaussian"}, **data})
+    with pytest.raises(ConfigError, match=r"^invalid config: optimizer\.freeze: unknown block"):  # not "(top level)"
+        parse_config({"problem": {"generator": "unit-gaussian"}, "optimizer": {"freeze": ["bogus"]}})
+    with pytest.raises(ValueError, match="n: generator 'p3-paths' expects an integer"):
+        generate("p3-paths", n=True)
+    for exp in all_experiments():
+        ints = [k for k, f in exp.config_cls.model_fields.items() if f.annotation is int]
+        for k in ints[:2]:
+            with pytest.raises(ValueError, match=f"{exp.id} config: {k}: expected a number, got true"):
+                exp.configure({k: True})
+            with pytest.raises(ValueError, match=f"{k}: expected a number"):
+                exp.configure({k: True}, quick=True)  # also where the quick settings would replace it
+
+
 def test_problem_file_errors_are_one_line(tmp_path):
     (tmp_path / "dir.npz").mkdir()
     cfg = _write(tmp_path, '[problem]\nfile = "dir.npz"\n')

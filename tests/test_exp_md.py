@@ -1,17 +1,10 @@
 """Mirror-descent reproductions (md-local, md-joint) and the sign-GD / Adam row: quick runs land within a
-stated tolerance of the full-setting claims, configs equal their class defaults, and ℓ2 mirror descent is
-normalized GD on a run."""
+stated tolerance of the full-setting claims (ℓ2 mirror descent = normalized GD on a run:
+tests/test_optim_md.py)."""
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
-
 import numpy as np
-import pytest
-
-from attnsvm.experiments import get
-from attnsvm.experiments.runner import run_experiment
 
 MD_IDS = ["md-local", "md-joint", "md-sign-adam"]
 
@@ -22,17 +15,9 @@ def _claim(rep, start: str):
     return hits[0]
 
 
-@pytest.mark.parametrize("exp_id", MD_IDS)
-def test_config_toml_equals_class_defaults(exp_id):
-    exp = get(exp_id)
-    text = resources.files("attnsvm.configs").joinpath(f"{exp_id}.toml").read_text()
-    assert exp.config_cls.model_validate(tomllib.loads(text)) == exp.config_cls()
-    assert set(tomllib.loads(text)) == set(exp.config_cls.model_fields)
-
-
-def test_md_local_quick(tmp_path):
-    rep = run_experiment("md-local", tmp_path, quick=True)
-    res = np.load(tmp_path / "results.npz")
+def test_md_local_quick(quick_run):
+    rep, _, out = quick_run("md-local")
+    res = np.load(out / "results.npz")
     for tag, floor in (("1_75", 0.98), ("2", 0.99), ("3", 0.95)):
         own = res[f"p{tag}__corr_{tag}"][:, -1]
         assert np.all(res[f"p{tag}__status_{tag}"])
@@ -45,23 +30,23 @@ def test_md_local_quick(tmp_path):
     assert _claim(rep, "ℓ1.75-AttGD").verdict == "reproduced"
     assert _claim(rep, "ℓ2-AttGD").verdict == "reproduced"
     for name in ("md_local_breg", "md_local_corr", "md_local_single"):
-        assert (tmp_path / "figures" / f"{name}.png").exists()
+        assert (out / "figures" / f"{name}.png").exists()
 
 
-def test_md_joint_quick(tmp_path):
-    rep = run_experiment("md-joint", tmp_path, quick=True)
+def test_md_joint_quick(quick_run):
+    rep, _, out = quick_run("md-joint")
     for p in ("1.75", "2", "3"):
         assert _claim(rep, f"ℓ{p}-JointGD: reached selection").verdict == "reproduced"
-    res = np.load(tmp_path / "results.npz")
+    res = np.load(out / "results.npz")
     assert res["p1_75__corr_W"][-1] > 0.999 and res["p1_75__corr_v"][-1] > 0.999
     assert res["p3__corr_W"][-1] > 0.99 and res["p3__corr_v"][-1] > 0.99
     # the first step cannot move W (v₀ = 0 makes its gradient zero): W stays exactly 0 for one step
     assert np.all(res["p2__W"][1] == 0) and np.any(res["p2__v"][1] != 0)
 
 
-def test_md_sign_adam_quick(tmp_path):
-    run_experiment("md-sign-adam", tmp_path, quick=True)
-    res = np.load(tmp_path / "results.npz")
+def test_md_sign_adam_quick(quick_run):
+    _, _, out = quick_run("md-sign-adam")
+    res = np.load(out / "results.npz")
     # control: normalized GD approaches the Frobenius SVM (P3), by correlation and margin ratio
     assert res["ngd__corr_fro"][:, -1].mean() > 0.98
     ratios = {n: res[f"ngd__ratio_{n}"][:, -1].mean() for n in ("l1", "fro", "linf", "nuclear")}

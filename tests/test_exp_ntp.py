@@ -1,15 +1,11 @@
 """Next-token reproductions (ntp-global, ntp-local): quick runs give the claims' verdicts and numbers, resume
-loads instead of recomputing, and the packaged configs equal the class defaults."""
+loads instead of recomputing."""
 
 from __future__ import annotations
-
-import tomllib
-from importlib import resources
 
 import numpy as np
 import pytest
 
-from attnsvm.experiments import get
 from attnsvm.experiments.runner import run_experiment
 
 
@@ -19,17 +15,10 @@ def _claim(rep, start: str):
     return hits[0]
 
 
-@pytest.mark.parametrize("exp_id", ["ntp-global", "ntp-local"])
-def test_config_toml_equals_class_defaults(exp_id):
-    exp = get(exp_id)
-    text = resources.files("attnsvm.configs").joinpath(f"{exp_id}.toml").read_text()
-    assert exp.config_cls.model_validate(tomllib.loads(text)) == exp.config_cls()
-
-
-@pytest.fixture(scope="module")
-def global_quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ntp-global")
-    return out, run_experiment("ntp-global", out, quick=True)
+@pytest.fixture
+def global_quick(quick_run):
+    rep, _, out = quick_run("ntp-global")  # once per session (tests/conftest.py)
+    return out, rep
 
 
 def test_ntp_global_quick_claims(global_quick):
@@ -57,11 +46,11 @@ def test_ntp_global_resume_loads(global_quick):
     assert [c.measured for c in rep2.claims] == [c.measured for c in rep.claims]
 
 
-def test_ntp_local_quick_claims(tmp_path):
-    rep = run_experiment("ntp-local", tmp_path, quick=True)
+def test_ntp_local_quick_claims(quick_run):
+    rep, _, out = quick_run("ntp-local")
     assert _claim(rep, "Fixed classifier").verdict == "reproduced"
     assert _claim(rep, "… and not to the global").verdict == "reproduced"
-    with np.load(tmp_path / "results.npz") as f:
+    with np.load(out / "results.npz") as f:
         assert np.all(f["f0_corr_local"][:, -1] >= 0.99)
         # textbook arithmetic loses the direction over the longer horizon, the log-space gradient keeps it
         assert np.all(f["f1_corr_local"][:, -1] >= 0.999)

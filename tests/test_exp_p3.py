@@ -1,10 +1,7 @@
 """P3 reproductions (reproductions P3-local, P3-rank, P3-paths, P3-multitoken): quick runs land within a stated
-tolerance of the full-setting claims, and every packaged config equals its class defaults."""
+tolerance of the full-setting claims."""
 
 from __future__ import annotations
-
-import tomllib
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -25,18 +22,10 @@ def _mean(measured: str) -> float:
     return float(measured.split()[0])
 
 
-@pytest.mark.parametrize("exp_id", P3_IDS)
-def test_config_toml_equals_class_defaults(exp_id):
-    exp = get(exp_id)
-    text = resources.files("attnsvm.configs").joinpath(f"{exp_id}.toml").read_text()
-    assert exp.config_cls.model_validate(tomllib.loads(text)) == exp.config_cls()
-    assert set(tomllib.loads(text)) == set(exp.config_cls.model_fields)
-
-
-@pytest.fixture(scope="module")
-def local_quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("p3-local")
-    return out, run_experiment("p3-local", out, quick=True)
+@pytest.fixture
+def local_quick(quick_run):
+    rep, _, out = quick_run("p3-local")  # once per session (tests/conftest.py)
+    return out, rep
 
 
 def test_p3_local_quick_claims(local_quick):
@@ -65,16 +54,16 @@ def test_p3_local_resume_is_identical(local_quick, tmp_path):
 @pytest.mark.slow
 def test_p3_local_trial_independent_of_chunking():
     """A trial's numbers depend only on its index (chunks of 1 and of 2 agree)."""
-    from attnsvm.experiments.p3 import P3LocalConfig, _local_trials
+    from attnsvm.experiments.p3 import _local_trials
 
-    cfg = P3LocalConfig(steps=200, trials=2)
+    cfg = get("p3-local").configure({"steps": 200, "trials": 2})
     a = _local_trials(cfg, "W", np.array([1]))
     b = _local_trials(cfg, "W", np.array([0, 1]))
     np.testing.assert_allclose(a["corr_fro"][0], b["corr_fro"][1], atol=1e-10)
 
 
-def test_p3_rank_quick_claims(tmp_path):
-    rep = run_experiment("p3-rank", tmp_path, quick=True)
+def test_p3_rank_quick_claims(quick_run):
+    rep, _, out = quick_run("p3-rank")
     assert _claim(rep, "Frobenius rank ≈ min(n, d)").verdict == "reproduced"
     assert _claim(rep, "nuclear rank ≤ Frobenius rank").verdict == "reproduced"
     m = _claim(rep, "nuclear rank at n=15, T=5, d=20").measured
@@ -84,17 +73,17 @@ def test_p3_rank_quick_claims(tmp_path):
     assert abs(certified - 4.7) < 1.0 and abs(published - 14.7) < 1.0
     import pandas as pd
 
-    t = pd.read_csv(tmp_path / "ranks.csv")
+    t = pd.read_csv(out / "ranks.csv")
     assert (t[t["d"] == 1]["infeasible"] == t[t["d"] == 1]["instances"]).all()  # every d = 1 is infeasible
-    assert (tmp_path / "figures" / "p3_rank.png").exists()
+    assert (out / "figures" / "p3_rank.png").exists()
 
 
-def test_p3_paths_quick_claims(tmp_path):
-    rep = run_experiment("p3-paths", tmp_path, quick=True)
+def test_p3_paths_quick_claims(quick_run):
+    rep, _, out = quick_run("p3-paths")
     for start in ("W follows the Frobenius rays", "(K,Q) with the notebook's ridge follows the nuclear rays",
                   "(K,Q) without ridge follows the nuclear rays"):
         assert _claim(rep, start).verdict == "reproduced"
-    assert (tmp_path / "figures" / "p3_paths.png").exists()
+    assert (out / "figures" / "p3_paths.png").exists()
 
 
 def test_p3_rank_published_rank_counts_infeasible_as_one():
@@ -105,21 +94,21 @@ def test_p3_rank_published_rank_counts_infeasible_as_one():
     assert _published_rank(W, 1e-7) == 2 and _rank(W, 1e-6) == 1
 
 
-def test_p3_multitoken_quick_claims(tmp_path):
-    rep = run_experiment("p3-multitoken", tmp_path, quick=True)
+def test_p3_multitoken_quick_claims(quick_run):
+    rep, _, out = quick_run("p3-multitoken")
     # survive the reduction to 10 accepted runs: the ordering of the three SVMs and the d=10 rejection rate
     assert _claim(rep, "SVM-equivalence beats W^dir").verdict == "reproduced"
     assert _claim(rep, "far below the 1-token SVM").verdict == "reproduced"
     assert _claim(rep, "d=10: rejection rate, notebook").verdict == "reproduced"  # 98% ± 5 points
     import pandas as pd
 
-    t = pd.read_csv(tmp_path / "multitoken.csv")
+    t = pd.read_csv(out / "multitoken.csv")
     assert (t["accepted"] == 10).all()
-    summary = pd.read_csv(tmp_path / "summary.csv")
+    summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == ["d", "variant", "n_accepted", "mean_1mcorr", "median_1mcorr", "n_dead_relu"]
     assert sorted(zip(summary["d"], summary["variant"], strict=True)) == [(4, "exact"), (4, "notebook"), (10, "exact"),
                                                             (10, "notebook")]
-    a = np.load(tmp_path / "results.npz")
+    a = np.load(out / "results.npz")
     for d in (4, 10):
         for prefix in (f"d{d}__", f"notebook__d{d}__"):
             final = 1 - a[prefix + "corr_svmeq"][:, -1]
@@ -134,7 +123,7 @@ def test_p3_multitoken_quick_claims(tmp_path):
         assert 5.0 < moved_exact <= 10.0 + 1e-9
         assert np.median(a[f"notebook__d{d}__last_move"]) < 0.1 * moved_exact
         assert np.median(a[f"notebook__d{d}__W_norm"]) < 0.5 * np.median(a[f"d{d}__W_norm"])
-    assert (tmp_path / "figures" / "p3_multitoken.png").exists()
+    assert (out / "figures" / "p3_multitoken.png").exists()
 
 
 def test_dead_relu_sequence_has_exactly_zero_gradient():
@@ -143,9 +132,9 @@ def test_dead_relu_sequence_has_exactly_zero_gradient():
     import jax
     import jax.numpy as jnp
 
-    from attnsvm.experiments.p3 import P3MultitokenConfig, _mt_candidates, dead_relu_sequences
+    from attnsvm.experiments.p3 import _mt_candidates, dead_relu_sequences
 
-    c = _mt_candidates(P3MultitokenConfig(), 4, np.array([0]))
+    c = _mt_candidates(get("p3-multitoken").default_config(), 4, np.array([0]))
     X, Y, Z = (c[k][0] for k in ("X", "Y", "Z"))
     W = 3.0 * np.random.default_rng(0).standard_normal((4, 4))
     s = np.asarray(jax.nn.softmax(jnp.einsum("ntd,de,ne->nt", X, W, Z), axis=-1))
@@ -170,9 +159,9 @@ def test_dead_relu_sequence_has_exactly_zero_gradient():
 
 
 def test_p3_multitoken_candidates_depend_on_index_only():
-    from attnsvm.experiments.p3 import P3MultitokenConfig, _mt_candidates
+    from attnsvm.experiments.p3 import _mt_candidates
 
-    cfg = P3MultitokenConfig()
+    cfg = get("p3-multitoken").default_config()
     a = _mt_candidates(cfg, 4, np.array([3, 7]))
     b = _mt_candidates(cfg, 4, np.array([7]))
     np.testing.assert_array_equal(a["X"][1], b["X"][0])

@@ -5,8 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -86,13 +84,10 @@ def test_resume_refuses_a_different_config(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "another configuration" in res.output
 
 
-def test_catalog_is_complete_and_configs_match_defaults():
+def test_catalog_is_complete():
+    """(Every experiment's TOML and quick settings: tests/test_configs.py.)"""
     ids = [e.id for e in all_experiments()]
     assert ids == list(IDS)
-    for exp in all_experiments():
-        text = resources.files("attnsvm.configs").joinpath(f"{exp.id}.toml").read_text()
-        assert exp.config_cls.model_validate(tomllib.loads(text)) == exp.config_cls(), exp.id
-        exp.configure(quick=True)  # the quick settings validate
 
 
 def test_bad_reproduce_arguments(tmp_path):
@@ -106,6 +101,48 @@ def test_bad_reproduce_arguments(tmp_path):
     assert res.exit_code != 0 and "not_a_setting" in res.output
     with pytest.raises(ValueError, match="unknown experiment"):
         get("p4-x")
+
+
+def test_huge_trials_are_refused_before_running(tmp_path):
+    """--trials 1e9: one line with the estimate of the run estimator (the one `train` uses), exit 2, and
+    nothing written; the estimate is run_bytes of the experiment's own shape."""
+    from attnsvm.experiments.runner import experiment_bytes, resolve_config
+    from attnsvm.runs import run_bytes
+
+    out = tmp_path / "x"
+    res = runner.invoke(app, ["reproduce", "p3-local", "--trials", "1000000000", "--out", str(out),
+                              "--no-progress"])
+    assert res.exit_code == 2 and "needs ≈" in res.output and "lower --trials" in res.output, res.output
+    assert not out.exists()
+    _, cfg = resolve_config("p3-local", trials=1000)
+    nbytes, what = experiment_bytes(cfg)
+    n, T, d = cfg.n, cfg.T, cfg.d
+    records = cfg.steps // cfg.record_every + 1
+    assert nbytes == run_bytes(1000, records, d * d, n * T * d + n * (d + T + 2), 1000, 32 + n + d * d)
+    assert f"1000 trials of (n, T, d) = ({n}, {T}, {d})" in what
+    # the run estimate is linear in the trials: 1e9 trials are 1e6 times 1000 (within the constant terms)
+    big, _ = experiment_bytes(resolve_config("p3-local", trials=10**9)[1])
+    assert big == pytest.approx(1e6 * nbytes, rel=1e-9)
+
+
+def test_trials_measured_on_the_first_chunk_are_refused(tmp_path, monkeypatch):
+    """An experiment keeping 8 kB per trial, 1000 trials, 4 MB available: refused after the first chunk of 10
+    (8 MB > half of 4 MB), not after filling the memory; the message has the measured size."""
+    import attnsvm.problem as P
+    from attnsvm.experiments.base import Context
+
+    monkeypatch.setattr(P, "available_memory", lambda: 4_000_000)
+    ctx = Context(tmp_path, config_hash="h")
+    calls = []
+
+    def fn(idx):
+        calls.append(idx.size)
+        return {"x": np.zeros((idx.size, 1000))}
+
+    with pytest.raises(ValueError, match=r"1000 trials of 'k' \(8 kB each, measured on the first chunk\) needs ≈ 8 MB"):
+        ctx.trials("k", 1000, 10, fn)
+    assert calls == [10]
+    assert ctx.trials("k", 20, 10, fn)["x"].shape == (20, 1000)  # 160 kB: fine
 
 
 def test_list_shows_every_id():
@@ -160,11 +197,13 @@ def _check_figure_style(name: str, fig) -> None:
         assert not re.search(r"[A-Za-z)]_[A-Za-z0-9{]|\^[A-Za-z{]", plain), f"{name}: plain-text maths {text!r}"
 
 
-def test_reproduce_all_quick(tmp_path, monkeypatch):
+def test_reproduce_all_quick(quick_run, monkeypatch):
     """`attnsvm reproduce --all --quick`, as CI runs it: every experiment, a summary report, no failure; every
     figure rendered (PNG and PDF) and following the package's figure rules.
 
-    The per-experiment tests assert the quick numbers; this checks the command that runs them all."""
+    The per-experiment tests assert the quick numbers on the session's quick runs (tests/conftest.py); the
+    command runs into the same folder, so it resumes every experiment: each must load all its trial chunks
+    and compute none."""
     import matplotlib as mpl
     import matplotlib.image
 
@@ -178,15 +217,19 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
         return real_save(fig, folder, name)
 
     monkeypatch.setattr(common, "save_figure", recording_save)
+    for i in IDS:
+        quick_run(i)
     rc_before = dict(mpl.rcParams)
-    out = tmp_path / "all"
+    out = quick_run.root
     res = runner.invoke(app, ["reproduce", "--all", "--quick", "--no-progress", "--out", str(out)])
     assert res.exit_code == 0, res.output
     summary = (out / "report.md").read_text()
     for i in IDS:
         assert (out / i / "report.md").exists() and f"[{i}]({i}/report.md)" in summary
         assert list((out / i / "figures").glob("*.png")), i
-        assert "Where the time went: compile" in (out / i / "report.md").read_text()
+        text = (out / i / "report.md").read_text()
+        assert "Where the time went: compile" in text
+        assert "(0 trial chunks computed," in text, i  # resumed: nothing recomputed
     # where the time goes: one row per experiment and a total, the categories adding up to each wall time
     table = summary.split("## Where the time goes (s)")[1].split("##")[0].strip().splitlines()
     assert table[0] == "| experiment | total | compile | run | solvers | figures | io | workers |"

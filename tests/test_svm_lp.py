@@ -101,6 +101,26 @@ def test_lp_kkt_structure_and_weak_duality():
         assert np.max(lam * np.abs(slack)) <= 1e-9 * r.value**2
 
 
+def test_lp_certificate_is_the_svm_certificate():
+    """The ℓp solver judges candidates by the package's one Certificate: the polished point's violation is
+    the certificate numbers' max(primal, dual/s, |gap|/s), and a perturbed point is worse and rejected."""
+    from attnsvm.svm import Certificate
+    from attnsvm.svm._lp import lp_certificate, solve_lp_rows
+
+    pr = unit_gaussian(6, 8, 10, seed=3)
+    cons = build_constraints(pr, "opt", lp_norm_name(1.75))
+    raw = solve_lp_rows(cons.rows, cons.rhs, 1.75)
+    cert = lp_certificate(cons.rows, cons.rhs, raw.theta, raw.lam, 1.75)
+    assert type(cert) is Certificate and cert.upper == pytest.approx(lp_norm(raw.theta, 1.75), rel=1e-15)
+    s = max(1.0, cert.upper)
+    assert cert.violation == max(cert.primal, cert.dual / s, abs(cert.gap) / s) < 1e-9
+    assert cert.confirms(1e-9)
+    bad = lp_certificate(cons.rows, cons.rhs, 0.99 * raw.theta, raw.lam, 1.75)
+    assert bad.primal > 1e-3 and bad.violation > 1e-3 and not bad.confirms(1e-6)
+    nan = Certificate(float("nan"), 0.0, 0.0, 0.0, 0.0, 1.0)
+    assert nan.violation == float("inf") and not nan.confirms(1.0)
+
+
 def test_lp_two_matches_frobenius_and_ordering_of_values():
     pr = unit_gaussian(6, 8, 10, seed=5)
     fro = solve_svm(pr, "opt", "fro")

@@ -271,16 +271,17 @@ grid = { "problem.file" = ["a.npz", "b.npz"] }
 
 # ---- the experiments' parallel parts run on the same mechanism ----------------------------------------------
 def test_p3_rank_and_multitoken_parallel_parts_equal_serial(client):
-    from attnsvm.experiments.p3 import P3MultitokenConfig, P3RankConfig, _mt_round, _mt_round_parallel, _rank_trials
+    from attnsvm.experiments import get
+    from attnsvm.experiments.p3 import _mt_round, _mt_round_parallel, _rank_trials
 
-    cfg = P3RankConfig(trials=6, published_instances=2, workers=2)
+    cfg = get("p3-rank").configure({"trials": 6, "published_instances": 2, "workers": 2})
     idx = np.arange(6)
     par, ser = _rank_trials(cfg, 5, 5, 3, idx, client), _rank_trials(cfg, 5, 5, 3, idx, None)
     assert par["feasible"].sum() >= 2
     for k in ser:
         if k not in ("nuc_seconds", "nuc_cpu"):
             np.testing.assert_array_equal(par[k], ser[k], err_msg=k)
-    mt = P3MultitokenConfig(steps=101, record_every=100, workers=2)
+    mt = get("p3-multitoken").configure({"steps": 101, "record_every": 100, "workers": 2})
     idx = np.arange(6)
     par, ser = _mt_round_parallel(mt, 4, idx, client, "exact"), _mt_round(mt, 4, idx, "exact")
     for k in ser:

@@ -146,7 +146,7 @@ def _brute_force_own(problem: AttentionProblem, norm: str, tol: float = 1e-6) ->
 
 
 @pytest.mark.parametrize("kind, seed", [("cross", 0), ("cross", 1), ("self", 2), ("prompt", 3), ("padded", 4),
-                                        ("dependent", 5)])
+                                        ("dependent", 5), ("prompt6", 7), ("prompt6", 9), ("prompt-padded", 10)])
 def test_search_matches_brute_force_n4_T5(kind, seed):
     """n = 4, T = 5: the search (reduced test, prefix pruning, certification) finds exactly the locally
     optimal selections of the brute force over all 5^4 selections."""
@@ -162,6 +162,12 @@ def test_search_matches_brute_force_n4_T5(kind, seed):
         p = AttentionProblem(X=X, Y=Y, v=v, query_index=0)
     elif kind == "prompt":  # p shared by all samples: coupled, pruned depth-first (d' = 2)
         p = AttentionProblem(X=X[:, :, :2], Y=Y, v=v[:2])
+    elif kind == "prompt6":  # d' = 6 (the README's prompt problem has d' = 10 > T): many feasible selections
+        p = AttentionProblem(X=X, Y=Y, v=v)
+    elif kind == "prompt-padded":
+        mask = np.ones((n, T), bool)
+        mask[1, 2:] = mask[3, 0] = False
+        p = AttentionProblem(X=X[:, :, :3], Y=Y, v=v[:3], mask=mask)
     elif kind == "padded":
         mask = np.ones((n, T), bool)
         mask[0, 3:] = mask[2, 4] = False
@@ -173,13 +179,14 @@ def test_search_matches_brute_force_n4_T5(kind, seed):
     found, stats = search_locally_optimal(p, norm, progress=lambda done, total: seen.append((done, total)))
     got = {tuple(int(t) for t in s.selection) for s in found}
     assert got == _brute_force_own(p, norm)
+    assert kind not in ("prompt6",) or len(got) > 1  # a case with several locally optimal selections
     assert seen and seen[-1][0] == seen[-1][1] == stats.total
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
     values = [s.value for s in found]
     assert values == sorted(values)
-    if kind in ("prompt", "dependent"):
+    if kind in ("prompt", "dependent", "prompt-padded"):
         assert stats.pruned > 0  # infeasible prefixes were cut
-    else:
+    if kind not in ("prompt", "dependent", "prompt-padded"):
         assert stats.screened > 0.9 * stats.total  # the reduced test decided nearly all of them
 
 
@@ -239,4 +246,28 @@ def test_search_readme_problem_within_a_minute():
     for sel in rng.integers(0, 8, size=(300, 6)):
         assert is_locally_optimal(p, sel).locally_optimal == (tuple(int(t) for t in sel) in got)
     for s in found[:3]:
+        assert is_locally_optimal(p, s.selection).locally_optimal
+
+
+@pytest.mark.slow
+def test_search_readme_prompt_problem_within_a_minute():
+    """The prompt (ℓ2) model on the README's (6, 8, 10) unit-Gaussian problem: every selection decided in under
+    a CPU-minute (depth-first, one least-distance solve per undecided leaf), and 300 random selections agree
+    with their own solve."""
+    import time
+
+    from attnsvm.tokens import search_locally_optimal
+
+    p = unit_gaussian(6, 8, 10, seed=0, attention="prompt")
+    t0 = time.process_time()
+    found, stats = search_locally_optimal(p)
+    cpu = time.process_time() - t0
+    assert cpu < 60, cpu
+    assert stats.total == 8**6 and stats.pruned > 0 and stats.pruned + stats.screened <= stats.total
+    assert stats.pruned + stats.screened >= 0.99 * stats.total  # nearly every leaf decided without a full solve
+    got = {tuple(int(t) for t in s.selection) for s in found}
+    rng = np.random.default_rng(1)
+    for sel in rng.integers(0, 8, size=(300, 6)):
+        assert is_locally_optimal(p, sel).locally_optimal == (tuple(int(t) for t in sel) in got)
+    for s in list(found)[:: max(1, len(found) // 20)]:
         assert is_locally_optimal(p, s.selection).locally_optimal

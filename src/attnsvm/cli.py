@@ -93,6 +93,9 @@ def reproduce(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace a run of another configuration in the output folder."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                             help="With --all: experiments run at once, each in its own worker process (a local "
+                             "Dask cluster); those with parallel parts of their own run after, in this process."),
 ) -> None:
     """Reproduce an experiment of the papers (or --all): figures, tables, arrays and report.md in --out.
 
@@ -123,17 +126,40 @@ def reproduce(
             fail(str(exc))
         if (base / RUN_MARKER).exists():
             fail(f"--out {base} is the folder of one experiment's run; give another folder for --all")
-    reports = []
+    if jobs > 1 and not all_:
+        fail("--jobs applies to --all (one experiment uses its own parallel parts: see its `workers` setting)")
+    reports: dict[str, object] = {}
     t0 = time.perf_counter()
     from .progress import make_progress
 
+    def target_of(exp):
+        return base / exp.id if (all_ or out is None) else out
+
+    def again_of(exp):
+        target = target_of(exp)
+        return " ".join(["attnsvm", "reproduce", "--all" if all_ else exp.id, *(["--quick"] if quick else []),
+                         *([f"--config {config}"] if config else []), *([f"--trials {trials}"] if trials else []),
+                         *([f"--steps {steps}"] if steps else []), "--out", str(base if all_ else target)])
+
+    def show(rep, target) -> None:
+        console.print(rich_table(rep))
+        console.print(f"→ {target / 'report.md'}")
+
+    serial = list(exps)
+    if jobs > 1:
+        # experiments with parallel parts of their own start their own worker processes: not inside a worker
+        try:
+            own = {e.id for e in exps if getattr(e.configure(quick=quick), "workers", 1) > 1}
+        except ValueError as exc:
+            fail(str(exc))
+        pooled = [e for e in exps if e.id not in own]
+        serial = [e for e in exps if e.id in own]
+        reports.update(_reproduce_in_workers(pooled, jobs, target_of, again_of, show, trials, steps, quick,
+                                             overwrite))
     bar = make_progress(console=err_console, enabled=progress)
     with bar if bar is not None else nullcontext():
-        for exp in exps:
-            target = base / exp.id if (all_ or out is None) else out
-            again = ["attnsvm", "reproduce", "--all" if all_ else exp.id, *(["--quick"] if quick else []),
-                     *([f"--config {config}"] if config else []), *([f"--trials {trials}"] if trials else []),
-                     *([f"--steps {steps}"] if steps else []), "--out", str(base if all_ else target)]
+        for exp in serial:
+            target = target_of(exp)
             try:
                 rep = run_experiment(exp.id, target, config_file=config, trials=trials, steps=steps,
                                      quick=quick, progress=bar, overwrite=overwrite)
@@ -141,16 +167,48 @@ def reproduce(
                 if bar is not None:
                     bar.stop()
                 fail(f"{exp.id}: interrupted; finished trials are kept in {target / 'trials'}: "
-                     f"`{' '.join(again)}` resumes", code=130)
+                     f"`{again_of(exp)}` resumes", code=130)
             except (ValueError, OSError) as exc:
                 fail(f"{exp.id}: {exc}")
-            reports.append(rep)
-            console.print(rich_table(rep))
-            console.print(f"→ {target / 'report.md'}")
+            reports[exp.id] = rep
+            show(rep, target)
+    reports = [reports[e.id] for e in exps]  # catalog order, whatever order they finished in
     if all_:
         write_summary(base, reports, quick, summary_markdown(reports))
         console.print(time_split_rich(reports))
         console.print(f"all experiments: {time.perf_counter() - t0:.1f} s → {base / 'report.md'}")
+
+
+def _reproduce_in_workers(exps, jobs: int, target_of, again_of, show, trials, steps, quick: bool,
+                          overwrite: bool) -> dict:
+    """Run ``exps`` on a local Dask cluster of ``jobs`` worker processes (one experiment per task; each writes
+    its own folder, so an interrupted run resumes as a serial one does); reports as they finish."""
+    if not exps:
+        return {}
+    from distributed import as_completed
+
+    from .cluster import dask_client
+    from .experiments.runner import run_experiment
+
+    out: dict = {}
+    console.print(f"{len(exps)} experiments on {jobs} worker processes (no progress bars; a table as each ends)")
+    with dask_client(workers=jobs, reuse=False) as client:
+        futures = {client.submit(run_experiment, e.id, target_of(e), trials=trials, steps=steps, quick=quick,
+                                 progress=None, overwrite=overwrite, pure=False, key=f"reproduce-{e.id}"): e
+                   for e in exps}
+        try:
+            for fut in as_completed(list(futures), loop=client.loop):
+                exp = futures[fut]
+                try:
+                    rep = fut.result()
+                except (ValueError, OSError) as exc:
+                    fail(f"{exp.id}: {exc}")
+                out[exp.id] = rep
+                show(rep, target_of(exp))
+        except KeyboardInterrupt:
+            fail(f"interrupted; finished trials are kept in each experiment's trials/ folder: "
+                 f"`{again_of(exps[0]).replace(' --all', ' --all --jobs ' + str(jobs), 1)}` resumes", code=130)
+    return out
 
 
 from . import cli_geometry  # noqa: E402  (registers `solve` and `tokens`)

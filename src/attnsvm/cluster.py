@@ -56,27 +56,22 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, reuse:
         if client is not None:
             yield client
             return
-    if scheduler is not None:
-        client = Client(scheduler, set_as_default=False)
-        _share_cache_setting(client, local=False)
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    n = workers or default_workers()
-    if n < 1:
-        raise ValueError(f"workers must be ≥ 1, got {n}")
-    # silence_logs: the nanny's warnings at shutdown ("still alive after 4 s, killing") are noise here
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
-    client = Client(cluster, set_as_default=False)
-    _share_cache_setting(client, local=True)
+    cluster = None
+    if scheduler is None:
+        n = workers or default_workers()
+        if n < 1:
+            raise ValueError(f"workers must be ≥ 1, got {n}")
+        # silence_logs: the nanny's warnings at shutdown ("still alive after 4 s, killing") are noise here
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+    client = Client(scheduler if cluster is None else cluster, set_as_default=False)
+    _share_cache_setting(client, local=cluster is not None)
     try:
         yield client
     finally:
         client.close()
-        cluster.close()
+        if cluster is not None:  # a cluster started here; one given from outside keeps running
+            cluster.close()
 
 
 @contextmanager

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
@@ -53,11 +53,47 @@ class ConfigError(ValueError):
     """A configuration that cannot be run; the message names the key."""
 
 
-class _Section(BaseModel):
+def _allows_bool(annotation: Any) -> bool:
+    """Whether a field's type admits true/false (bool itself, Any, or a union / container holding bool)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_allows_bool(a) for a in get_args(annotation))
+
+
+def bool_number_error(model_cls: type[BaseModel], data: Any) -> str | None:
+    """'key: expected a number, got true' for the first key of ``data`` whose value (or an element of its
+    list) is true/false while the field is numeric: pydantic would read true as 1."""
+    if not isinstance(data, dict):
+        return None
+    for key, val in data.items():
+        field = model_cls.model_fields.get(key)
+        if field is None or _allows_bool(field.annotation):
+            continue
+        vals = val if isinstance(val, (list, tuple)) else [val]
+        if any(isinstance(x, bool) for x in vals):
+            shown = (str(val).lower() if isinstance(val, bool) else
+                     "[" + ", ".join(str(x).lower() if isinstance(x, bool) else repr(x) for x in val) + "]")
+            return f"{key}: expected a number, got {shown}"
+    return None
+
+
+class _NoBoolNumbers(BaseModel):
+    """A model whose numeric fields refuse true/false (strict about bool, lax about 1 vs 1.0)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        bad = bool_number_error(cls, data)
+        if bad:
+            raise ValueError(bad)
+        return data
+
+
+class _Section(_NoBoolNumbers):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class ProblemConfig(BaseModel):
+class ProblemConfig(_NoBoolNumbers):
     """``[problem]``: a file, or a generator with its keyword arguments (any extra key goes to the generator)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -77,6 +113,10 @@ class ProblemConfig(BaseModel):
             raise ValueError(f"keys {sorted(self.model_extra)} are generator arguments, but 'file' is given")
         if self.sha256 is not None and self.file is None:
             raise ValueError("sha256: the checksum of 'file'; a generator has none")
+        if self.generator is not None:
+            from .problem import check_generator_args
+
+            check_generator_args(self.generator, self.generator_args)
         return self
 
     def resolved_file(self, base_dir: Path | None = None) -> Path:
@@ -338,11 +378,16 @@ def _format_errors(exc: ValidationError) -> str:
 
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        if err["loc"][:1] == ("optimizer",) and len(err["loc"]) > 2:
+        where, msg = tuple(err["loc"]), err["msg"]
+        if err["type"] == "value_error":  # a validator's "key: what is wrong" names the key under loc
+            msg = msg.removeprefix("Value error, ")
+            key, sep, rest = msg.partition(": ")
+            if sep and key and all(k.isidentifier() for k in key.split(".")):
+                where, msg = where + tuple(key.split(".")), rest
+        if where[:1] == ("optimizer",) and len(where) > 2:
             # the union's tag (the optimizer name) is not a key of the file
-            loc = ".".join(str(x) for x in ("optimizer",) + tuple(err["loc"][2:]))
-        msg = err["msg"]
+            where = ("optimizer",) + where[2:]
+        loc = ".".join(str(x) for x in where) or "(top level)"
         if err["type"] == "union_tag_invalid":
             msg = f"name: {msg}"
         if err["type"] == "extra_forbidden":

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._jax import to_device
 from .models import (
     Data,
     Model,
@@ -36,6 +37,7 @@ from .models import (
     stack_data,
 )
 from .problem import AttentionProblem
+from .programs import compile_program
 from .training.optim import OptimizerSpec, Scaled
 from .training.run import TIME_AXES, Run
 
@@ -241,17 +243,11 @@ def _init_states(params, *, opt):
     return jax.vmap(lambda p: init_state(opt, p))(params)
 
 
-_COMPILED: dict = {}
-
-
 def _compiled_segment(args: tuple, kw: dict):
     """The compiled program for these static settings and argument shapes, compiled once per process
-    (a sweep that trains chunk after chunk pays the compile time once)."""
-    spec = jax.tree.map(lambda x: (x.shape, str(x.dtype)), args)
-    key = (tuple(sorted(kw.items(), key=lambda kv: kv[0])), str(spec))
-    if key not in _COMPILED:
-        _COMPILED[key] = _run_segment.lower(*args, **kw).compile()
-    return _COMPILED[key]
+    (a sweep that trains chunk after chunk pays the compile time once) and kept across processes with the
+    persistent cache (:mod:`attnsvm.programs`)."""
+    return compile_program(_run_segment, args, kw)
 
 
 def _choose_map(problem: AttentionProblem, trials: int, batching: str) -> bool:
@@ -369,16 +365,15 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
     steps, record_every, opt = method.steps, int(save.every), method.optimizer
     stops = tuple(stops)
     static_stops = tuple(s.static() for s in stops)
-    levels = jnp.asarray([s.traced() for s in stops], dtype=jnp.float64)
+    levels = to_device(np.asarray([s.traced() for s in stops], dtype=np.float64))
     keep = (bool(save.metrics), bool(save.path), bool(save.params))
     if steps % record_every:
         raise ValueError(f"steps ({steps}) must be a multiple of save.every ({record_every})")
     p0, B, data, batch_data, ref_names = batch.first, batch.trials, batch.data, batch.batch_data, batch.ref_names
     use_map = _choose_map(p0, B, batching)
-    jparams = {k: jnp.asarray(v) for k, v in params0.items()}
-    jalpha, jrefs = jnp.asarray(batch.alpha), jnp.asarray(batch.refs)
-    state = _init_states(jparams, opt=opt)
-    ctrl = (jnp.zeros(B, jnp.int32), jnp.full(B, -1, jnp.int32))
+    jparams, jalpha, jrefs = to_device(({k: v for k, v in params0.items()}, batch.alpha, batch.refs))
+    state = compile_program(_init_states, (jparams,), dict(opt=opt))(jparams)
+    ctrl = to_device((np.zeros(B, np.int32), np.full(B, -1, np.int32)))
 
     n_chunks = steps // record_every
     # with stops, ~10 calls, so that the run can end once every trial has stopped
@@ -392,7 +387,8 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
                                              record_every=record_every, n_records=0, batch_data=batch_data,
                                              use_map=use_map, keep=keep, stops=static_stops)
         else:
-            rec0 = _record0(jparams, data, jalpha, jrefs, model=model, batch_data=batch_data, keep=keep)
+            r0_args = (jparams, data, jalpha, jrefs)
+            rec0 = compile_program(_record0, r0_args, dict(model=model, batch_data=batch_data, keep=keep))(*r0_args)
         recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
     compile_s = 0.0
     run_s = 0.0

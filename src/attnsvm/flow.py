@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 
@@ -59,10 +60,12 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
+from ._jax import to_device
 from .dynamics import SCALAR_METRICS, Batch, record
 from .logspace import masked_lse
 from .losses import jax_log_neg_dloss
 from .models import Data, Model, attention_weights, forward, stable_grad
+from .programs import compile_program
 from .training.methods import Flow, Save
 from .training.optim import Scaled, add_decayed_weights, freeze, log_global_norm, normalize
 from .training.run import TIME_AXES, Run
@@ -155,6 +158,30 @@ def _event(model: Model, stops: tuple[Stop, ...], levels: jax.Array, on: jax.Arr
     return diffrax.Event(
         cond_fn=lambda t, y, args, **kw: jnp.where(on, jnp.max(_stop_values(model, stops, levels, y, args)), -1.0),
         root_finder=_Bisection(rtol=1e-12, atol=1e-12))
+
+
+@contextmanager
+def _checks_as_nan():
+    """Trace equinox's runtime checks inside diffrax/optimistix as NaN-producing instead of raising.
+
+    A raising check is a host callback, and a program with a host callback can be neither written to JAX's
+    persistent cache nor exported (:mod:`attnsvm.programs`), so the flow would be traced and compiled again
+    in every process (≈15–40 s). The checks guard the integrator's own invariants (save times inside
+    [t0, t1], a bracketed root in the event's bisection) and do not fire on this module's inputs; if one did,
+    the batch's states become NaN and every trial is marked ``diverged`` instead of the run stopping with
+    an exception. Only the tracing of this module's program is affected (equinox reads the setting while
+    tracing); the process-wide setting is restored on exit."""
+    import equinox._errors as eqx_errors  # the module-level default that error_if reads at trace time
+
+    before = getattr(eqx_errors, "EQX_ON_ERROR", None)
+    if before is None:  # another equinox layout: keep its behaviour (the program is then not exported)
+        yield
+        return
+    eqx_errors.EQX_ON_ERROR = "nan"
+    try:
+        yield
+    finally:
+        eqx_errors.EQX_ON_ERROR = before
 
 
 #: the error-estimate pass uses tolerances divided by this
@@ -260,9 +287,9 @@ def run_flow(model: Model, flow: Flow, batch: Batch, params0: dict[str, np.ndarr
     batch_data, B, data = batch.batch_data, batch.trials, batch.data
     alpha_arr, refs, ref_names = batch.alpha, batch.refs, batch.ref_names
 
-    jparams0 = {k: jnp.asarray(v) for k, v in params0.items()}
+    jparams0 = to_device(dict(params0))
     static_stops = tuple(st.static() for st in stops)
-    levels = jnp.asarray([st.traced() for st in stops])
+    levels = to_device(np.array([st.traced() for st in stops], dtype=np.float64))
     _check_start(model, flow, jparams0, data, batch_data, stops, static_stops, levels)
     y0 = {"params": jparams0, "tau": jnp.zeros(B)}
 
@@ -270,13 +297,14 @@ def run_flow(model: Model, flow: Flow, batch: Batch, params0: dict[str, np.ndarr
     # runs that differ in rtol or a stop value share one compilation.
     static_flow = replace(flow, rtol=1.0, atol=1.0, max_arclength=1.0, error_estimate=False)
     kw = dict(model=model, flow=static_flow, batch_data=batch_data, stops=static_stops)
-    tol = jnp.array([flow.rtol, flow.atol])
-    on, off = jnp.asarray(True), jnp.asarray(False)
+    tol = to_device(np.array([flow.rtol, flow.atol], dtype=np.float64))
+    on, off = to_device((np.bool_(True), np.bool_(False)))
     t_budget = jnp.full(B, flow.max_arclength)
     grid0 = jnp.zeros((B, n_records))
 
     t0 = time.perf_counter()
-    compiled = _integrate.lower(y0, data, grid0, t_budget, tol, levels, on, **kw).compile()
+    compiled = compile_program(_integrate, (y0, data, grid0, t_budget, tol, levels, on), kw,
+                               trace_context=_checks_as_nan)
     compile_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -289,8 +317,9 @@ def run_flow(model: Model, flow: Flow, batch: Batch, params0: dict[str, np.ndarr
         ys_ref = jax.block_until_ready(compiled(y0, data, grid, sigma_end, tol / _TIGHT, levels, off))[0]
     run_s = time.perf_counter() - t1
 
-    recs = jax.tree.map(np.asarray, _records(ys["params"], data, jnp.asarray(alpha_arr), jnp.asarray(refs),
-                                             model=model, batch_data=batch_data, keep_path=keep_path))
+    rec_args = (ys["params"], data, *to_device((alpha_arr, refs)))
+    recs = jax.tree.map(np.asarray, compile_program(_records, rec_args, dict(
+        model=model, batch_data=batch_data, keep_path=keep_path))(*rec_args))
     traj = {k: np.asarray(v) for k, v in ys["params"].items()}
     tau = np.asarray(ys["tau"])
     metrics = {k: recs[k] for k in SCALAR_METRICS}
@@ -374,10 +403,10 @@ def _start_values(params, data, levels, *, model, flow, batch_data, stops):
 def _check_start(model: Model, flow: Flow, params: dict, data: Data, batch_data: bool, stops: tuple[Stop, ...],
                  static_stops: tuple[Stop, ...], levels: jax.Array) -> None:
     """The flow cannot leave a stationary point, nor start past a stop."""
-    lnorm, vals = (np.asarray(a) for a in _start_values(
-        params, data, levels, model=model, flow=replace(flow, rtol=1.0, atol=1.0, max_arclength=1.0,
-                                                        error_estimate=False),
-        batch_data=batch_data, stops=static_stops))
+    kw = dict(model=model, flow=replace(flow, rtol=1.0, atol=1.0, max_arclength=1.0, error_estimate=False),
+              batch_data=batch_data, stops=static_stops)
+    lnorm, vals = (np.asarray(a) for a in compile_program(_start_values, (params, data, levels), kw)(
+        params, data, levels))
     bad = np.flatnonzero(~np.isfinite(lnorm))
     if bad.size:
         raise ValueError(f"init: the gradient is exactly zero at the start of trial {int(bad[0])} (θ = 0 is a "

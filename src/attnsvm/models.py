@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._jax import to_device
 from .attention import PARAMETERIZATIONS as _REGISTRY
 from .attention import Parameterization
 from .logspace import NEG_INF, log_gap_to_top, log_pairwise, masked_lse, scaled  # noqa: F401 (re-exported)
@@ -187,9 +188,7 @@ def model_data(problem: AttentionProblem, model: Model, V: np.ndarray | None = N
             raise ValueError(f"values: expected finite value vectors of shape ({H}, {d}), got {v.shape}")
     elif values is not None:
         raise ValueError("values: only a multi-head model has value vectors per head")
-    return Data(X=jnp.asarray(problem.X), Y=jnp.asarray(problem.Y), Z=jnp.asarray(Z),
-                K=jnp.asarray(problem.keys), mask=jnp.asarray(problem.mask), v=jnp.asarray(v),
-                V=jnp.asarray(V), a=jnp.asarray(a), aux=jax.tree.map(jnp.asarray, aux))
+    return Data(*to_device((problem.X, problem.Y, Z, problem.keys, problem.mask, v, V, a)), aux=to_device(aux))
 
 
 def stack_data(items: list[Data]) -> Data:
@@ -198,9 +197,9 @@ def stack_data(items: list[Data]) -> Data:
     if len(shapes) != 1:
         raise ValueError("problems: every trial's problem must have the same shapes (n, T, d) to be batched")
     # stacked in NumPy and moved once: jnp.stack of many arrays compiles a program per field
-    fields = [jnp.asarray(np.stack([np.asarray(x) for x in xs])) for xs in zip(*(it[:-1] for it in items),
-                                                                                strict=True)]
-    aux = jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *(it.aux for it in items))
+    fields = to_device([np.stack([np.asarray(x) for x in xs]) for xs in zip(*(it[:-1] for it in items),
+                                                                              strict=True)])
+    aux = to_device(jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *(it.aux for it in items)))
     return Data(*fields, aux=aux)
 
 

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._jax import to_device
 from .ntp import NTPProblem
 from .objectives import Cotangent, Forward
 from .problem import AttentionProblem
@@ -85,9 +86,8 @@ class NextToken:
             raise ValueError(f"C: expected a (K', {problem.d}) classifier, got shape {C.shape}")
         if self.classifier == "fixed" and problem.next.max() >= C.shape[0]:
             raise ValueError(f"C: has {C.shape[0]} rows but a label is {int(problem.next.max())}")
-        return NTPData(X=jnp.asarray(problem.X), z=jnp.asarray(problem.queries), mask=jnp.asarray(problem.mask),
-                       label=jnp.asarray(problem.tokens == problem.next[:, None]), y=jnp.asarray(problem.next),
-                       C=jnp.asarray(C))
+        return NTPData(*to_device((problem.X, problem.queries, problem.mask, problem.tokens == problem.next[:, None],
+                                   problem.next, C)))
 
     def loss_and_grad(self, a: jax.Array, data: NTPData) -> tuple[jax.Array, jax.Array, jax.Array]:
         """(L, g̃, m) with L the mean loss and ∂L/∂a = exp(m)·g̃ (n, T), zero on padding."""

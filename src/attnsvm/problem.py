@@ -492,10 +492,44 @@ GENERATORS = {
 }
 
 
+def check_generator_args(name: str, kwargs: dict) -> None:
+    """ValueError naming the argument when one is unknown or of the wrong type for generator ``name``: an
+    integer argument takes an integer (not true/false, not 1.5, not "6"), a real one a finite real number,
+    a boolean one true/false, a text one a string."""
+    import inspect
+
+    fn = GENERATORS[name]
+    params = inspect.signature(fn).parameters
+    for key, val in kwargs.items():
+        if key not in params:
+            raise ValueError(f"{key}: generator {name!r} has no such argument; it takes "
+                             f"{', '.join(params) or 'none'}")
+        default = params[key].default
+        shown = str(val).lower() if isinstance(val, bool) else repr(val)
+        if isinstance(default, bool):
+            ok = isinstance(val, (bool, np.bool_))
+            want = "true or false"
+        elif isinstance(default, (int, np.integer)):
+            ok = isinstance(val, (int, np.integer)) and not isinstance(val, (bool, np.bool_))
+            want = "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(val, (int, float, np.integer, np.floating)) and not isinstance(val, (bool, np.bool_)) \
+                and bool(np.isfinite(val))
+            want = "a finite number"
+        elif isinstance(default, str):
+            ok, want = isinstance(val, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{key}: generator {name!r} expects {want} (default {default!r}), got {shown}")
+
+
 def generate(name: str, **kwargs) -> AttentionProblem:
-    """Build a problem by generator name (``GENERATORS``) with keyword arguments."""
+    """Build a problem by generator name (``GENERATORS``) with keyword arguments (types checked by
+    :func:`check_generator_args`)."""
     if name not in GENERATORS:
         raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got {name!r}")
+    check_generator_args(name, kwargs)
     try:
         return GENERATORS[name](**kwargs)
     except TypeError as exc:

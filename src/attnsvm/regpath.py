@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._jax import to_device
 from .dynamics import SCALAR_METRICS, Batch, record
 from .logspace import log_signed_diff, masked_lse
 from .models import (
@@ -55,6 +56,7 @@ from .models import (
     logits,
     stable_grad,
 )
+from .programs import compile_program
 from .training.methods import RegularizationPath
 from .training.run import TIME_AXES, Run
 
@@ -282,11 +284,12 @@ def run_path(model: Model, settings: RegularizationPath, batch: Batch, params0: 
               for b in model.attention_blocks}
 
     t0 = time.perf_counter()
-    args = ({k: jnp.asarray(params0[k]) for k in model.attention_blocks}, data, jnp.asarray(rhos),
-            jnp.asarray(alpha_arr), jnp.asarray(refs), {k: jnp.asarray(v) for k, v in starts.items()})
+    p0, rh, al, rf, st = to_device(({k: params0[k] for k in model.attention_blocks}, rhos, alpha_arr, refs,
+                                    dict(starts)))
+    args = (p0, data, rh, al, rf, st)
     kw = dict(model=model, tol=settings.tol, max_iter=settings.max_iter, batch_data=batch_data,
               restarts=settings.restarts)
-    compiled = _path.lower(*args, **kw).compile()
+    compiled = compile_program(_path, args, kw)
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     recs = jax.tree.map(np.asarray, jax.block_until_ready(compiled(*args)))

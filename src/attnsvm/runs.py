@@ -312,9 +312,16 @@ def prepare_out(out: Path, config_text: str, overwrite: bool = False) -> str:
     return "--overwrite: the run of another config in --out was replaced"
 
 
+def run_bytes(trials: int, records: int, params: int, problem_floats: int, problems: int, per_record: int) -> float:
+    """The one memory estimate of a run (``train`` and ``reproduce``), in float64 bytes: ``problems`` problems
+    of ``problem_floats`` numbers, and per trial the parameters with optimizer state (4 copies of ``params``)
+    and ``records`` records of ``per_record`` numbers."""
+    return 8.0 * (problems * problem_floats + trials * (4 * params + records * per_record))
+
+
 def estimate_bytes(cfg: TrainConfig, problem: AttentionProblem, model: Model) -> float:
-    """Rough float64 bytes of a run: the problems, the parameters with optimizer state, and the records
-    (metrics, selections, and the parameter path when kept)."""
+    """Rough float64 bytes of a run (:func:`run_bytes`): the problems, the parameters with optimizer state,
+    and the records (metrics, selections, and the parameter path when kept)."""
     method = method_of(cfg.optimizer)
     kind = getattr(method, "kind", "descent")
     if kind == "descent":
@@ -328,7 +335,7 @@ def estimate_bytes(cfg: TrainConfig, problem: AttentionProblem, model: Model) ->
     per_problem = problem.X.size + problem.n * (problem.d + problem.T + 2) + problem.d * problem.d
     problems = cfg.run.trials if cfg.problem.varies_by_trial else 1
     per_record = 32 + problem.n + (params if cfg.run.keep_path else 0) + problem.d * problem.d
-    return 8.0 * (problems * per_problem + cfg.run.trials * (4 * params + records * per_record))
+    return run_bytes(cfg.run.trials, records, params, per_problem, problems, per_record)
 
 
 def train_from_config(cfg: TrainConfig, out: Path, progress: bool | Callable = False,

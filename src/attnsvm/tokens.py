@@ -406,6 +406,111 @@ def _pdas(K: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray]:
     return lam, ok
 
 
+class _EuclideanDFS:
+    """Depth-first search over the samples for a coupled Euclidean norm (ℓ2 of the prompt p, shared by all
+    samples), deciding each full selection exactly by one least-distance solve.
+
+    For a selection α let L be the rows ⟨A_it, θ⟩ ≥ 1 of the tokens strictly worse than α_i and H the others
+    (:class:`_ReducedTest`): α is locally optimal iff θ_L, the min-norm point of the L rows, meets every H
+    row with ⟨A_it, θ_L⟩ − 1 > tol. θ_L is computed by the exact Lawson–Hanson least-distance solver
+    (NNLS). The search shares work along the tree:
+
+    * a prefix (α_0 … α_k) whose rows (all of them, L and H) are infeasible has no feasible completion and
+      is cut; feasibility is shown by a witness θ from earlier solves when one satisfies every row strictly
+      (Aθ > 0, then a multiple meets Aθ ≥ 1), else by one solve; infeasibility only by a verified Farkas
+      certificate (an undecided prefix is kept);
+    * at the last sample the L rows of the prefix are common to the T children: their min-norm point q is
+      computed once, and when q already meets the child's own L rows it is the child's θ_L (min-norm over a
+      larger set, inside the smaller one), with no solve.
+
+    Children whose H margin is within 1e−7 of tol, or whose L rows look infeasible without a verified
+    certificate, are left undecided (the caller solves them in full).
+    """
+
+    def __init__(self, problem: AttentionProblem, norm: str, tol: float, cands: list[np.ndarray]) -> None:
+        from .svm._ldp import least_distance
+
+        self._ldp = least_distance
+        self.n, self.tol, self.cands = problem.n, tol, cands
+        rows = _sample_rows(problem, norm, cands)
+        scale = pow2_scale(np.vstack(list(rows.values()))) if rows else 1.0
+        g = problem.scores()
+        tie = TIE_TOL * (1.0 + np.max(np.where(problem.mask, np.abs(g), 0.0), axis=1))
+        self.rows, self.split = {}, {}
+        for (i, a), R in rows.items():
+            toks = [t for t in np.flatnonzero(problem.mask[i]) if t != a]
+            R = R / scale  # unit scale: margins are unchanged, θ scales by the factor
+            Lm = np.array([g[i, a] - g[i, t] > tie[i] for t in toks], dtype=bool)
+            self.rows[(i, a)], self.split[(i, a)] = R, (R[Lm], R[~Lm])  # (L rows, H rows)
+        self.dim = next(iter(self.rows.values())).shape[1] if self.rows else 0
+        self.pool = np.zeros((0, self.dim))  # witnesses of feasibility (recent solutions)
+        self.below = [int(np.prod([c.size for c in cands[k + 1:]], dtype=object)) for k in range(self.n)]
+
+    def _feasible(self, A: np.ndarray) -> bool:
+        from .svm._ldp import is_farkas
+
+        if self.pool.shape[0] and np.any(np.all(A @ self.pool.T > 0.0, axis=0)):
+            return True
+        c = np.ones(A.shape[0])
+        r = self._ldp(A, c)
+        if r.status == OPTIMAL:
+            self.pool = np.vstack([r.theta[None], self.pool[:255]])
+            return True
+        if r.farkas is not None and is_farkas(A, c, r.farkas):
+            return False
+        return rows_feasible(A, c) is not False  # verified certificate, else kept (never cut wrongly)
+
+    def _verdict(self, h: float) -> int:
+        """From h = min over the H rows of ⟨A, θ_L⟩ − 1: 1 locally optimal, 0 not, −1 within rounding of tol."""
+        gap = 1e-7 * (1.0 + abs(h))
+        return 1 if h > self.tol + gap else 0 if h < self.tol - gap else -1
+
+    def _solve_leaf(self, L: np.ndarray, H1: np.ndarray, H2: np.ndarray) -> int:
+        """The verdict of a child whose θ_L needs its own solve (rows L; H rows H1 ∪ H2)."""
+        from .svm._ldp import is_farkas
+
+        c = np.ones(L.shape[0])
+        r = self._ldp(L, c)
+        if r.status != OPTIMAL:
+            return 0 if r.farkas is not None and is_farkas(L, c, r.farkas) else -1
+        h = min(float(np.min(H1 @ r.theta, initial=np.inf)), float(np.min(H2 @ r.theta, initial=np.inf)))
+        return self._verdict(h - 1.0)
+
+    def run(self, on_leaves: Callable[[list[tuple[int, ...]], list[int], int], None]) -> None:
+        """Walk the tree; ``on_leaves(selections, verdicts, skipped)`` per last-level node (skipped: the
+        selections of cut subtrees since the previous call)."""
+        n, empty = self.n, np.zeros((0, self.dim))
+        stack: list[tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray]] = [((), empty, empty, empty)]
+        cut = 0
+        while stack:
+            prefix, A, AL, AH = stack.pop()
+            k = len(prefix)
+            if k == n - 1:
+                q = self._ldp(AL, np.ones(AL.shape[0]))
+                hq = float(np.min(AH @ q.theta, initial=np.inf)) if q.status == OPTIMAL else np.nan
+                sels, verdicts = [], []
+                for t in self.cands[k]:
+                    L, H = self.split[(k, int(t))]
+                    if q.status == OPTIMAL and (L.shape[0] == 0 or np.min(L @ q.theta) >= 1.0 - 1e-12):
+                        v = self._verdict(min(hq, float(np.min(H @ q.theta, initial=np.inf))) - 1.0)
+                    else:
+                        v = self._solve_leaf(np.vstack([AL, L]), AH, H)
+                    sels.append(prefix + (int(t),))
+                    verdicts.append(v)
+                on_leaves(sels, verdicts, cut)
+                cut = 0
+                continue
+            for t in self.cands[k][::-1]:
+                R, (L, H) = self.rows[(k, int(t))], self.split[(k, int(t))]
+                A2 = np.vstack([A, R])
+                if k == 0 or self._feasible(A2):
+                    stack.append((prefix + (int(t),), A2, np.vstack([AL, L]), np.vstack([AH, H])))
+                else:
+                    cut += self.below[k]
+        if cut:
+            on_leaves([], [], cut)
+
+
 def search_locally_optimal(problem: AttentionProblem, norm: str | None = None, tol: float = SUPPORT_TOL,
                            max_selections: int | None = None, progress: Callable[[int, int], None] | None = None
                            ) -> tuple[list[LocalSelection], SearchStats]:
@@ -413,10 +518,11 @@ def search_locally_optimal(problem: AttentionProblem, norm: str | None = None, t
 
     Streams the candidate selections (the product of the per-sample candidate tokens, :func:`candidate_tokens`)
     in chunks of bounded size; when feasibility couples the samples, a depth-first search drops every
-    extension of an infeasible prefix. Each selection is decided exactly: by the reduced test of
-    :class:`_ReducedTest` for fro / l2 (undecided ones by a full solve), by a full Att-SVM solve for the other
-    norms. Every reported selection is certified by its own Att-SVM (status OPTIMAL, no support token with a
-    score as high as the selected one). ``progress(done, total)`` is called after every chunk.
+    extension of an infeasible prefix. Each selection is decided exactly: by the batched reduced test of
+    :class:`_ReducedTest` for fro, by the depth-first search of :class:`_EuclideanDFS` (one least-distance
+    solve per leaf, shared along the tree) for l2 — undecided ones by a full solve —, and by a full Att-SVM
+    solve for the other norms. Every reported selection is certified by its own Att-SVM (status OPTIMAL, no
+    support token with a score as high as the selected one). ``progress(done, total)`` is called after every chunk.
     Raises ValueError, before allocating anything large, when more than ``max_selections`` candidates remain.
     """
     import time
@@ -432,11 +538,16 @@ def search_locally_optimal(problem: AttentionProblem, norm: str | None = None, t
         raise ValueError(f"max_selections: {estimate_search(problem, norm)}; above max_selections = "
                          f"{max_selections}. Raise max_selections or test selections with is_locally_optimal")
     stats = {"pruned": 0, "screened": 0, "solved": 0, "done": 0}
-    fast = norm in ("fro", "l2")
+    top = problem.optimal_tokens()
+    if norm == "l2" and total:
+        found = _search_l2(problem, tol, cands, total, stats, progress)
+        st = SearchStats(tuple(c.size for c in cands), total, stats["pruned"], stats["screened"], stats["solved"],
+                         time.perf_counter() - t0)
+        return sorted(found, key=lambda s: s.value), st
+    fast = norm == "fro"
     test = _ReducedTest(problem, norm, tol) if fast and total else None
     chunk = _chunk_size(problem) if fast else 256
     found: list[LocalSelection] = []
-    top = problem.optimal_tokens()
     for sels in _selection_chunks(problem, norm, cands, chunk, stats):
         if test is not None:
             verdict = test.decide(sels)
@@ -458,6 +569,37 @@ def search_locally_optimal(problem: AttentionProblem, norm: str | None = None, t
     st = SearchStats(tuple(c.size for c in cands), total, stats["pruned"], stats["screened"], stats["solved"],
                      time.perf_counter() - t0)
     return sorted(found, key=lambda s: s.value), st
+
+
+def _search_l2(problem: AttentionProblem, tol: float, cands: list[np.ndarray], total: int, stats: dict,
+               progress: Callable[[int, int], None] | None) -> list[LocalSelection]:
+    """The ℓ2 search of :func:`search_locally_optimal` (:class:`_EuclideanDFS`): every selection the DFS finds
+    locally optimal, or cannot decide, is solved in full and kept only when its own Att-SVM certifies it."""
+    top = problem.optimal_tokens()
+    found: list[LocalSelection] = []
+    last = [0]
+
+    def on_leaves(sels, verdicts, cut):
+        stats["pruned"] += cut
+        stats["done"] += cut + len(sels)
+        for sel, v in zip(sels, verdicts, strict=True):
+            if v >= 0:
+                stats["screened"] += 1
+            if v == 0:
+                continue
+            stats["solved"] += 1
+            lo = is_locally_optimal(problem, list(sel), "l2", tol)
+            if lo.locally_optimal:
+                a = np.asarray(sel, dtype=np.int64)
+                found.append(LocalSelection(a, lo.value, lo.margin, bool(np.all(top.tied[np.arange(problem.n), a]))))
+        if progress is not None and (stats["done"] - last[0] >= 4096 or stats["done"] == total):
+            last[0] = stats["done"]
+            progress(stats["done"], total)
+
+    _EuclideanDFS(problem, "l2", tol, cands).run(on_leaves)
+    if progress is not None and last[0] < total:
+        progress(total, total)
+    return found
 
 
 def enumerate_locally_optimal(problem: AttentionProblem, norm: str | None = None,

@@ -3,6 +3,12 @@
 Usage: ``python tests/golden/compare_golden.py RUN [--rtol 1e-9]``: prints every array that differs by
 more than ``rtol`` relative (|a − b| ≤ rtol·max(|a|, |b|), elementwise; NaN equal to NaN), every claim row
 whose numbers differ, and exits 1 if any differs. Timing numbers ("seconds", "s on") are skipped.
+
+A difference is accepted only when it is *explained*: :data:`EXPLAINED` names, per group of arrays, the
+change that moved them, a bound that the difference must still meet (so the comparison can still fail
+there), and how the explanation was checked. Explained differences are printed apart. Outputs added to an
+experiment after the golden run (new arrays, new claim rows) are not differences; a golden array or claim
+row that is missing is.
 """
 
 from __future__ import annotations
@@ -20,55 +26,146 @@ from make_golden import collect  # noqa: E402
 #: arrays/columns that hold wall-clock or CPU times, not results
 TIMING = re.compile(r"(seconds|_s$|time_s|wall|cpu)", re.IGNORECASE)
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+#: references to the outside specification were replaced by documentation paths (90f91ff): not a number
+REFERENCE = re.compile(r"\s*\((?:SPEC[^)]*|docs/[^)]*)\)")
+
+_UNIT_SCALE = ("the Att-SVM solvers work on data rescaled to unit scale by a power of two since 4b2efce "
+               "(issue 9 item 1); checked: p3-rank at 4b2efce^ equals the golden file in every array, and "
+               "every difference listed here is already present at 4b2efce")
+
+#: (key pattern, bound kind, bound, why). kind "abs": |a − b| ≤ bound; "scale": |a − b| ≤ bound·max|golden|;
+#: "rows": the golden rows are a contiguous block of the run's rows (other rows were added), equal to rtol.
+EXPLAINED: list[tuple[re.Pattern, str, float, str]] = [
+    (re.compile(r"^p3-(rank|local)/.*gap_(fro|nuc|nuclear)$"), "abs", 1e-6,
+     "certificate duality gaps, residuals at the solvers' accuracy (exact solvers ~1e-13, SCS ~1e-7); "
+     + _UNIT_SCALE),
+    (re.compile(r"(corr_nuc|ray_cos_nuc|corr_nuc_final_std)$|^p3-local/curves/|^p3-paths/W_mm_star$"
+                r"|^p2-full/(runs/)?gap_(nuc_path|refs)$"), "scale", 1e-7,
+     "functions of the nuclear Att-SVM solution (SCS, certified to ~1e-7), which moved at the 1e-8 level; "
+     + _UNIT_SCALE),
+    (re.compile(r"^p1-(joint|loss)/"), "scale", 1e-14,
+     "entries that are 0 in exact arithmetic, now ±5e-16 instead of ±2e-16 (SVM solver rounding); "
+     + _UNIT_SCALE),
+    (re.compile(r"^p2-(diag|full)/(runs/)?(drift|drift_path|max_drift)$"), "abs", 1e-15,
+     "conservation drift of k² − q² along a flow, itself accumulated rounding (~1e-9): changed by ≤ 3e-16 "
+     "after 4b2efce (flows through attnsvm.train); rounding, not attributed to one commit"),
+    (re.compile(r"^p2-diag/(runs/)?still_moving$"), "scale", 1e-12,
+     "rounding (≤ 5e-14 of 0.69) after 4b2efce, as the drift above"),
+    (re.compile(r"^p3-multitoken/multitoken/"), "rows", 0.0,
+     "rows per (d, variant): the notebook-arithmetic variant was added beside the exact one (a808322); the "
+     "exact variant's rows equal the golden rows"),
+]
+
+#: claims of these experiments were rewritten after the golden run; their numbers are compared as arrays
+EXPLAINED_CLAIMS = {
+    "p3-multitoken": "claims rewritten per variant (a808322); the exact variant's numbers equal the golden "
+                     "arrays (see above)",
+}
+#: claim rows (by title) whose numbers are explained differences of the arrays above
+EXPLAINED_CLAIM_ROWS = {
+    ("p3-rank", "nuclear solutions certified"): "the max duality gap of SCS solutions (first rule above)",
+}
+
+
+def _explanation(key: str, a: np.ndarray, b: np.ndarray, rtol: float) -> str | None:
+    for pattern, kind, bound, why in EXPLAINED:
+        if not pattern.search(key):
+            continue
+        if kind == "rows":
+            n = len(b)
+            ok = a.ndim == b.ndim == 1 and any(_worst(a[o:o + n], b) <= rtol for o in range(len(a) - n + 1))
+        elif a.shape != b.shape:
+            ok = False
+        else:
+            nan = np.isnan(a) & np.isnan(b)
+            if np.any(np.isnan(a) != np.isnan(b)):
+                return None
+            diff = float(np.max(np.where(nan, 0.0, np.abs(a - b)))) if a.size else 0.0
+            scale = float(np.nanmax(np.abs(b))) if b.size and np.any(~np.isnan(b)) else 0.0
+            ok = diff <= (bound if kind == "abs" else bound * scale)
+        return why if ok else None
+    return None
+
+
+def _worst(a: np.ndarray, b: np.ndarray) -> float:
+    """max elementwise |a − b| / max(|a|, |b|) (NaN equal to NaN)."""
+    same_nan = np.isnan(a) & np.isnan(b)
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same_nan | (a == b), 0.0, np.abs(a - b))
+        scale = np.maximum(np.abs(a), np.abs(b))
+        rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, 1.0))
+    return float(np.nanmax(np.where(np.isnan(rel), np.inf, rel))) if rel.size else 0.0
+
+
+def _title(row: str) -> str:
+    cells = row.split("|")
+    return cells[1].strip() if len(cells) > 2 else row
+
+
+def _numbers_equal(r: str, g: str, rtol: float) -> bool:
+    r, g = REFERENCE.sub("", r), REFERENCE.sub("", g)
+    nr, ng = NUMBER.findall(r), NUMBER.findall(g)
+    return NUMBER.sub("#", r) == NUMBER.sub("#", g) and len(nr) == len(ng) and all(
+        abs(float(x) - float(y)) <= rtol * max(abs(float(x)), abs(float(y))) for x, y in zip(nr, ng, strict=True))
 
 
 def _timing_row(row: str) -> bool:
     return bool(re.search(r"\bs\b|seconds|minutes|time", row))
 
 
-def compare(run: Path, rtol: float = 1e-9) -> list[str]:
+def differences(run: Path, rtol: float = 1e-9) -> tuple[list[str], list[str]]:
+    """(unexplained differences, explained differences with their reason)."""
     here = Path(__file__).parent
     arrays, claims = collect(run)
     gold = dict(np.load(here / "reproduce_quick.npz"))
     gold_claims = json.loads((here / "reproduce_quick_claims.json").read_text())
     out: list[str] = []
-    gold_exps = {k.split("/")[0] for k in gold} | set(gold_claims)
-    for k in sorted(set(gold) | set(arrays)):
-        if TIMING.search(k.split("/")[-1]) or k.split("/")[0] not in gold_exps:
-            continue  # timings, and experiments added after the golden run
-        if k not in arrays or k not in gold:
-            out.append(f"{k}: {'missing in run' if k not in arrays else 'not in golden'}")
+    explained: list[str] = []
+    for k in sorted(gold):
+        if TIMING.search(k.split("/")[-1]):
+            continue
+        if k not in arrays:
+            out.append(f"{k}: missing in run")
             continue
         a, b = np.asarray(arrays[k], float), np.asarray(gold[k], float)
-        if a.shape != b.shape:
-            out.append(f"{k}: shape {a.shape} vs golden {b.shape}")
+        worst = _worst(a, b) if a.shape == b.shape else np.inf
+        if worst <= rtol:
             continue
-        same_nan = np.isnan(a) & np.isnan(b)
-        with np.errstate(invalid="ignore"):
-            diff = np.where(same_nan | (a == b), 0.0, np.abs(a - b))
-            scale = np.maximum(np.abs(a), np.abs(b))
-            rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, 1.0))
-        worst = float(np.nanmax(np.where(np.isnan(rel), np.inf, rel))) if rel.size else 0.0
-        if worst > rtol:
-            out.append(f"{k}: max relative difference {worst:.3e}")
+        what = f"shape {a.shape} vs golden {b.shape}" if a.shape != b.shape else \
+            f"max relative difference {worst:.3e} (max |difference| {float(np.nanmax(np.abs(a - b))):.2e})"
+        why = _explanation(k, a, b, rtol)
+        (explained if why else out).append(f"{k}: {what}" + (f" — explained: {why}" if why else ""))
     for exp in sorted(gold_claims):
-        rows, grows = claims.get(exp, []), gold_claims.get(exp, [])
-        if len(rows) != len(grows):
-            out.append(f"{exp} claims: {len(rows)} rows vs golden {len(grows)}")
+        if exp in EXPLAINED_CLAIMS:
+            explained.append(f"{exp} claims not compared — explained: {EXPLAINED_CLAIMS[exp]}")
             continue
-        for r, g in zip(rows, grows, strict=True):
-            if r == g or _timing_row(g):
+        rows = list(claims.get(exp, []))
+        for g in gold_claims[exp]:
+            if _timing_row(g):
                 continue
-            nr, ng = NUMBER.findall(r), NUMBER.findall(g)
-            if NUMBER.sub("#", r) != NUMBER.sub("#", g) or len(nr) != len(ng) or any(
-                    abs(float(x) - float(y)) > rtol * max(abs(float(x)), abs(float(y)))
-                    for x, y in zip(nr, ng, strict=True)):
-                out.append(f"{exp} claim differs:\n    run:    {r}\n    golden: {g}")
-    return out
+            same = [r for r in rows if _title(r) == _title(g)]
+            if not same:
+                out.append(f"{exp} claim missing: {g}")
+                continue
+            r = same[0]
+            rows.remove(r)
+            if r == g or _numbers_equal(r, g, rtol):
+                continue
+            why = EXPLAINED_CLAIM_ROWS.get((exp, _title(g)))
+            text = f"{exp} claim differs:\n    run:    {r}\n    golden: {g}"
+            (explained if why else out).append(text + (f"\n    explained: {why}" if why else ""))
+    return out, explained
+
+
+def compare(run: Path, rtol: float = 1e-9) -> list[str]:
+    """The unexplained differences (empty: every golden number is reproduced or explained)."""
+    return differences(run, rtol)[0]
 
 
 if __name__ == "__main__":
     rtol = float(sys.argv[sys.argv.index("--rtol") + 1]) if "--rtol" in sys.argv else 1e-9
-    diffs = compare(Path(sys.argv[1]), rtol)
-    print("\n".join(diffs) if diffs else f"all numbers equal the golden ones to {rtol:g} relative")
+    diffs, explained = differences(Path(sys.argv[1]), rtol)
+    if explained:
+        print(f"{len(explained)} explained difference(s):\n" + "\n".join(explained) + "\n")
+    print("\n".join(diffs) if diffs else f"all other numbers equal the golden ones to {rtol:g} relative")
     sys.exit(1 if diffs else 0)

@@ -2,8 +2,10 @@
 configurable, resumable reproduction.
 
 Each experiment is registered with its id (the experiment's name in lower case), its paper, a one-line title, a config
-class whose defaults are the paper's settings (also stored as ``attnsvm/configs/<id>.toml`` for users to
-copy and edit), the overrides ``--quick`` applies, and its ``run(cfg, ctx) -> Outcome`` function.
+class (the settings' types and validation, no values), the overrides ``--quick`` applies, and its
+``run(cfg, ctx) -> Outcome`` function. The paper's settings are written once, each with a comment saying
+where it comes from, in ``attnsvm/configs/<id>.toml`` (for users to copy and edit): :meth:`Experiment.default_config`
+reads it, and a user's ``--config`` file overrides some of its keys.
 """
 
 from __future__ import annotations
@@ -32,26 +34,42 @@ class Experiment:
     quick: dict[str, Any] = field(default_factory=dict)
 
     def default_config(self) -> ExperimentConfig:
-        """The paper's settings, from the packaged TOML file (kept equal to the class defaults by a test)."""
+        """The paper's settings: the packaged TOML file ``attnsvm/configs/<id>.toml``, validated (the one place
+        where an experiment's settings are written)."""
         text = resources.files("attnsvm.configs").joinpath(f"{self.id}.toml").read_text()
         return self.config_cls.model_validate(tomllib.loads(text))
 
     def configure(self, overrides: dict[str, Any] | None = None, quick: bool = False) -> ExperimentConfig:
         """Defaults ← ``overrides`` (a user's TOML) ← the quick settings; errors name the key."""
         data = self.default_config().model_dump()
-        for source in ((overrides or {}), (self.quick if quick else {})):
+        # the user's keys are checked before the quick settings replace some of them (a bad value is an
+        # error even where --quick would override it)
+        stages = [(overrides or {})] + ([self.quick] if quick else [])
+        for source in stages:
             data.update(source)
-        try:
-            return self.config_cls.model_validate(data)
-        except ValidationError as exc:
-            from ..rundir import did_you_mean
+            try:
+                cfg = self.config_cls.model_validate(data)
+            except ValidationError as exc:
+                raise ValueError(f"{self.id} config: {self._messages(exc)}") from None
+        return cfg
 
-            fields = list(self.config_cls.model_fields)
-            msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: "
-                             + (f"unknown key{did_you_mean(e['loc'][-1], fields)}" if e["type"] == "extra_forbidden"
-                                else e["msg"])
-                             for e in exc.errors())
-            raise ValueError(f"{self.id} config: {msgs}") from None
+    def _messages(self, exc: ValidationError) -> str:
+        """One line naming every bad key: 'key: what is wrong'."""
+        from ..rundir import did_you_mean
+
+        fields = list(self.config_cls.model_fields)
+        out = []
+        for e in exc.errors():
+            loc, msg = ".".join(str(x) for x in e["loc"]), e["msg"]
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown key{did_you_mean(e['loc'][-1], fields)}"
+            elif e["type"] == "value_error":  # a validator's "key: what is wrong"
+                msg = msg.removeprefix("Value error, ")
+                key, sep, rest = msg.partition(": ")
+                if sep and key.isidentifier() and not loc:
+                    loc, msg = key, rest
+            out.append(f"{loc}: {msg}" if loc else msg)
+        return "; ".join(out)
 
 
 REGISTRY: dict[str, Experiment] = {}

@@ -31,11 +31,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ..config import _NoBoolNumbers
+
 VERDICTS = ("reproduced", "differs", "new", "corrected")
 
 
-class ExperimentConfig(BaseModel):
-    """Base of every experiment config: unknown keys are errors."""
+class ExperimentConfig(_NoBoolNumbers):
+    """Base of every experiment config: unknown keys are errors, and true/false is not a number."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -241,6 +243,14 @@ class Context:
                 self.computed_chunks.append(name)
             parts.append(part)
             advance(stop - start)
+            if start == 0 and stop < n:
+                # the run estimate checked the settings before the start; the first chunk measures what one
+                # trial of this experiment really keeps, so a long run cannot fill the memory late
+                from ..problem import check_memory
+
+                per = sum(v.nbytes for v in part.values()) / (stop - start)
+                check_memory(per * n, f"{n} trials of {key!r} ({per / 1e3:.3g} kB each, measured on the first "
+                             "chunk)", "lower --trials (or trials in --config)")
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         rows = {k: v.shape[0] for k, v in merged.items()}
         if any(r != n for r in rows.values()) or any(p.keys() != parts[0].keys() for p in parts):

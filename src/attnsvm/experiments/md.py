@@ -31,6 +31,7 @@ from ..svm import (
     build_constraints,
     correlation,
     directional_bregman,
+    logits,
     lp_norm_name,
     norm_value,
     solve_svm,
@@ -78,16 +79,42 @@ def _trained_paths(problems: list[AttentionProblem], optimizer, W0: np.ndarray, 
 
 
 def _selection(problem: AttentionProblem, W: np.ndarray) -> np.ndarray:
-    a = np.einsum("itd,de,ie->it", problem.X, W, problem.queries)
-    return np.argmax(np.where(problem.mask, a, -np.inf), axis=1)
+    """α_i = argmax_t x_itᵀ W z_i (the reached selection)."""
+    return np.argmax(logits(problem, W), axis=-1)
 
 
 def _max_softmax(problem: AttentionProblem, W: np.ndarray) -> np.ndarray:
     """mean_i max_t softmax(a_i) at every record of W (R, d, d)."""
-    a = np.einsum("itd,rde,ie->rit", problem.X, W, problem.queries)
-    a = np.where(problem.mask[None], a, -np.inf)
+    a = logits(problem, W)
     a = a - a.max(axis=2, keepdims=True)
     return (1.0 / np.exp(a).sum(axis=2)).mean(axis=1)
+
+
+def _or_nan(ok: bool, records: int, measure, *args) -> np.ndarray:
+    """``measure(*args)`` (one number per record) where the reference SVM is usable, else R NaNs."""
+    return np.asarray(measure(*args)) if ok else np.full(records, np.nan)
+
+
+class _UnitGaussianTrials(ExperimentConfig):
+    """Trials on unit-Gaussian problems: trial j uses ``unit_gaussian(n, T, d, seed + j)``; W recorded at
+    ``records`` + 1 points; ``chunk`` trials per resumable chunk."""
+
+    n: int
+    T: int
+    d: int
+    trials: int
+    seed: int
+    records: int
+    chunk: int
+
+
+def _problems(cfg: _UnitGaussianTrials, idx: np.ndarray) -> list[AttentionProblem]:
+    return [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + int(j)) for j in idx]
+
+
+def _initial_W(cfg: _UnitGaussianTrials, idx: np.ndarray, stream: int, draw) -> np.ndarray:
+    """W₀ (B, d, d): trial j's from its own generator (seed, j, stream), ``draw(rng, shape)``."""
+    return np.stack([draw(np.random.default_rng([cfg.seed, int(j), stream]), (cfg.d, cfg.d)) for j in idx])
 
 
 def _p_tag(p: float) -> str:
@@ -99,40 +126,28 @@ def _p_tag(p: float) -> str:
 # ============================================================================================================
 
 
-class MDLocalConfig(ExperimentConfig):
+class MDLocalConfig(_UnitGaussianTrials):
     """md-local: normalized ℓp mirror descent on W, n = 6, T = 8, d = 10 unit-Gaussian problems."""
 
-    n: int = 6
-    T: int = 8
-    d: int = 10
-    trials: int = 100
-    seed: int = 1
-    ps: list[float] = [1.75, 2.0, 3.0]
-    steps: list[int] = [1500, 2000, 20000]
-    records: int = 100
-    lr: float = 0.1
-    init_std: float = 1.0
-    eps: float = 0.0
-    single_seed: int = 1
-    chunk: int = 25
+    ps: list[float]
+    steps: list[int]
+    lr: float
+    init_std: float
+    eps: float
+    single_seed: int
 
 
-def _local_problems(cfg: MDLocalConfig, idx: np.ndarray) -> list[AttentionProblem]:
-    return [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + int(j)) for j in idx]
-
-
-def _local_init(cfg: MDLocalConfig, idx: np.ndarray, std: float) -> dict[str, np.ndarray]:
+def _local_init(cfg: MDLocalConfig, idx: np.ndarray, std: float) -> np.ndarray:
     """W₀ = std · N(0, I) entrywise, trial j from its own stream (seed, j, 2)."""
-    return {"W": np.stack([std * np.random.default_rng([cfg.seed, int(j), 2]).standard_normal((cfg.d, cfg.d))
-                           for j in idx])}
+    return _initial_W(cfg, idx, 2, lambda rng, shape: std * rng.standard_normal(shape))
 
 
 def _md_local_trials(cfg: MDLocalConfig, k: int, idx: np.ndarray) -> dict[str, np.ndarray]:
     """Train with p = ps[k] on trials ``idx``; compare with every ℓq-AttSVM (q ∈ ps) at the reached selection."""
     p, steps = cfg.ps[k], cfg.steps[k]
-    problems = _local_problems(cfg, idx)
+    problems = _problems(cfg, idx)
     paths, sels, ok_run, out = _trained_paths(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps),
-                                              _local_init(cfg, idx, cfg.init_std)["W"], steps, cfg.records)
+                                              _local_init(cfg, idx, cfg.init_std), steps, cfg.records)
     for q in cfg.ps:
         for key in ("corr", "breg", "status", "value"):
             out[f"{key}_{_p_tag(q)}"] = []
@@ -141,8 +156,8 @@ def _md_local_trials(cfg: MDLocalConfig, k: int, idx: np.ndarray) -> dict[str, n
             r = solve_svm(pr, sel, lp_norm_name(q))
             tag = _p_tag(q)
             ok = r.status == OPTIMAL and ran
-            out[f"corr_{tag}"].append(correlation(W, r.W) if ok else np.full(W.shape[0], np.nan))
-            out[f"breg_{tag}"].append(directional_bregman(r.W, W, p) if ok else np.full(W.shape[0], np.nan))
+            out[f"corr_{tag}"].append(_or_nan(ok, len(W), correlation, W, r.W))
+            out[f"breg_{tag}"].append(_or_nan(ok, len(W), directional_bregman, r.W, W, p))
             out[f"status_{tag}"].append(ok)
             out[f"value_{tag}"].append(r.value)
     return {k: np.asarray(v) for k, v in out.items()}
@@ -154,8 +169,8 @@ def _md_single(cfg: MDLocalConfig, k: int) -> dict[str, np.ndarray]:
     p, steps = cfg.ps[k], cfg.steps[k]
     B = min(cfg.chunk, cfg.trials)
     idx = np.full(B, cfg.single_seed - cfg.seed)
-    problems = _local_problems(cfg, idx)
-    W = _train_W(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps), _local_init(cfg, idx, 0.0)["W"], steps,
+    problems = _problems(cfg, idx)
+    W = _train_W(problems, MD(lr=cfg.lr, p=p, eps=cfg.eps), _local_init(cfg, idx, 0.0), steps,
                  cfg.records).path[0]
     r = solve_svm(problems[0], _selection(problems[0], W[-1]), lp_norm_name(p))
     return {"path": W, "svm": r.W}
@@ -261,11 +276,11 @@ JOINT_PUBLISHED_ALPHA = {1.75: (1, 0), 2.0: (1, 0), 3.0: (0, 0)}
 class MDJointConfig(ExperimentConfig):
     """md-joint: normalized ℓp-JointGD on (W, v), W₀ = 0, v₀ = 0, each block normalized by its own dual norm."""
 
-    ps: list[float] = [1.75, 2.0, 3.0]
-    steps: list[int] = [1500, 2000, 20000]
-    lr: float = 0.1
-    eps: float = 0.0
-    plotted_steps: int = 100
+    ps: list[float]
+    steps: list[int]
+    lr: float
+    eps: float
+    plotted_steps: int
 
 
 def joint_problem() -> AttentionProblem:
@@ -285,7 +300,7 @@ def _md_joint_run(cfg: MDJointConfig, k: int) -> dict[str, np.ndarray]:
     sel = _selection(pr, W[-1])
     rW = solve_svm(pr, sel, lp_norm_name(p))
     rv = solve_v_svm_lp(pr, sel, p)
-    a = np.einsum("itd,rde,ie->rit", pr.X, W, pr.queries)
+    a = logits(pr, W)
     s = np.exp(a - a.max(axis=2, keepdims=True))
     s /= s.sum(axis=2, keepdims=True)
     top = np.argmax(a, axis=2)  # (R, n)
@@ -293,8 +308,8 @@ def _md_joint_run(cfg: MDJointConfig, k: int) -> dict[str, np.ndarray]:
     logit = pr.Y[None, :] * np.einsum("rid,rd->ri", r_sel, v)
     return {"W": W, "v": v, "selection": sel, "W_svm": rW.W, "v_svm": rv.v, "diverged": np.array(not run.ok[0]),
             "W_svm_ok": np.array(rW.status == OPTIMAL), "v_svm_ok": np.array(rv.status == OPTIMAL),
-            "corr_W": correlation(W, rW.W) if rW.status == OPTIMAL else np.full(len(W), np.nan),
-            "corr_v": correlation(v, rv.v) if rv.status == OPTIMAL else np.full(len(v), np.nan),
+            "corr_W": _or_nan(rW.status == OPTIMAL, len(W), correlation, W, rW.W),
+            "corr_v": _or_nan(rv.status == OPTIMAL, len(v), correlation, v, rv.v),
             "breg_W": directional_bregman(rW.W, W, p), "breg_v": directional_bregman(rv.v, v, p),
             "softmax_prob": s.max(axis=2).mean(axis=1), "logistic_prob": (1 / (1 + np.exp(-logit))).mean(axis=1)}
 
@@ -353,27 +368,20 @@ register(Experiment(
 SIGN_ADAM_NORMS = {"l1": "lp:1", "fro": "fro", "linf": "lp:inf", "nuclear": "nuclear"}
 
 
-class MDSignAdamConfig(ExperimentConfig):
+class MDSignAdamConfig(_UnitGaussianTrials):
     """md-sign-adam: sign-GD, Adam and (control) normalized GD on W, P3-local problems and initialization."""
 
-    n: int = 6
-    T: int = 8
-    d: int = 10
-    trials: int = 100
-    seed: int = 0
-    steps: int = 2000
-    records: int = 50
-    optimizers: list[Literal["ngd", "sign", "adam"]] = ["ngd", "sign", "adam"]
-    lr_ngd: float = 0.1
-    lr_sign: float = 0.01
-    lr_adam: float = 0.01
-    chunk: int = 25
+    steps: int
+    optimizers: list[Literal["ngd", "sign", "adam"]]
+    lr_ngd: float
+    lr_sign: float
+    lr_adam: float
 
 
 def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[str, np.ndarray]:
-    problems = [unit_gaussian(cfg.n, cfg.T, cfg.d, seed=cfg.seed + int(j)) for j in idx]
+    problems = _problems(cfg, idx)
     b = 1.0 / np.sqrt(cfg.d)  # P3-local's initialization: PyTorch nn.Linear default U(−1/√d, 1/√d)
-    W0 = np.stack([np.random.default_rng([cfg.seed, int(j), 1]).uniform(-b, b, (cfg.d, cfg.d)) for j in idx])
+    W0 = _initial_W(cfg, idx, 1, lambda rng, shape: rng.uniform(-b, b, shape))
     spec = {"ngd": NGD(lr=cfg.lr_ngd), "sign": Sign(lr=cfg.lr_sign), "adam": Adam(lr=cfg.lr_adam)}[opt]
     paths, sels, ok_run, out = _trained_paths(problems, spec, W0, cfg.steps, cfg.records)
     for name in SIGN_ADAM_NORMS:
@@ -386,7 +394,7 @@ def _sign_adam_trials(cfg: MDSignAdamConfig, opt: str, idx: np.ndarray) -> dict[
             r = solve_svm(pr, sel, norm)
             ok = r.status == OPTIMAL and ran
             out[f"ok_{name}"].append(ok)
-            out[f"corr_{name}"].append(correlation(W, r.W) if ok else np.full(len(W), np.nan))
+            out[f"corr_{name}"].append(_or_nan(ok, len(W), correlation, W, r.W))
             # fraction of the norm's optimal margin reached by W's direction (1 iff optimal; tie-break free)
             nv = np.array([norm_value(Wr, norm) for Wr in W])
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -32,10 +32,35 @@ from .base import Claim, Context, ExperimentConfig, Outcome, spread
 PAPER = "Li, Huang, Ildiz, Rawat, Oymak 2024 (Mechanics of next token prediction with self-attention)"
 
 
-def _problems(cfg, idx: np.ndarray):
-    """Problem j of the experiment: generate_ntp with the notebook's sizes and seed ``seed + j``."""
-    return [generate_ntp(n=cfg.n, T=cfg.T, K=cfg.K, d=cfg.d, embedding=cfg.embedding, graphs="cyclic",
-                         seed=cfg.seed + int(j)) for j in idx]
+class _NTPConfig(ExperimentConfig):
+    """The settings both next-token experiments share: the problems (problem j = generate_ntp with the
+    notebook's sizes and seed ``seed + j``), NGD's steps, records and step size, the longer horizon, chunking."""
+
+    n: int
+    T: int
+    K: int
+    d: int
+    embedding: Literal["random", "ortho"]
+    trials: int
+    steps: int
+    record_every: int
+    lr: float
+    horizon: int
+    horizon_every: int
+    seed: int
+    chunk: int
+
+
+def _setup(cfg: _NTPConfig, idx: np.ndarray) -> tuple[list, list, list]:
+    """The problems of trials ``idx``, their global graph Att-SVMs (Frobenius) and their finite components."""
+    probs = [generate_ntp(n=cfg.n, T=cfg.T, K=cfg.K, d=cfg.d, embedding=cfg.embedding, graphs="cyclic",
+                          seed=cfg.seed + int(j)) for j in idx]
+    return probs, [solve_graph_svm(p, "fro") for p in probs], [finite_component(p) for p in probs]
+
+
+def _numeric(res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The chunk arrays saved in results.npz: all but the solver statuses (strings, reported in the claims)."""
+    return {k: v for k, v in res.items() if v.dtype.kind != "U"}
 
 
 def _first_at_least(steps: np.ndarray, y: np.ndarray, level: float) -> float:
@@ -52,33 +77,18 @@ def _first_at_least(steps: np.ndarray, y: np.ndarray, level: float) -> float:
 # ============================================================================================================
 
 
-class NTPGlobalConfig(ExperimentConfig):
-    n: int = 6
-    T: int = 4
-    K: int = 6
-    d: int = 8
-    embedding: Literal["random", "ortho"] = "random"
-    trials: int = 10
-    steps: int = 4000
-    record_every: int = 10
-    lr: float = 0.01
-    eps: float = 0.0
-    seed: int = 0
-    horizon: int = 200_000
-    horizon_every: int = 1000
-    gd_lr: float = 1.0
-    gd_steps: int = 20_000
-    gd_every: int = 100
-    factored: bool = True
-    chunk: int = 10
+class NTPGlobalConfig(_NTPConfig):
+    eps: float
+    gd_lr: float
+    gd_steps: int
+    gd_every: int
+    factored: bool
 
 
 def run_ntp_global(cfg: NTPGlobalConfig, ctx: Context) -> Outcome:
     def chunk(idx: np.ndarray) -> dict[str, np.ndarray]:
-        probs = _problems(cfg, idx)
-        svm = [solve_graph_svm(p, "fro") for p in probs]
+        probs, svm, fin = _setup(cfg, idx)
         nuc = [solve_graph_svm(p, "nuclear") for p in probs] if cfg.factored else []
-        fin = [finite_component(p) for p in probs]
         out: dict[str, list] = {}
 
         def add(prefix: str, run) -> None:
@@ -189,8 +199,7 @@ def run_ntp_global(cfg: NTPGlobalConfig, ctx: Context) -> Outcome:
         "fin_distance_ngd": res["fin_distance"][:, -1], "fin_distance_gd": res["gd_fin_distance"][:, -1],
         "top_mass": res["top_mass"][:, -1], "R": res["R"][:, -1], "svm_value": res["svm_value"],
         "n_equalities": res["n_equalities"], "fin_norm": res["fin_norm"], "diverged": ~ok})
-    arrays = {"steps": steps, "horizon_steps": h_steps, "gd_steps": gd_steps,
-              **{k: v for k, v in res.items() if v.dtype.kind != "U"}}
+    arrays = {"steps": steps, "horizon_steps": h_steps, "gd_steps": gd_steps, **_numeric(res)}
     notes = [f"{n_div} trial(s) diverged and are left out of every statistic"] if n_div else []
     return Outcome(claims=claims, tables={"ntp_global": table}, arrays=arrays, notes=notes)
 
@@ -207,25 +216,12 @@ register(Experiment(
 # ============================================================================================================
 
 
-class NTPLocalConfig(ExperimentConfig):
-    n: int = 6
-    T: int = 4
-    K: int = 6
-    d: int = 8
-    embedding: Literal["random", "ortho"] = "random"
-    trials: int = 10
-    steps: int = 2000
-    record_every: int = 10
-    lr: float = 0.1
-    loss: Literal["squared", "log"] = "squared"
-    cross_entropy: bool = True
-    naive: bool = True
-    horizon: int = 10_000
-    horizon_every: int = 100
-    hi: float = 1e-2
-    lo: float = 9e-3
-    seed: int = 0
-    chunk: int = 10
+class NTPLocalConfig(_NTPConfig):
+    loss: Literal["squared", "log"]
+    cross_entropy: bool
+    naive: bool
+    hi: float
+    lo: float
 
 
 def run_ntp_local(cfg: NTPLocalConfig, ctx: Context) -> Outcome:
@@ -243,9 +239,7 @@ def run_ntp_local(cfg: NTPLocalConfig, ctx: Context) -> Outcome:
     names = list(families)
 
     def chunk(idx: np.ndarray) -> dict[str, np.ndarray]:
-        probs = _problems(cfg, idx)
-        glob = [solve_graph_svm(p, "fro") for p in probs]
-        fin = [finite_component(p) for p in probs]
+        probs, glob, fin = _setup(cfg, idx)
         out: dict[str, list] = {}
         local: dict[str, list] = {}
         for k, (ob, steps, every, ref) in enumerate(families.values()):
@@ -313,7 +307,7 @@ def run_ntp_local(cfg: NTPLocalConfig, ctx: Context) -> Outcome:
     table = pd.DataFrame({"problem": np.arange(cfg.trials), "corr_local": loc_end, "corr_global": glob_end,
                           "selected_tokens": res["f0_selected"], "local_equalities": res["f0_local_equalities"],
                           "label_selected": res["f0_label_selected"]})
-    arrays = {k: v for k, v in res.items() if v.dtype.kind != "U"}
+    arrays = _numeric(res)
     arrays.update({f"steps_{k}": d["steps"] for k, d in enumerate(fam_data.values())})
     return Outcome(claims=claims, tables={"ntp_local": table}, arrays=arrays, notes=notes)
 

@@ -147,15 +147,15 @@ def _steps_ok(steps: int, every: int, name: str = "steps") -> None:
 class P1SingleConfig(ExperimentConfig):
     """P1's single-input figure: one input, T = 3, six initializations p₀ = (0, c, 0), NGD η = 0.1, 1000 steps."""
 
-    steps: int = Field(1000, ge=1)
-    lr: float = Field(0.1, gt=0)
-    inits: tuple[float, ...] = (1.0, 0.5, 0.0, -0.5, -1.0, -1.5)
-    cases: tuple[Literal["global", "local"], ...] = ("global", "local")
-    loss: Literal["logistic", "exponential", "correlation"] = "logistic"
-    plotted_step: int = Field(200, ge=1)
-    record_every: int = Field(10, ge=1)
-    tol: float = Field(1e-2, gt=0)
-    float32_check: bool = True
+    steps: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    inits: tuple[float, ...]
+    cases: tuple[Literal["global", "local"], ...]
+    loss: Literal["logistic", "exponential", "correlation"]
+    plotted_step: int = Field(ge=1)
+    record_every: int = Field(ge=1)
+    tol: float = Field(gt=0)
+    float32_check: bool
 
     @model_validator(mode="after")
     def _check(self) -> P1SingleConfig:
@@ -305,22 +305,22 @@ def run_p1_single(cfg: P1SingleConfig, ctx: Context) -> Outcome:
 class P1MultiConfig(ExperimentConfig):
     """P1's n-input figure: n = 3, T = 7, d = 3; inits p₀ = (c, 0, 0); NGD η = 0.1 vs GD η = 1; 1000 steps."""
 
-    trials: int = Field(1, ge=1)  # independent data draws (seed, seed+1, …); the notebook uses one
-    seed: int = 0
-    n: int = Field(3, ge=1)
-    T: int = Field(7, ge=2)
-    noise: float = Field(0.2, ge=0)
-    inits: tuple[float, ...] = (1.0, 0.5, 0.0, -0.5, -1.0, -1.5)
-    steps: int = Field(1000, ge=1)
-    lr_ngd: float = Field(0.1, gt=0)
-    lr_gd: float = Field(1.0, gt=0)
-    loss: Literal["logistic", "exponential", "correlation"] = "logistic"
-    plotted_step: int = Field(200, ge=1)
-    softmax_step: int = Field(60, ge=1)
-    record_every: int = Field(5, ge=1)
-    tol: float = Field(1e-2, gt=0)
-    softmax_target_gd: float = 0.97
-    softmax_tol_gd: float = Field(0.02, gt=0)
+    trials: int = Field(ge=1)  # independent data draws (seed, seed+1, …); the notebook uses one
+    seed: int
+    n: int = Field(ge=1)
+    T: int = Field(ge=2)
+    noise: float = Field(ge=0)
+    inits: tuple[float, ...]
+    steps: int = Field(ge=1)
+    lr_ngd: float = Field(gt=0)
+    lr_gd: float = Field(gt=0)
+    loss: Literal["logistic", "exponential", "correlation"]
+    plotted_step: int = Field(ge=1)
+    softmax_step: int = Field(ge=1)
+    record_every: int = Field(ge=1)
+    tol: float = Field(gt=0)
+    softmax_target_gd: float
+    softmax_tol_gd: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> P1MultiConfig:
@@ -438,14 +438,14 @@ class P1JointConfig(ExperimentConfig):
     """P1 Fig. 3 (NeurIPS version): joint (v, p), logistic loss, separately normalized GD η = 0.1,
     p₀ = (0, −1), v₀ = (−1, 0)."""
 
-    cases: tuple[Literal["tight", "relaxed"], ...] = ("tight", "relaxed")
-    steps: int = Field(1000, ge=1)
-    lr: float = Field(0.1, gt=0)
-    p0: tuple[float, float] = (0.0, -1.0)
-    v0: tuple[float, float] = (-1.0, 0.0)
-    plotted_step: int = Field(200, ge=1)
-    tol: float = Field(1e-2, gt=0)
-    float32_check: bool = True
+    cases: tuple[Literal["tight", "relaxed"], ...]
+    steps: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    p0: tuple[float, float]
+    v0: tuple[float, float]
+    plotted_step: int = Field(ge=1)
+    tol: float = Field(gt=0)
+    float32_check: bool
 
 
 def run_p1_joint(cfg: P1JointConfig, ctx: Context) -> Outcome:
@@ -552,13 +552,13 @@ class P1LossConfig(ExperimentConfig):
     """P1's loss-function figure: n = 2, T = 2, d = 3, C ∈ {1..10, 100}, p₀ = 0, NGD η = 0.1,
     ℓ ∈ {−x, logistic}, 1000 steps."""
 
-    Cs: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 100.0)
-    losses: tuple[Literal["correlation", "logistic", "exponential"], ...] = ("correlation", "logistic")
-    steps: int = Field(1000, ge=1)
-    long_steps: int = Field(10000, ge=0)
-    lr: float = Field(0.1, gt=0)
-    record_every: int = Field(10, ge=1)
-    tol: float = Field(1e-2, gt=0)
+    Cs: tuple[float, ...]
+    losses: tuple[Literal["correlation", "logistic", "exponential"], ...]
+    steps: int = Field(ge=1)
+    long_steps: int = Field(ge=0)
+    lr: float = Field(gt=0)
+    record_every: int = Field(ge=1)
+    tol: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> P1LossConfig:

@@ -130,29 +130,29 @@ def l1_kkt(A: np.ndarray, w: np.ndarray, w_star: np.ndarray, rel_zero: float = 1
 class P2DiagConfig(ExperimentConfig):
     """P2-diag: diagonal (k, q) gradient flow on the exponential (sum) loss, random separable problems."""
 
-    n: int = 3
-    T: int = 3
-    d: int = 10
-    problem_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    trials: int = 12
-    init_scale: float = 0.1
-    seed: int = 0
-    stop_saturation: float = 1e-8
-    stop_radius: float = 3000.0
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    n_records: int = 40
-    reach_tol: float = 3e-3
+    n: int
+    T: int
+    d: int
+    problem_seeds: list[int]
+    trials: int
+    init_scale: float
+    seed: int
+    stop_saturation: float
+    stop_radius: float
+    rtol: float
+    atol: float
+    n_records: int
+    reach_tol: float
     # ε-KKT study (attnsvm.experiments.p2_kkt): init scale × balancedness, flows certified at kkt_radii
-    kkt_scales: list[float] = Field(default_factory=lambda: [1.0, 0.1, 0.01, 0.001])
-    kkt_kinds: list[str] = Field(default_factory=lambda: ["unbalanced", "balanced"])
-    kkt_radii: list[float] = Field(default_factory=lambda: [1e2, 1e3, 1e4, 1e5])
+    kkt_scales: list[float]
+    kkt_kinds: list[str]
+    kkt_radii: list[float]
     kkt_trials: int | None = None
-    kkt_max_steps: int | None = 60_000
-    kkt_tol: float = 1e-3
-    converge_slope: float = -0.5
-    plateau_slope: float = -0.2
-    restricted_tol: float = 1e-3
+    kkt_max_steps: int | None
+    kkt_tol: float
+    converge_slope: float
+    plateau_slope: float
+    restricted_tol: float
 
 
 P2_DIAG_QUICK = {"problem_seeds": [0], "trials": 6, "stop_radius": 1000.0, "kkt_scales": [1.0, 0.01],
@@ -356,30 +356,30 @@ def _diag_claims(cfg: P2DiagConfig, a: dict[str, np.ndarray]) -> list[Claim]:
 class P2FullConfig(ExperimentConfig):
     """P2-full: (K, Q) vs W flow on sign-symmetrized data with aligned (diagonal) initialization."""
 
-    n0: int = 2
-    T: int = 3
-    d: int = 8
-    problem_seed: int = 0
-    aligned_trials: int = 20
-    random_trials: int = 20
-    init_scale: float = 0.1
-    seed: int = 0
-    stop_radius: float = 1000.0
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    n_records: int = 20
-    reach_tol: float = 3e-3
-    min_gap: float = 0.05
-    generic_trials: int = 20
-    generic_n: int = 4
-    generic_d: int = 6
-    local_path: bool = False
+    n0: int
+    T: int
+    d: int
+    problem_seed: int
+    aligned_trials: int
+    random_trials: int
+    init_scale: float
+    seed: int
+    stop_radius: float
+    rtol: float
+    atol: float
+    n_records: int
+    reach_tol: float
+    min_gap: float
+    generic_trials: int
+    generic_n: int
+    generic_d: int
+    local_path: bool
     # ε-KKT study of the generic-data flows (attnsvm.experiments.p2_kkt), continued to kkt_radii
-    kkt_radii: list[float] = Field(default_factory=lambda: [1e3, 3e3, 1e4, 3e4, 1e5])
-    kkt_max_steps: int | None = 400_000
-    kkt_tol: float = 1e-3
-    converge_slope: float = -0.5
-    plateau_slope: float = -0.2
+    kkt_radii: list[float]
+    kkt_max_steps: int | None
+    kkt_tol: float
+    converge_slope: float
+    plateau_slope: float
 
 
 # aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program

@@ -24,7 +24,7 @@ from ..svm import INFEASIBLE, OPTIMAL, SOLUTION_PRESENT, correlation, solve_svm
 from ..tokens import is_locally_optimal
 from ..training import NGD, Descent, Flow, Init, Radius, Saturation, Save, train
 from ..training.optim import OptimizerSpec
-from . import Experiment, register
+from . import Experiment, get, register
 from .base import Claim, Context, ExperimentConfig, Outcome, spread, verdict_within
 
 PAPER = "P3 (Tarzanagh, Li, Thrampoulidis, Oymak, Transformers as SVMs, 2023)"
@@ -53,23 +53,23 @@ class P3LocalConfig(ExperimentConfig):
     """P3-local (docs/reproductions/p3-local.md): NGD on n=6, T=8, d=10 unit-Gaussian cross-attention
     problems, W vs (K, Q)."""
 
-    n: int = 6
-    T: int = 8
-    d: int = 10
-    trials: int = 100
-    steps: int = 2000
-    lr: float = 0.1
-    record_every: int = 10
-    seed: int = 0
-    plotted_step: int = 1000
-    init: Literal["notebook", "small"] = "notebook"
-    ridge_lambda: float = 2.2e-16
-    chunk: int = 10
-    flow: bool = True
-    flow_trials: int = 20
-    flow_radius: float = 100.0
-    flow_saturation: float = 1e-8
-    flow_rtol: float = 1e-6
+    n: int
+    T: int
+    d: int
+    trials: int
+    steps: int
+    lr: float
+    record_every: int
+    seed: int
+    plotted_step: int
+    init: Literal["notebook", "small"]
+    ridge_lambda: float
+    chunk: int
+    flow: bool
+    flow_trials: int
+    flow_radius: float
+    flow_saturation: float
+    flow_rtol: float
 
 
 def _local_init(cfg: P3LocalConfig, parameterization: str, idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -349,18 +349,18 @@ register(Experiment(
 class P3RankConfig(ExperimentConfig):
     """P3-rank (docs/reproductions/p3-rank.md): rank of the Frobenius and nuclear Att-SVM solutions at α = opt."""
 
-    ns: list[int] = [5, 10, 15]
-    Ts: list[int] = [5, 10, 15]
-    base_n: int = 5
-    base_T: int = 5
-    ds: list[int] = [1, 2, 3, 4, 5, 10, 15, 20]
-    trials: int = 100
-    seed: int = 0
-    rank_rtol: float = 1e-6
-    published_tol: float = 1e-7
-    published_scs_eps: float = 1e-5
-    published_instances: int = 20
-    workers: int = 2
+    ns: list[int]
+    Ts: list[int]
+    base_n: int
+    base_T: int
+    ds: list[int]
+    trials: int
+    seed: int
+    rank_rtol: float
+    published_tol: float
+    published_scs_eps: float
+    published_instances: int
+    workers: int
 
 
 def _rank(W: np.ndarray, rtol: float) -> int:
@@ -524,7 +524,7 @@ def _rank_claims(cfg: P3RankConfig, table: pd.DataFrame, results) -> list[Claim]
         f"certified ranks, per instance ({int(table['nuc_uncertified'].sum())} feasible instances whose SCS solve "
         "did not converge are counted apart)"))
     inf = table["infeasible"].sum() / table["instances"].sum()
-    default = P3RankConfig()
+    default = get("p3-rank").default_config()  # the paper's grid (the packaged TOML)
     full_grid = (cfg.ds, cfg.ns, cfg.Ts) == (default.ds, default.ns, default.Ts)
     d1 = table[table["d"] == 1]
     claims.append(Claim(
@@ -571,14 +571,14 @@ class P3PathsConfig(ExperimentConfig):
     """P3-paths (docs/reproductions/p3-paths.md): 2-D paths of W z_i and K Qᵀ z_i against the rays of W^mm z_i
     and W^mm_★ z_i."""
 
-    problem_seed: int = 3
-    steps: int = 2000
-    lr: float = 0.1
-    record_every: int = 10
-    trials: int = 10
-    seed: int = 0
-    ridge_lambda: float = 2.2e-16
-    plotted_trials: int = 1
+    problem_seed: int
+    steps: int
+    lr: float
+    record_every: int
+    trials: int
+    seed: int
+    ridge_lambda: float
+    plotted_trials: int
 
 
 def _paths_trials(cfg: P3PathsConfig, variant: str, idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -689,23 +689,23 @@ class P3MultitokenConfig(ExperimentConfig):
     """P3-multitoken (docs/reproductions/p3-multitoken.md): ReLU head h(u) = 1ᵀReLU(Vᵀu), multi-token
     SVM-equivalence."""
 
-    n: int = 3
-    T: int = 4
-    ds: list[int] = [4, 6, 8, 10]
-    accepted: int = 100  # notebook RUN = 500; 100 keeps `reproduce --all` under 10 min (configs/p3-multitoken.toml)
-    steps: int = 2001
-    record_every: int = 100
-    lr: float = 0.1
-    tau_hi: float = 1e-3
-    tau_lo: float = 1e-6
-    seed: int = 0
-    round_size: int = 4096
-    max_rounds: int = 40
-    workers: int = 2
+    n: int
+    T: int
+    ds: list[int]
+    accepted: int  # notebook RUN = 500; 100 keeps `reproduce --all` under 10 min (configs/p3-multitoken.toml)
+    steps: int
+    record_every: int
+    lr: float
+    tau_hi: float
+    tau_lo: float
+    seed: int
+    round_size: int
+    max_rounds: int
+    workers: int
     # "notebook": the authors' arithmetic, ∇L/(‖∇L‖ + eps) with eps = float64 machine epsilon (their implicit
     # stopping rule); "exact": the exact normalized step ∇L/‖∇L‖ for all `steps` steps (explicit stopping rule)
-    variants: list[Literal["notebook", "exact"]] = ["notebook", "exact"]
-    notebook_eps: float = 2.220446049250313e-16
+    variants: list[Literal["notebook", "exact"]]
+    notebook_eps: float
 
 
 def _mt_candidates(cfg: P3MultitokenConfig, d: int, idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -132,11 +132,45 @@ def _write_state(out: Path, exp_id: str, h: str, status: str, **extra) -> None:
     tmp.replace(out / RUN_MARKER)
 
 
+def experiment_bytes(cfg) -> tuple[float, str]:
+    """(bytes, what) of an experiment's trials by the run estimate :func:`attnsvm.runs.run_bytes`, from the
+    settings the experiment has: ``trials``, the problem shape (n, T, d; the largest of ``ds`` / ``Ts``),
+    and the records (``steps // record_every + 1`` or ``records``); the attention weights are d × d. The
+    shape of an experiment that fixes it in code (the P1 toy problems) counts as (n, T, d) = (8, 8, 8)."""
+    from ..runs import run_bytes
+
+    def largest(name: str, default: int) -> int:
+        v = getattr(cfg, name, None)
+        if v is None:
+            v = getattr(cfg, name + "s", None)
+        vals = [int(x) for x in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(x, (int, np.integer))
+                and not isinstance(x, bool)] if v is not None else []
+        return max(vals) if vals else default
+
+    trials = largest("trials", 1)
+    n, T, d = largest("n", 8), largest("T", 8), largest("d", 8)
+    steps = largest("steps", 1)
+    every = getattr(cfg, "record_every", None)
+    records = (steps // every + 1) if isinstance(every, int) and every > 0 else largest("records", 1)
+    per_record = 32 + n + d * d
+    nbytes = run_bytes(trials, records, d * d, n * T * d + n * (d + T + 2), trials, per_record)
+    return nbytes, f"{trials} trials of (n, T, d) = ({n}, {T}, {d}) with {records} records"
+
+
+def check_experiment_memory(exp_id: str, cfg) -> None:
+    """Refuse (ValueError, one line with the estimate) an experiment whose trials do not fit in memory."""
+    from ..problem import check_memory
+
+    nbytes, what = experiment_bytes(cfg)
+    check_memory(nbytes, what, "lower --trials (or trials in --config)")
+
+
 def run_experiment(exp_id: str, out: Path, config_file: Path | None = None, trials: int | None = None,
                    steps: int | None = None, quick: bool = False, progress=None,
                    overwrite: bool = False) -> ExperimentReport:
     """Run one experiment into ``out`` (resuming finished trials) and write its report."""
     exp, cfg = resolve_config(exp_id, config_file, trials, steps, quick)
+    check_experiment_memory(exp.id, cfg)  # before any file is written or array allocated
     out = Path(out)
     h = config_hash(cfg)
     note = prepare_run_dir(exp.id, out, h, overwrite=overwrite)

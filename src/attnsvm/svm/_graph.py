@@ -311,8 +311,7 @@ def solve_graph_svm(problem: NTPProblem, norm: str = "fro", tol: float = 1e-6, e
         duals[eq] = np.linalg.lstsq(Beq.T, mvec - Ain.T @ duals[ineq], rcond=None)[0]
     W = U @ mvec.reshape(r1, r2) @ V.T
     cert = graph_certificate(cons, W, duals, norm)
-    sc = max(1.0, cert.upper)
-    if status == OPTIMAL and not (cert.primal <= limit and cert.dual <= limit * sc and abs(cert.gap) <= limit * sc):
+    if status == OPTIMAL and not cert.confirms(limit):
         status = INACCURATE
         message = (message + "; " if message else "") + \
             f"certificate above {limit:g}: primal {cert.primal:.2e}, dual {cert.dual:.2e}, gap {cert.gap:.2e}"

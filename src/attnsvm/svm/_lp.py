@@ -29,18 +29,19 @@ Solvers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
+from ._certificate import certificate_rows
 from ._constraints import Constraints
 from ._euclidean import CERT_TOL_EXACT, solve_least_distance
 from ._ldp import least_distance
 from ._nuclear import CERT_TOL_SCS
 from ._registry import NormSpec, RawSolution, register_family
+from ._results import Certificate
 from ._status import INACCURATE, INFEASIBLE, OPTIMAL
 
 #: SCS tolerances for the power-cone form (before polishing).
@@ -110,46 +111,9 @@ def _hess_half_sq(G: np.ndarray, q: float) -> np.ndarray:
     return np.diag(diag) + (2.0 - q) * np.outer(s, s)
 
 
-@dataclass(frozen=True)
-class LpCertificate:
-    """Certificate of (θ, λ) for min ½‖θ‖_p² s.t. Aθ ≥ c (all relative numbers scale-free).
-
-    primal:          max_k max(0, c_k − A_kθ) / max_k |c_k|
-    dual:            max(0, −min λ)/max λ + |‖G‖_q − ‖θ‖_p|/‖θ‖_p + |⟨G,θ⟩ − ‖θ‖_p²|/‖θ‖_p², G = Aᵀλ
-    complementarity: max_k λ_k |A_kθ − c_k| / ‖θ‖_p²
-    gap:             (upper − lower)/upper with upper = ‖θ‖_p, lower = cᵀλ/‖Aᵀλ‖_q
-    """
-
-    primal: float
-    dual: float
-    complementarity: float
-    gap: float
-    lower: float
-    upper: float
-
-    def worst(self) -> float:
-        return max(self.primal, self.dual, self.complementarity, abs(self.gap))
-
-
-def lp_certificate(A: np.ndarray, c: np.ndarray, theta: np.ndarray, lam: np.ndarray, p: float) -> LpCertificate:
-    """Relative certificate numbers of (θ, λ) (see :class:`LpCertificate`)."""
-    q = dual_exponent(p)
-    s = A @ theta
-    cmax = max(float(np.abs(c).max()), 1e-300) if c.size else 1.0
-    primal = float(max(0.0, np.max(c - s))) / cmax if c.size else 0.0
-    lam_pos = np.maximum(lam, 0.0)
-    G = A.T @ lam_pos
-    up = lp_norm(theta, p)
-    gq = lp_norm(G, q)
-    if up == 0.0:
-        ok = 0.0 if not np.any(c > 0) else float("inf")
-        return LpCertificate(primal, ok, 0.0, ok, 0.0, 0.0)
-    lmax = max(float(lam_pos.max()), 1e-300) if lam.size else 1.0
-    dual = (float(max(0.0, -lam.min())) / lmax if lam.size else 0.0) + abs(gq - up) / up \
-        + abs(float(G @ theta) - up**2) / up**2
-    comp = float(np.max(lam_pos * np.abs(s - c))) / up**2 if c.size else 0.0
-    lower = float(lam_pos @ c / gq) if gq > 0 else 0.0
-    return LpCertificate(primal, dual, comp, (up - lower) / up, lower, up)
+def lp_certificate(A: np.ndarray, c: np.ndarray, theta: np.ndarray, lam: np.ndarray, p: float) -> Certificate:
+    """The certificate (:class:`~attnsvm.svm.Certificate`) of (θ, λ) for min ½‖θ‖_p² s.t. Aθ ≥ c."""
+    return certificate_rows(A, c, theta, lam, lp_norm_name(p, prompt=True))
 
 
 # ---- 1 < p < ∞: SCS power cones + Newton polish ----------------------------------------------------------
@@ -305,9 +269,9 @@ def _solve_power(A: np.ndarray, c: np.ndarray, p: float, eps: float) -> RawSolut
     if not np.all(np.isfinite(theta)):
         return RawSolution(INACCURATE, np.full(P, np.nan), np.zeros(m), "scs", msg)
     lam = np.maximum(y, 0.0) * lp_norm(theta, p)  # multipliers of ½‖θ‖² = ‖θ‖ · those of ‖θ‖
-    worst = lp_certificate(A, c, theta, lam, p).worst()
+    worst = lp_certificate(A, c, theta, lam, p).violation
     pol = _polish(A, c, p, theta, lam)
-    if pol is not None and lp_certificate(A, c, pol[0], pol[1], p).worst() < worst:
+    if pol is not None and lp_certificate(A, c, pol[0], pol[1], p).violation < worst:
         return RawSolution(OPTIMAL, pol[0], pol[1], "scs+newton", msg + "; Newton-polished on the active set",
                            tolerance=CERT_TOL_EXACT)
     status = OPTIMAL if st == "solved" else INACCURATE
@@ -380,7 +344,7 @@ def _solve_linear(A: np.ndarray, c: np.ndarray, p: float) -> RawSolution:
             face_ok = r.status == OPTIMAL
             if face_ok:
                 r = type(r)(r.status, r.theta[:P] - r.theta[P:], r.lam, r.farkas)
-        if face_ok and lp_certificate(A, c, r.theta, lam, p).worst() <= _FACE_TOL:
+        if face_ok and lp_certificate(A, c, r.theta, lam, p).confirms(_FACE_TOL):
             theta = r.theta
             solver = "highs+nnls"
             msg += "; least-Euclidean-norm point of the optimal face"
@@ -409,7 +373,6 @@ def solve_lp_rows(A: np.ndarray, c: np.ndarray, p: float, eps: float = SCS_EPS_L
 def solve_v_svm_lp(problem, selection, p: float):
     """ℓp hard-margin SVM of the selected tokens: min ‖v‖_p s.t. Y_i vᵀ x_{iα_i} ≥ 1 (the head's max-margin
     problem of ℓp-JointGD), as a :class:`~attnsvm.svm.VSVMResult` with its certificate (1 ≤ p ≤ ∞)."""
-    from ._certificate import certificate_rows
     from ._constraints import check_selection
     from ._ldp import farkas_lp
     from ._results import NO_CERTIFICATE
@@ -423,10 +386,8 @@ def solve_v_svm_lp(problem, selection, p: float):
         return VSVMResult(INFEASIBLE if raw.status == INFEASIBLE else INACCURATE, np.full(problem.d, np.nan),
                           float("inf"), np.zeros(problem.n), np.full(problem.n, np.nan), (), NO_CERTIFICATE,
                           sel, farkas_lp(A, c) if raw.status == INFEASIBLE else None)
-    cert = certificate_rows(A, c, raw.theta, raw.lam, lp_norm_name(p, prompt=True))
-    scale = max(1.0, cert.upper)
-    tol = raw.tolerance or CERT_TOL_EXACT
-    ok = cert.primal <= tol and cert.dual <= tol * scale and abs(cert.gap) <= tol * scale
+    cert = lp_certificate(A, c, raw.theta, raw.lam, p)
+    ok = cert.confirms(raw.tolerance or CERT_TOL_EXACT)
     margin = A @ raw.theta
     support = tuple(int(i) for i in np.flatnonzero(margin - 1.0 <= 1e-6))
     return VSVMResult(OPTIMAL if ok and raw.status == OPTIMAL else INACCURATE, raw.theta, lp_norm(raw.theta, p),

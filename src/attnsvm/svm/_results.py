@@ -41,6 +41,20 @@ class Certificate:
         """gap / upper (scale-free); NaN without a solution."""
         return self.gap / self.upper if np.isfinite(self.upper) and self.upper > 0 else float("nan")
 
+    def confirms(self, tol: float) -> bool:
+        """Whether the certificate confirms optimality at tolerance ``tol``: primal ≤ tol, dual ≤ tol·s and
+        |gap| ≤ tol·s with s = max(1, upper) (False where a number is NaN)."""
+        s = max(1.0, self.upper)
+        return bool(self.primal <= tol and self.dual <= tol * s and abs(self.gap) <= tol * s)
+
+    @property
+    def violation(self) -> float:
+        """The least tolerance :meth:`confirms` accepts: max(primal, dual/s, |gap|/s), s = max(1, upper) (inf
+        where a number is NaN); compares two candidate solutions of one problem."""
+        s = max(1.0, self.upper)
+        v = max(self.primal, self.dual / s, abs(self.gap) / s)
+        return float(v) if np.isfinite(v) or v == np.inf else float("inf")
+
     def rescaled(self, sigma: float) -> Certificate:
         """The certificate of the problem whose constraint vectors are σ times those of this one."""
         return Certificate(primal=self.primal, dual=self.dual / sigma,

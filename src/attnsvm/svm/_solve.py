@@ -102,9 +102,7 @@ def _solution_result(cons: Constraints, raw: RawSolution, tol: float, sigma: flo
     cert = constraints_certificate(cons, theta, lam)
     # "optimal" is claimed only when the certificate confirms it (the norm's tolerance, at unit scale)
     limit = get_norm(cons.norm).tolerance if raw.tolerance is None else raw.tolerance
-    scale = max(1.0, cert.upper)
-    if status == OPTIMAL and not (cert.primal <= limit and cert.dual <= limit * scale
-                                  and abs(cert.gap) <= limit * scale):
+    if status == OPTIMAL and not cert.confirms(limit):
         status = INACCURATE
         message = (message + "; " if message else "") + \
             f"certificate above {limit:g}: primal {cert.primal:.2e}, dual {cert.dual:.2e}, gap {cert.gap:.2e}" + \

@@ -58,8 +58,7 @@ def solve_v_svm(problem: AttentionProblem, selection="opt", tol: float = SUPPORT
     margin = A @ theta
     support = tuple(int(i) for i in np.flatnonzero(margin - 1.0 <= tol))
     cert = certificate_rows(A, c, theta, lam, "l2")
-    big = max(1.0, cert.upper)
-    ok = cert.primal <= CERT_TOL_EXACT and cert.dual <= CERT_TOL_EXACT * big and abs(cert.gap) <= CERT_TOL_EXACT * big
+    ok = cert.confirms(CERT_TOL_EXACT)
     return VSVMResult(OPTIMAL if ok else INACCURATE, theta / sigma, cert.upper / sigma, lam / sigma / sigma, margin,
                       support, cert.rescaled(sigma), sel)
 
