@@ -277,10 +277,10 @@ def test_p2_full_local_path_switch(tmp_path):
 
 def test_kkt_decision_claims_on_synthetic_studies():
     """The decision claims of the ε-KKT studies name what the numbers show (synthetic (run, radius) arrays)."""
-    from attnsvm.experiments.p2 import P2DiagConfig, P2FullConfig
+    from attnsvm.experiments import get
     from attnsvm.experiments.p2_kkt import diag_decision_claim, full_decision_claim
 
-    cfg = P2FullConfig()
+    cfg = get("p2-full").default_config()
     radii = np.asarray(cfg.kkt_radii)
     B = 4
     a = {"excess": np.tile(1e-2 * (radii / radii[0]) ** -0.3, (B, 1)), "eps": np.tile(0.07 * (radii / 1e3) ** -0.1,
@@ -296,7 +296,7 @@ def test_kkt_decision_claims_on_synthetic_studies():
     a["excess"][2, -1] = a["excess"][2, -2]  # stopped falling, but no spurious point
     assert full_decision_claim(cfg, a, m).measured.startswith("undecided")
 
-    dcfg = P2DiagConfig()
+    dcfg = get("p2-diag").default_config()
     scales, kinds = np.repeat(dcfg.kkt_scales, 4), np.array(["unbalanced"] * 16)
     cls = np.array(["settled-param-kkt"] * 4 + ["kkt"] * 2 + ["settled"] * 2 + ["kkt"] * 3 + ["converging"]
                    + ["kkt"] * 4)
