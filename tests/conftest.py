@@ -22,20 +22,20 @@ import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (``-n 2 --dist loadgroup``, the default in pyproject.toml), a test module runs on one
-    worker (its module-scoped fixtures, e.g. a Dask cluster, are built once), and every test that uses the
-    session's quick runs (:func:`quick_run`) runs on one worker, so each experiment is computed once."""
+    """With pytest-xdist (``-n 2 --dist loadgroup``, the default in pyproject.toml) a test module runs on one
+    worker: its module-scoped fixtures (a Dask cluster, a trained run) are built once, and the quick runs of
+    :func:`quick_run` it uses are computed on that worker only (a module that shares quick runs with another
+    names that module's group, as tests/test_reproduce_jobs.py does)."""
     for item in items:
         if not item.get_closest_marker("xdist_group"):
-            group = "quick-runs" if "quick_run" in getattr(item, "fixturenames", ()) else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(group))
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """Every experiment run at most once per test session in its quick settings, in the layout of
+    """Every experiment run at most once per test process in its quick settings, in the layout of
     ``attnsvm reproduce --all --quick --out ROOT`` (``ROOT/<id>``): ``quick_run(exp_id)`` returns
-    ``(report, arrays of results.npz, folder)``. The tests of one experiment and the test of
+    ``(report, arrays of results.npz, folder)``. The tests of one experiment and the (slow) test of
     ``reproduce --all --quick`` (which then resumes every folder: each experiment's resume is checked too)
     share these runs instead of computing each twice. Tests must not modify the folders."""
     from attnsvm.experiments.runner import run_experiment

@@ -39,6 +39,7 @@ def _claims(out: Path) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("| ") and "verdict" not in line]
 
 
+@pytest.mark.slow  # three processes of p3-local; resume of damaged/finished chunks is tested below in-process
 def test_kill_and_resume_p3_local(tmp_path, no_flow):
     out = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(out, no_flow), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -197,6 +198,7 @@ def _check_figure_style(name: str, fig) -> None:
         assert not re.search(r"[A-Za-z)]_[A-Za-z0-9{]|\^[A-Za-z{]", plain), f"{name}: plain-text maths {text!r}"
 
 
+@pytest.mark.slow  # every experiment (each has its own quick test) plus all figures again
 def test_reproduce_all_quick(quick_run, monkeypatch):
     """`attnsvm reproduce --all --quick`, as CI runs it: every experiment, a summary report, no failure; every
     figure rendered (PNG and PDF) and following the package's figure rules.

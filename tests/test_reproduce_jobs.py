@@ -1,10 +1,14 @@
 """`attnsvm reproduce --all --jobs N`: experiments in worker processes give the serial numbers."""
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from attnsvm.cli import _reproduce_in_workers, app
 from attnsvm.experiments import get
+
+# on the worker of tests/test_exp_p1.py, whose quick p1 runs it compares against (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("test_exp_p1")
 
 
 def test_experiments_in_worker_processes_equal_the_serial_runs(quick_run, tmp_path):
