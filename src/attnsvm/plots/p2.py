@@ -17,12 +17,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .common import (
+    BLACK,
     BLUE,
     GREEN,
     GREY,
     ORANGE,
     PURPLE,
     REF_STYLE,
+    SKY,
     VERMILLION,
     figure,
     floor_note,
@@ -161,7 +163,8 @@ def kkt_diag_figure(a: dict[str, np.ndarray], cls: np.ndarray, scales: list[floa
     coloured by its class."""
     fig, axes = figure(3, 1, height=2.2)
     ax = axes[0, 0]
-    for kind, color, mk in (("unbalanced", GREEN, "o"), ("balanced", PURPLE, "s")):
+    # black and sky: colours no class of panels (b), (c) uses
+    for kind, color, mk in (("unbalanced", BLACK, "o"), ("balanced", SKY, "s")):
         fr = [np.mean(cls[(a["kind"] == kind) & np.isclose(a["scale"], sc)] == "kkt")
               if np.any((a["kind"] == kind) & np.isclose(a["scale"], sc)) else np.nan for sc in scales]
         ax.plot(scales, fr, "-", marker=mk, color=color, ms=3)
@@ -177,7 +180,7 @@ def kkt_diag_figure(a: dict[str, np.ndarray], cls: np.ndarray, scales: list[floa
     _by_class(axes[0, 2], a["W_fro"], a["eps_param"], cls)
     _loglog(axes[0, 2], wl, r"$\varepsilon$ in $(k, q)$", r"(c) parameter-space $\varepsilon$-KKT")
     counts = {c: int(np.sum(cls == c)) for c in drawn}
-    _class_legend(fig, drawn, counts, ((proxy(GREEN, "-", marker="o"), proxy(PURPLE, "-", marker="s"),
+    _class_legend(fig, drawn, counts, ((proxy(BLACK, "-", marker="o"), proxy(SKY, "-", marker="s"),
                                         proxy("0.4", ":", lw=0.8)),
                                        ("(a) unbalanced", "(a) balanced", f"tolerance {tol:g}")))
     return fig
