@@ -138,6 +138,7 @@ def reproduce(
     def again_of(exp):
         target = target_of(exp)
         return " ".join(["attnsvm", "reproduce", "--all" if all_ else exp.id, *(["--quick"] if quick else []),
+                         *([f"--jobs {jobs}"] if jobs > 1 else []),
                          *([f"--config {config}"] if config else []), *([f"--trials {trials}"] if trials else []),
                          *([f"--steps {steps}"] if steps else []), "--out", str(base if all_ else target)])
 
@@ -207,7 +208,7 @@ def _reproduce_in_workers(exps, jobs: int, target_of, again_of, show, trials, st
                 show(rep, target_of(exp))
         except KeyboardInterrupt:
             fail(f"interrupted; finished trials are kept in each experiment's trials/ folder: "
-                 f"`{again_of(exps[0]).replace(' --all', ' --all --jobs ' + str(jobs), 1)}` resumes", code=130)
+                 f"`{again_of(exps[0])}` resumes", code=130)
     return out
 
 

@@ -371,7 +371,7 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
         raise ValueError(f"steps ({steps}) must be a multiple of save.every ({record_every})")
     p0, B, data, batch_data, ref_names = batch.first, batch.trials, batch.data, batch.batch_data, batch.ref_names
     use_map = _choose_map(p0, B, batching)
-    jparams, jalpha, jrefs = to_device(({k: v for k, v in params0.items()}, batch.alpha, batch.refs))
+    jparams, jalpha, jrefs = to_device((dict(params0), batch.alpha, batch.refs))
     state = compile_program(_init_states, (jparams,), dict(opt=opt))(jparams)
     ctrl = to_device((np.zeros(B, np.int32), np.full(B, -1, np.int32)))
 

@@ -37,6 +37,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ import numpy as np
 #: bump when the file format of a kept program changes
 FORMAT = 1
 _LIBRARIES = ("jax", "jaxlib", "equinox", "diffrax", "optimistix", "optax", "numpy")
+_KNOWN = ("attnsvm", *_LIBRARIES, "pydantic", "typing")  # packages whose types are keyed by version or source
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|<function |<lambda>")
 _MEMORY: dict[tuple, Callable] = {}
 
@@ -70,23 +72,24 @@ def compile_program(fn: Callable, args: tuple, static: dict[str, Any], *,
     mem_key = (fn, repr(sorted(static.items())), str(in_tree), spec)
     if mem_key in _MEMORY:
         return _MEMORY[mem_key]
-    folder = programs_dir()
-    key = _key(fn, static, in_tree, spec) if folder is not None else None
-    if key is None:
-        with trace_context() if trace_context else _nothing():
+    trace = trace_context or nullcontext
+
+    def traced_here():  # compiled as without the program cache
+        with trace():
             compiled = fn.lower(*args, **static).compile()
         _MEMORY[mem_key] = compiled
         return compiled
 
+    folder = programs_dir()
+    key = _key(fn, static, in_tree, spec) if folder is not None else None
+    if key is None:
+        return traced_here()
     loaded = _load(folder, key)
     if loaded is None:
-        with trace_context() if trace_context else _nothing():
+        with trace():
             loaded = _export(fn, args, static, leaves, in_tree)
-        if loaded is None:  # not exportable (e.g. a host callback): as without the program cache
-            with trace_context() if trace_context else _nothing():
-                compiled = fn.lower(*args, **static).compile()
-            _MEMORY[mem_key] = compiled
-            return compiled
+        if loaded is None:  # not exportable (e.g. a host callback)
+            return traced_here()
         _store(folder, key, *loaded)
     exported, out_spec = loaded[:2]
     executable = jax.jit(exported.call).lower(*leaves).compile()
@@ -161,7 +164,7 @@ def _foreign_sources(static: dict[str, Any]) -> str | None:
     h = hashlib.sha256()
     for t in sorted(types, key=lambda t: (t.__module__, t.__qualname__)):
         mod = t.__module__ or ""
-        if mod == "builtins" or mod.split(".")[0] in ("attnsvm", *_LIBRARIES, "numpy", "pydantic", "typing"):
+        if mod == "builtins" or mod.split(".")[0] in _KNOWN:
             continue
         try:
             path = inspect.getfile(t)
@@ -291,10 +294,3 @@ def _decode(spec: Any, leaves: Iterator) -> Any:
         cls = getattr(cls, part)
     return cls(*(_decode(s, leaves) for s in kids))
 
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
