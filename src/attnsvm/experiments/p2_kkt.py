@@ -44,7 +44,8 @@ class is the run's:
 5. **settled**: g > 1 (approaching such a point, not yet within the tolerance), or the value excess does not
    fall, x(R) ≥ x(R₋) (or is not finite): no evidence of progress towards the SVM;
 6. **slow** (converging slowly): the rest — the value excess falls, no multiplier g > 1 ahead (g ≤ 1 or no
-   parameter space), but ε falls more slowly than ‖W‖^converge_slope.
+   parameter space), but ε does not fall as fast as ‖W‖^converge_slope (it may be nearly flat: ε is a
+   worst-case residual; the value excess is the exact measure of progress).
 
 A falling value excess alone is not convergence: a run approaching a spurious point (g > 1) also lowers its
 excess, towards a positive limit (the P2-diag runs at restricted ℓ1 points do); it counts as progress only
