@@ -30,7 +30,13 @@ DOCS = Path(__file__).resolve().parent
 OUT = DOCS / "reproductions"
 
 
+#: the commit the run was made at, when not the checkout's HEAD (--commit)
+COMMIT: str | None = None
+
+
 def _commit() -> str:
+    if COMMIT:
+        return COMMIT
     try:
         return subprocess.run(["git", "-C", str(DOCS), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
@@ -181,7 +187,10 @@ def main() -> None:
     ap.add_argument("--command", default=None, help="the command that made the run (default: attnsvm reproduce "
                     "--all, or attnsvm reproduce ID)")
     ap.add_argument("--load", default="unknown", help="the machine's load average during the run")
+    ap.add_argument("--commit", default=None, help="the commit the run was made at (default: the checkout's HEAD)")
     args = ap.parse_args()
+    global COMMIT
+    COMMIT = args.commit
     single = (args.run / "run.json").exists()
     if single:
         import json

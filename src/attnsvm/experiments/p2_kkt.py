@@ -304,7 +304,9 @@ def restricted_escape(problem: AttentionProblem, prev: dict[str, np.ndarray], la
         measured = np.log(a_last / a_prev) / np.log(r_last / r_prev)
     predicted = np.abs(g[off]) / 2.0
     j = int(np.argmax(np.abs(g[off])))
-    out.update(g_off=float(np.abs(g[off[j]])), exponent_error=float(np.nanmax(np.abs(measured - predicted))),
+    diff = np.abs(measured - predicted)  # NaN where a_j was exactly 0 (a balanced start's absent mode)
+    out.update(g_off=float(np.abs(g[off[j]])),
+               exponent_error=float(np.nanmax(diff)) if np.isfinite(diff).any() else nan,
                exponent_measured=float(measured[j]), exponent_predicted=float(predicted[j]))
     if np.abs(g[off[j]]) > 1:
         w_min = float(np.abs(w[S]).min())
