@@ -13,7 +13,8 @@ it is exact to rounding at any ‖W‖ (the attention of unselected tokens may b
 (t = expm1(τ), log t = τ + log(1 − e^{−τ})).
 
 **Solver.** diffrax ``Tsit5`` (5th order, embedded 4th-order error estimate) with a ``PIDController`` under
-the stated ``rtol`` / ``atol`` on the state (θ, τ). Trials are batched with ``vmap``; each trial keeps its
+the stated ``rtol`` / ``atol`` on the state (θ, τ). Trials run one after the other in one compiled program
+(``lax.map``: shorter to trace and compile than ``vmap``, and as fast to run at the sizes measured); each keeps its
 own step size and stops on its own.
 
 **Stops** (located by one event, the max of the stop functions, bisected on the dense interpolant of the
@@ -111,7 +112,7 @@ def _field(model: Model, flow: Flow):
 # start exactly. A record at σ inside the accepted step (σ_a, σ_b] therefore reads the number of accepted steps
 # ending at or before σ_a. The step-size controller's norm leaves the counter out, so the steps taken are
 # those of the flow alone (bit for bit). This replaces a buffer of every accepted step's σ (max_steps entries
-# per trial, rewritten on every step under vmap), which cost compile time and half of the run time.
+# per trial, rewritten on every step under vmap), which cost compile time and a third of the run time.
 
 
 class _CountingTsit5(diffrax.Tsit5):
@@ -159,7 +160,9 @@ def _stop_values(model: Model, stops: tuple[Stop, ...], levels: jax.Array, y: di
 class _Bisection(optx.Bisection):
     """Bisection that takes the direction of the bracket from its lower end and never raises.
 
-    Under ``vmap`` diffrax runs the event's root find for every trial once any trial has an event; a trial
+    Under ``vmap`` diffrax runs the event's root find for every trial once any trial has an event (the flow
+    now maps over trials, where a trial without an event skips the root find, but the solve stays correct
+    under either batching); a trial
     that ended otherwise (solver budget, arc-length budget) gets the function t_end − t, which is 0 at the
     upper end of its bracket, and ``optx.Bisection``'s check (a strict sign change) raised "root is not
     contained" for the whole batch. Here flip = (value at lower > 0): that trial's function is positive at the
@@ -251,7 +254,13 @@ def _integrate(y0, data, grid, t1, tol, levels, on, *, model, flow, batch_data, 
         return (ys, sigma_end, mask, flags, count, sol.stats["num_accepted_steps"],
                 sol.stats["num_rejected_steps"])
 
-    return jax.vmap(one, in_axes=(0, 0 if batch_data else None, 0, 0))(y0, data, grid, t1)
+    # Trials one after the other (lax.map), not vmap: a vmapped solve has to be batched after tracing (diffrax's
+    # while loops re-batched to a fixed point, every carried value selected per trial on every step), which
+    # made tracing and compiling it ≈1.5× longer; the run is no slower at the sizes measured (up to 100 P3-size
+    # trials, benchmarks/flow_compile.py), since under vmap every trial takes as many steps as the longest.
+    if batch_data:
+        return jax.lax.map(lambda a: one(*a), (y0, data, grid, t1))
+    return jax.lax.map(lambda a: one(a[0], data, a[1], a[2]), (y0, grid, t1))
 
 
 @partial(jax.jit, static_argnames=("model", "batch_data", "keep_path"))
@@ -389,7 +398,7 @@ def run_flow(model: Model, flow: Flow, batch: Batch, params0: dict[str, np.ndarr
         "atol": flow.atol,
         "error_factor": _TIGHT,
         "time_variable": "arc length σ; records equally spaced in σ on [0, σ_end] per trial",
-        "batching": "vmap",
+        "batching": "lax.map",
         # pass 2 repeats pass 1 step for step; a difference here would mean a non-deterministic solve
         "stop_repeat_discrepancy": float(np.max(np.abs(np.asarray(sigma_end2) - np.asarray(sigma_end)))),
         "total_seconds": time.perf_counter() - t0,
