@@ -275,26 +275,146 @@ def test_p2_full_local_path_switch(tmp_path):
     assert [c.measured for c in again.claims] == [c.measured for c in rep.claims]
 
 
+def test_kkt_classes_one_rule_on_constructed_runs():
+    """attnsvm.experiments.p2_kkt.classify on constructed (run, radius) arrays, one run per branch of the rule:
+    a falling value excess with a shallow ε slope and no multiplier > 1 ahead is "slow", never "settled"; g > 1
+    at the parameter-space point is "settled-param-kkt", g > 1 short of it "settled"; a value excess that stops
+    falling is "settled" even with g < 1; a fast ε fall with a falling excess is "converging" whatever g."""
+    from attnsvm.experiments.p2_kkt import CLASSES, classify
+
+    R = np.array([1e3, 1e4])
+    rows = {  # name: (ε at the two radii, value excess at the two radii, g, at the point, expected class)
+        "reached": ((1e-2, 5e-4), (1e-2, 1e-4), 0.5, False, "kkt"),
+        "fast": ((1e-1, 1e-2), (1e-2, 1e-3), 0.5, False, "converging"),
+        "fast, g > 1": ((1e-1, 1e-2), (1e-2, 1e-3), 1.5, True, "converging"),
+        "shallow, falling excess": ((5e-2, 4.9e-2), (1e-2, 9e-3), 0.9, False, "slow"),
+        "shallow, W run (no g)": ((5e-2, 4.9e-2), (1e-2, 9e-3), np.nan, False, "slow"),
+        "param KKT, not convex": ((2e-1, 2e-1), (3e-1, 2.99e-1), 2.5, True, "settled-param-kkt"),
+        "g > 1 ahead": ((2e-1, 1.9e-1), (3e-1, 2.9e-1), 1.2, False, "settled"),
+        "excess stopped": ((5e-2, 4.9e-2), (1e-2, 1e-2), 0.5, False, "settled"),
+        "fast ε, excess rising": ((1e-1, 1e-2), (1e-2, 2e-2), 0.5, False, "settled"),
+        "excess unknown": ((5e-2, 4.9e-2), (np.nan, np.nan), 0.5, False, "settled"),
+        "no certificate": ((5e-2, np.nan), (1e-2, np.nan), 0.5, False, "failed"),
+    }
+    eps = np.array([r[0] for r in rows.values()])
+    exc = np.array([r[1] for r in rows.values()])
+    g = np.array([r[2] for r in rows.values()])
+    at = np.array([r[3] for r in rows.values()])
+    cls = classify(eps, exc, np.tile(R, (len(rows), 1)), g, at, kkt_tol=1e-3, converge_slope=-0.5)
+    assert dict(zip(rows, cls, strict=True)) == {k: r[4] for k, r in rows.items()}
+    assert set(cls) <= set(CLASSES)
+
+
+def _full_study(B: int, eps_slope: float, excess_slope: float, g: float) -> dict[str, np.ndarray]:
+    """A constructed P2-full ε-KKT study: B (K, Q) runs and B W runs on the default radii, ε ∝ ‖W‖^eps_slope and
+    value excess ∝ ‖W‖^excess_slope, parameter multipliers g (the same for every (K, Q) run)."""
+    from attnsvm.experiments import get
+
+    radii = np.asarray(get("p2-full").default_config().kkt_radii)
+    n, R = 2 * B, len(radii)
+    a = {"W_fro": np.tile(radii, (n, 1)), "eps": np.tile(7e-2 * (radii / radii[0]) ** eps_slope, (n, 1)),
+         "excess": np.tile(1e-2 * (radii / radii[0]) ** excess_slope, (n, 1)),
+         "eps_param": np.full((n, R), 3e-2), "g_off": np.full((n, R), g), "discarded": np.full((n, R), 1e-2),
+         "gap_corr": np.full((n, R), 1e-2), "is_opt": np.ones((n, R)),
+         "family": np.array(["KQ-generic"] * B + ["W-generic"] * B), "trial": np.r_[np.arange(B), np.arange(B)]}
+    a["eps_param"][B:] = a["g_off"][B:] = np.nan
+    return a
+
+
+def test_full_kkt_labels_agree_with_the_decision():
+    """P2-full: the per-run classes and the decision claim are one rule. Runs whose value excess falls with
+    g < 1 but whose ε slope is shallow (−0.1, flatter than any plateau threshold) are "slow" and the decision
+    is "converge slowly" — no run is labelled settled; one run at a parameter-space KKT point with g > 1 makes
+    that run "settled-param-kkt" and the decision "settle"; a value excess that stops falling (g < 1) makes the
+    run "settled" and the decision "undecided"."""
+    from attnsvm.experiments import get
+    from attnsvm.experiments.p2_kkt import full_classes, full_decision_claim, full_kkt_claims
+
+    cfg = get("p2-full").default_config()
+    a = _full_study(4, -0.1, -0.3, 0.8)
+    kq = a["family"] == "KQ-generic"
+    cls = full_classes(cfg, a, "KQ-generic")
+    assert list(cls) == ["slow"] * 4 and list(full_classes(cfg, a, "W-generic")) == ["slow"] * 4
+    claims, notes = full_kkt_claims(cfg, a)
+    decision = next(c for c in claims if c.claim.startswith("generic (K, Q) flows, decided"))
+    assert decision.measured.startswith("converge slowly: runs by class slow 4 of 4;"), decision.measured
+    assert "falls at every radius in 4 of 4" in decision.measured
+    assert "g < 1 (no spurious point ahead) in 4 of 4" in decision.measured
+    assert not any("settled" in c.measured for c in claims)
+    assert sum("(slow)" in n for n in notes) == 8
+    # one run at a parameter-space KKT point (parameter ε ≤ kkt_tol) with g > 1: settled there, the flows settle
+    a["g_off"][1, -1], a["eps_param"][1, -1] = 1.3, 1e-4
+    cls = full_classes(cfg, a, "KQ-generic")
+    assert list(cls) == ["slow", "settled-param-kkt", "slow", "slow"]
+    assert full_decision_claim(cfg, a, kq, cls).measured.startswith("settle: runs by class settled-param-kkt 1, slow 3")
+    # g > 1 but not yet at the point: settled (approaching it), still "settle"
+    a["eps_param"][1, -1] = 3e-2
+    cls = full_classes(cfg, a, "KQ-generic")
+    assert cls[1] == "settled" and full_decision_claim(cfg, a, kq, cls).measured.startswith("settle:")
+    # g < 1 everywhere, but one run's value excess stopped falling: settled, and the decision is undecided
+    a["g_off"][1, -1] = 0.8
+    a["excess"][2, -1] = a["excess"][2, -2]
+    cls = full_classes(cfg, a, "KQ-generic")
+    assert list(cls) == ["slow", "slow", "settled", "slow"]
+    assert full_decision_claim(cfg, a, kq, cls).measured.startswith("undecided")
+    # every run fast: "converge"
+    a = _full_study(4, -0.6, -1.0, 0.3)
+    cls = full_classes(cfg, a, "KQ-generic")
+    assert list(cls) == ["converging"] * 4
+    assert full_decision_claim(cfg, a, a["family"] == "KQ-generic", cls).measured.startswith("converge: ")
+
+
+def test_diag_kkt_classes_from_the_restricted_lp():
+    """P2-diag: "settled-param-kkt" is exactly a run within restricted_tol of the ℓ1 SVM restricted to its
+    support and signs with an off-support |g_j| > 1 (unless it is KKT or measurably converging); the decision
+    counts the converging and slow runs as the horizon's and the settled ones by kind."""
+    from attnsvm.experiments import get
+    from attnsvm.experiments.p2_kkt import diag_classes, diag_decision_claim
+
+    cfg = get("p2-diag").default_config()
+    radii = np.asarray(cfg.kkt_radii)
+    B = 6
+    a = {"W_fro": np.tile(radii, (B, 1)), "eps": np.tile(0.2 * (radii / radii[0]) ** -0.05, (B, 1)),
+         "excess": np.tile(0.3 * (radii / radii[0]) ** -0.01, (B, 1)),  # falls towards the restricted value
+         "restricted_gap": np.array([1e-7, 1e-7, 5e-2, 5e-2, 1e-7, 1e-7]),
+         "g_off": np.array([2.5, 2.5, 1.5, 0.6, 0.6, np.nan]),
+         "kind": np.array(["unbalanced"] * 3 + ["balanced"] * 3), "scale": np.ones(B),
+         "problem_seed": np.zeros(B, int)}
+    a["eps"][1, -1] = a["eps"][1, -2] / 10  # ε ∝ ‖w‖^-1 over the last decade: converging, whatever g
+    cls = diag_classes(cfg, a)
+    assert list(cls) == ["settled-param-kkt", "converging", "settled", "slow", "slow", "slow"]
+    c = diag_decision_claim(cfg, a, cls)
+    assert "Of the 6 runs that miss" in c.measured and "1 are still converging" in c.measured
+    assert "3 converging slowly" in c.measured and "partly the horizon" in c.measured
+    assert "2 settled: 1 at a parameter-space KKT point that is not a convex KKT point, 1 approaching one, " \
+           "0 with a value excess that stopped falling" in c.measured, c.measured
+
+
 def test_kkt_decision_claims_on_synthetic_studies():
     """The decision claims of the ε-KKT studies name what the numbers show (synthetic (run, radius) arrays)."""
     from attnsvm.experiments import get
-    from attnsvm.experiments.p2_kkt import diag_decision_claim, full_decision_claim
+    from attnsvm.experiments.p2_kkt import classify, diag_decision_claim, full_decision_claim
 
     cfg = get("p2-full").default_config()
     radii = np.asarray(cfg.kkt_radii)
     B = 4
     a = {"excess": np.tile(1e-2 * (radii / radii[0]) ** -0.3, (B, 1)), "eps": np.tile(0.07 * (radii / 1e3) ** -0.1,
                                                                                       (B, 1)),
-         "g_off": np.full((B, len(radii)), 0.5)}
+         "g_off": np.full((B, len(radii)), 0.5), "W_fro": np.tile(radii, (B, 1))}
     m = np.ones(B, bool)
-    c = full_decision_claim(cfg, a, m)
+
+    def cls():
+        return classify(a["eps"], a["excess"], a["W_fro"], a["g_off"][:, -1], np.ones(B, bool), cfg.kkt_tol,
+                        cfg.converge_slope)
+
+    c = full_decision_claim(cfg, a, m, cls())
     assert c.measured.startswith("converge slowly") and c.verdict == "new"
     assert "4 of 4 runs" in c.measured and "7.00e-02 →" in c.measured and "‖W‖^-0.10" in c.measured
     a["g_off"][1, -1] = 1.2  # a parameter-space KKT point that is not nuclear KKT
-    assert full_decision_claim(cfg, a, m).measured.startswith("settle:")
+    assert full_decision_claim(cfg, a, m, cls()).measured.startswith("settle:")
     a["g_off"][1, -1] = 0.5
     a["excess"][2, -1] = a["excess"][2, -2]  # stopped falling, but no spurious point
-    assert full_decision_claim(cfg, a, m).measured.startswith("undecided")
+    assert full_decision_claim(cfg, a, m, cls()).measured.startswith("undecided")
 
     dcfg = get("p2-diag").default_config()
     scales, kinds = np.repeat(dcfg.kkt_scales, 4), np.array(["unbalanced"] * 16)
@@ -303,14 +423,14 @@ def test_kkt_decision_claims_on_synthetic_studies():
     d = {"kind": np.concatenate([kinds, np.array(["balanced"] * 16)]), "scale": np.concatenate([scales, scales]),
          "problem_seed": np.zeros(32, int)}
     cls = np.concatenate([cls, np.array(["settled-param-kkt"] * 16)])
-    pnc = cls == "settled-param-kkt"
-    c = diag_decision_claim(dcfg, d, cls, pnc)
+    d["g_off"] = np.where(cls == "settled", 0.5, 2.0)
+    c = diag_decision_claim(dcfg, d, cls)
     # unbalanced: 0/4 at scale 1, 4/4 at 0.001; balanced 0/16; misses: 1 converging of 23
     assert c.measured.startswith("not the horizon; a smaller init scale helps on problem(s) [0]; random-sign "
                                  "balanced starts reach less (0 vs 9 of 16)"), c.measured
     assert "problem 0: 0/4, 2/4, 3/4, 4/4" in c.measured
     assert "Of the 23 runs that miss" in c.measured and "1 are still converging" in c.measured
-    assert "20 at a parameter-space" in c.measured
+    assert "22 settled: 20 at a parameter-space" in c.measured and "2 with a value excess that stopped" in c.measured
     d["problem_seed"] = np.r_[np.zeros(16, int), np.ones(16, int)]
     d["kind"] = np.array(["unbalanced"] * 32)
-    assert "on problem(s) [1] no unbalanced start reaches" in diag_decision_claim(dcfg, d, cls, pnc).measured
+    assert "on problem(s) [1] no unbalanced start reaches" in diag_decision_claim(dcfg, d, cls).measured

@@ -151,7 +151,6 @@ class P2DiagConfig(ExperimentConfig):
     kkt_max_steps: int | None
     kkt_tol: float
     converge_slope: float
-    plateau_slope: float
     restricted_tol: float
 
 
@@ -379,7 +378,6 @@ class P2FullConfig(ExperimentConfig):
     kkt_max_steps: int | None
     kkt_tol: float
     converge_slope: float
-    plateau_slope: float
 
 
 # aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program
@@ -701,7 +699,7 @@ def _diag_kkt_part(cfg: P2DiagConfig, ctx: Context):
     """The ε-KKT study of P2-diag (init scale × balancedness): one resumable chunk per (problem seed, scale,
     kind) cell; its claims, notes, arrays and per-run table, and its figure."""
     from ..plots.p2 import kkt_diag_figure
-    from .p2_kkt import classify, diag_kkt_claims, diag_study_cell
+    from .p2_kkt import diag_classes, diag_kkt_claims, diag_study_cell
 
     cells = [(ps, sc, kind) for ps in cfg.problem_seeds for sc in cfg.kkt_scales for kind in cfg.kkt_kinds]
     kcfg = cfg.model_copy(update={"kkt_trials": cfg.kkt_trials or cfg.trials})
@@ -712,7 +710,7 @@ def _diag_kkt_part(cfg: P2DiagConfig, ctx: Context):
     raw = ctx.trials("kkt", len(cells), 1, fn, description="p2-diag: ε-KKT by init scale and balancedness")
     ka = {k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()}
     claims, notes = diag_kkt_claims(kcfg, ka)
-    cls = classify(ka["eps"], ka["eps_param"], ka["W_fro"], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+    cls = diag_classes(kcfg, ka)
     ctx.figure(kkt_diag_figure(ka, cls, list(cfg.kkt_scales), cfg.kkt_tol), "p2_diag_kkt")
     notes.insert(0, f"ε-KKT study: flows continued to ‖w‖ = {', '.join(f'{r:g}' for r in cfg.kkt_radii)} "
                     f"(max_steps {cfg.kkt_max_steps} per segment), certified at each radius; a run with convex ε "
@@ -769,7 +767,7 @@ def _full_kkt_part(cfg: P2FullConfig, ctx: Context, setup: dict):
     """The ε-KKT study of P2-full on generic data ((K, Q) and W flows continued to ``kkt_radii``): one
     resumable chunk per family; claims, notes, arrays, per-run table and figure."""
     from ..plots.p2 import kkt_full_figure
-    from .p2_kkt import FULL_KKT_FAMILIES, classify, full_kkt_claims, full_study_family
+    from .p2_kkt import FULL_KKT_FAMILIES, full_classes, full_kkt_claims, full_study_family
 
     parts = []
     for fam in FULL_KKT_FAMILIES:
@@ -782,8 +780,7 @@ def _full_kkt_part(cfg: P2FullConfig, ctx: Context, setup: dict):
     per = {}
     for fam in FULL_KKT_FAMILIES:
         m = ka["family"] == fam
-        per[fam] = classify(ka["eps"][m], ka["eps_param"][m] if fam.startswith("KQ") else ka["eps"][m],
-                            ka["W_fro"][m], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+        per[fam] = full_classes(cfg, ka, fam)
         cls[m] = per[fam]
     ctx.figure(kkt_full_figure(ka, per), "p2_full_kkt")
     notes.insert(0, f"ε-KKT study on generic data: the KQ-generic and W-generic flows continued to ‖W‖_F = "

@@ -6,19 +6,53 @@ flows at a grid of radii ‖W‖_F = R₁ < R₂ < … (each flow is continued f
 the flow is autonomous, so the segments are one trajectory), for the convex problem (ℓ1 of the diagonal,
 nuclear norm) and for the parameters themselves (:func:`attnsvm.svm.parameter_kkt_certificate`: the
 problem min ½‖φ‖² s.t. margins ≥ 1 in φ = (k, q) or (K, Q), whose KKT points gradient flow on an
-exponential loss is known to approach for homogeneous models). Each run is then classified by how its
-convex ε behaves over the last decade of radius:
+exponential loss is known to approach for homogeneous models). Alongside ε the exact relative value excess
+is reported, x = ‖θ̃‖/‖θ*_α‖ − 1 with θ̃ the margin-normalized direction and θ*_α the certified SVM solution
+at the run's selection α (a number that no threshold or multiplier choice enters), and 1 − corr with that
+solution.
 
-* **KKT**: ε ≤ ``kkt_tol`` at the last radius;
-* **converging**: ε falls at least like R^``converge_slope`` (slope of log ε against log R over the last
-  two radii) but is still above ``kkt_tol``;
-* **settled**: the slope is above ``plateau_slope`` (ε has stopped falling) and ε > ``kkt_tol``; a settled
-  run whose *parameter-space* ε keeps falling (slope ≤ ``plateau_slope``) or is already ≤ ``kkt_tol`` is
-  a **parameter-space KKT point that is not a convex KKT point**.
+**Classes of runs: one rule** (:func:`classify`), read at the last two radii R₋ < R. It rests on which points
+a factored flow can end at. A parameter-space KKT point has multipliers λ ≥ 0 with G = Σ λ_it A_it and
+K = G Q, Q = Gᵀ K (diagonal model: k_j = g_j q_j, q_j = g_j k_j), which only forces G to have singular values
+1 on the span of W (|g_j| = 1 on the support of w). It is a KKT point of the convex problem iff also
+g ≤ 1, where g = ‖P_U⊥ G P_V⊥‖₂ (U, V: the singular spaces of W; diagonal model: g = max |g_j| off the
+support). Near such a point the modes of W off its support grow like ‖W‖^g against ‖W‖ for the support
+(diagonal model: a_j = |k_j + sign(g_j) q_j| grows like ‖w‖^{|g_j|/2}, w_j like ‖w‖^{|g_j|}). Hence:
 
-Alongside ε the exact relative value excess is reported, ‖θ̃‖/‖θ*_α‖ − 1 with θ̃ the margin-normalized
-direction and θ*_α the certified SVM solution at the run's selection α (a number that no threshold or
-multiplier choice enters), and 1 − corr with that solution.
+* g < 1: the off-support modes shrink relative to ‖W‖ like ‖W‖^{g − 1}; every parameter-space KKT point near
+  the run is a convex KKT point, and the run converges to the SVM — slowly when g is near 1 (ε falls like
+  ‖W‖^{g − 1});
+* g > 1: the point the run approaches is not a convex KKT point; the run leaves it only after ‖W‖ grows by
+  a factor F with F^{g − 1} = 4·(smallest support entry)/(off-support mode)², astronomically large
+  unless g is well above 1 (the P2-diag report gives F per run; infinite if the growing mode is exactly 0):
+  over any horizon one can run, the run has *settled* on it.
+
+g is measured per run: for (K, Q) from the parameter-space certificate's multipliers
+(:func:`_factored_g_off`); for (k, q) from the ℓ1 SVM restricted to the run's support and signs
+(:func:`restricted_escape`, whose solution is a parameter-space KKT point). For a convex model (W) there is
+no parameter space (g: NaN) and every KKT point is the SVM. The run is *at* the parameter-space KKT point
+when its parameter-space ε ≤ ``kkt_tol`` ((K, Q)) or its direction is within ``restricted_tol`` (1 − corr)
+of the restricted ℓ1 solution ((k, q)). With s = d log ε / d log ‖W‖ between R₋ and R, the first matching
+class is the run's:
+
+1. **failed**: no finite certificate at R;
+2. **kkt**: ε ≤ ``kkt_tol`` at R;
+3. **converging**: s ≤ ``converge_slope`` (ε falls at least like ‖W‖^converge_slope) and the value excess
+   falls, x(R) < x(R₋) — measured progress, whatever g the current support has (supports can still change);
+4. **settled-param-kkt**: g > 1 and the run is at the parameter-space KKT point: a parameter-space KKT point
+   that is not a convex KKT point;
+5. **settled**: g > 1 (approaching such a point, not yet within the tolerance), or the value excess does not
+   fall, x(R) ≥ x(R₋) (or is not finite): no evidence of progress towards the SVM;
+6. **slow** (converging slowly): the rest — the value excess falls, no multiplier g > 1 ahead (g ≤ 1 or no
+   parameter space), but ε does not fall as fast as ‖W‖^converge_slope (it may be nearly flat: ε is a
+   worst-case residual; the value excess is the exact measure of progress).
+
+A falling value excess alone is not convergence: a run approaching a spurious point (g > 1) also lowers its
+excess, towards a positive limit (the P2-diag runs at restricted ℓ1 points do); it counts as progress only
+with no multiplier above 1 ahead. The decisions use the same classes: P2-full's generic (K, Q) flows
+*converge slowly* when no run is settled, *settle* when a settled run has g > 1, and are undecided when runs
+are settled only by a value excess that stopped falling (:func:`full_decision_claim`); for P2-diag the runs
+that a longer horizon would help are the converging and slow ones (:func:`diag_decision_claim`).
 """
 
 from __future__ import annotations
@@ -30,6 +64,9 @@ from ..problem import AttentionProblem, unit_gaussian
 from ..svm import correlation, kkt_certificate, parameter_kkt_certificate, solve_svm
 
 P2_MODEL = dict(loss="exponential", reduction="sum")
+
+#: the classes of :func:`classify`, in the order of the rule (the first that matches is a run's class)
+CLASSES = ("failed", "kkt", "converging", "settled-param-kkt", "settled", "slow")
 
 #: per-(run, radius) quantities of the studies
 KKT_FIELDS = ("W_fro", "eps", "stationarity", "complementarity", "discarded", "rank", "eps_param", "excess",
@@ -162,22 +199,46 @@ def slopes(values: np.ndarray, radii: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(s), s, np.nan)
 
 
-def classify(eps: np.ndarray, eps_param: np.ndarray, W_fro: np.ndarray, kkt_tol: float, converge_slope: float,
-             plateau_slope: float) -> np.ndarray:
-    """Per run: "kkt", "converging", "settled-param-kkt", "settled", "slow" (between the two slopes) or
-    "failed" (no finite certificate at the last radius); see the module docstring."""
+def classify(eps: np.ndarray, excess: np.ndarray, W_fro: np.ndarray, g: np.ndarray, at_point: np.ndarray,
+             kkt_tol: float, converge_slope: float) -> np.ndarray:
+    """Per run (rows of the (run, radius) arrays ``eps``, ``excess``, ``W_fro``; ``g`` and ``at_point`` per run
+    at the last radius): "failed", "kkt", "converging", "settled-param-kkt", "settled" or "slow", the first
+    that matches in the module docstring's rule. ``g``: the largest multiplier off the run's support (NaN: no
+    parameter space, or not measured — then no spurious point is claimed); ``at_point``: the run is at the
+    parameter-space KKT point those multipliers certify."""
+    eps, excess = np.asarray(eps, dtype=float), np.asarray(excess, dtype=float)
+    g, at_point = np.asarray(g, dtype=float), np.asarray(at_point, dtype=bool)
     s = slopes(eps, W_fro)
-    sp = slopes(eps_param, W_fro)
     last = eps[..., -1]
+    falling = excess[..., -1] < excess[..., -2]  # False where either is NaN: no evidence of progress
+    ahead = g > 1.0  # NaN > 1 is False
     out = np.full(last.shape, "slow", dtype="<U20")
-    out[s <= converge_slope] = "converging"
-    settled = s > plateau_slope
-    param_kkt = (sp <= plateau_slope) | (eps_param[..., -1] <= kkt_tol)
-    out[settled] = "settled"
-    out[settled & param_kkt] = "settled-param-kkt"
+    out[ahead | ~falling] = "settled"
+    out[ahead & at_point] = "settled-param-kkt"
+    out[(s <= converge_slope) & falling] = "converging"
     out[last <= kkt_tol] = "kkt"
     out[~np.isfinite(last)] = "failed"
     return out
+
+
+def diag_classes(cfg, a: dict[str, np.ndarray]) -> np.ndarray:
+    """:func:`classify` for the P2-diag study: g the largest off-support |g_j| of the restricted ℓ1 SVM, at the
+    point when within ``cfg.restricted_tol`` (1 − corr) of it."""
+    return classify(a["eps"], a["excess"], a["W_fro"], a["g_off"], a["restricted_gap"] <= cfg.restricted_tol,
+                    cfg.kkt_tol, cfg.converge_slope)
+
+
+def full_classes(cfg, a: dict[str, np.ndarray], family: str) -> np.ndarray:
+    """:func:`classify` for one family of the P2-full study (rows ``a["family"] == family``): for (K, Q), g the
+    parameter multipliers' ‖P_U⊥ G P_V⊥‖₂ at the last radius, at the point when the parameter-space ε ≤
+    ``cfg.kkt_tol``; for W no parameter space (g NaN)."""
+    m = a["family"] == family
+    B = int(m.sum())
+    if family.startswith("KQ"):
+        g, at = a["g_off"][m, -1], a["eps_param"][m, -1] <= cfg.kkt_tol
+    else:
+        g, at = np.full(B, np.nan), np.zeros(B, bool)
+    return classify(a["eps"][m], a["excess"][m], a["W_fro"][m], g, at, cfg.kkt_tol, cfg.converge_slope)
 
 
 # ---- P2-diag: init scale × balancedness -----------------------------------------------------------------------
@@ -243,7 +304,9 @@ def restricted_escape(problem: AttentionProblem, prev: dict[str, np.ndarray], la
         measured = np.log(a_last / a_prev) / np.log(r_last / r_prev)
     predicted = np.abs(g[off]) / 2.0
     j = int(np.argmax(np.abs(g[off])))
-    out.update(g_off=float(np.abs(g[off[j]])), exponent_error=float(np.nanmax(np.abs(measured - predicted))),
+    diff = np.abs(measured - predicted)  # NaN where a_j was exactly 0 (a balanced start's absent mode)
+    out.update(g_off=float(np.abs(g[off[j]])),
+               exponent_error=float(np.nanmax(diff)) if np.isfinite(diff).any() else nan,
                exponent_measured=float(measured[j]), exponent_predicted=float(predicted[j]))
     if np.abs(g[off[j]]) > 1:
         w_min = float(np.abs(w[S]).min())
@@ -251,12 +314,6 @@ def restricted_escape(problem: AttentionProblem, prev: dict[str, np.ndarray], la
         out["log10_escape"] = float(np.log10(4 * w_min / a_last[j] ** 2) / (np.abs(g[off[j]]) - 1.0)) \
             if a_last[j] > 0 else float("inf")
     return out
-
-
-def parameter_not_convex(a: dict[str, np.ndarray], restricted_tol: float) -> np.ndarray:
-    """Runs at a parameter-space KKT point that is not a convex KKT point: within ``restricted_tol`` (1 − corr)
-    of the ℓ1 SVM restricted to their support and signs, whose multipliers have an off-support |g_j| > 1."""
-    return (a["restricted_gap"] <= restricted_tol) & (a["g_off"] > 1.0)
 
 
 def diag_inits(B: int, d: int, seed: int, problem_seed: int, scale: float, kind: str) -> dict[str, np.ndarray]:
@@ -321,13 +378,15 @@ def full_study_family(cfg, family: str, setup: dict) -> dict[str, np.ndarray]:
 # ---- claims -----------------------------------------------------------------------------------------------------
 
 
-def diag_decision_claim(cfg, a: dict[str, np.ndarray], cls: np.ndarray, pnc: np.ndarray):
+def diag_decision_claim(cfg, a: dict[str, np.ndarray], cls: np.ndarray):
     """P2-diag's open case decided: is a miss of the ℓ1 SVM due to the initialization scale, the balancedness
-    or the horizon? The counts each answer rests on: among the runs that miss (convex ε > kkt_tol at the last
-    radius), how many are still converging (a longer horizon would help) versus settled (no horizon helps; most
-    at parameter-space KKT points that are not convex KKT points); per problem, the unbalanced runs reaching at
-    each init scale (the scale helps on a problem where the smallest scale reaches ≥ 1/4 of the runs more than
-    the largest); balanced (random-sign) against unbalanced starts."""
+    or the horizon? The counts each answer rests on, all from the classes of :func:`classify`: among the runs
+    that miss (not "kkt", not "failed"), those a longer horizon would help ("converging" and "slow": progress
+    and no off-support multiplier > 1 ahead) versus the settled ones (at, or approaching, a parameter-space KKT
+    point that is not a convex KKT point, or no progress); the horizon is "not" the reason when fewer than a
+    quarter of the misses are converging or slow. Per problem, the unbalanced runs reaching at each init scale
+    (the scale helps on a problem where the smallest scale reaches ≥ 1/4 of the runs more than the largest);
+    balanced (random-sign) against unbalanced starts."""
     from .base import Claim
 
     radii = np.asarray(cfg.kkt_radii, dtype=float)
@@ -348,11 +407,13 @@ def diag_decision_claim(cfg, a: dict[str, np.ndarray], cls: np.ndarray, pnc: np.
         if all(r == 0 for r, _ in counts):
             never.append(int(ps))
     miss = ~reach & (cls != "failed")
-    conv = miss & (cls == "converging")
-    settled = miss & np.char.startswith(cls, "settled")
+    conv, slow = cls == "converging", cls == "slow"
+    spk = cls == "settled-param-kkt"
+    settled = spk | (cls == "settled")
+    ahead = (cls == "settled") & (np.asarray(a["g_off"], dtype=float) > 1) if "g_off" in a else np.zeros(len(cls), bool)
     short = (np.any(a["stop_reason"] != "radius", axis=1) if "stop_reason" in a
              else np.zeros(len(cls), bool))
-    parts = ["not the horizon" if conv.sum() < 0.25 * max(miss.sum(), 1) else "partly the horizon"]
+    parts = ["not the horizon" if (conv | slow).sum() < 0.25 * max(miss.sum(), 1) else "partly the horizon"]
     if helps:
         parts.append(f"a smaller init scale helps on problem(s) {helps}")
     if bal.any() and un.any() and reach[bal].sum() < reach[un].sum():
@@ -365,47 +426,60 @@ def diag_decision_claim(cfg, a: dict[str, np.ndarray], cls: np.ndarray, pnc: np.
         "balancedness, or the horizon?",
         "open (12 of 36 small unbalanced starts reached the ℓ1 SVM at ‖w‖ = 3000)",
         f"{'; '.join(parts)}. Of the {int(miss.sum())} runs that miss (ε > {cfg.kkt_tol:g} at ‖w‖ = "
-        f"{radii[-1]:g}), {int(conv.sum())} are still converging (ε slope ≤ {cfg.converge_slope:g}), "
-        f"{int(settled.sum())} settled, {int((pnc & miss).sum())} at a parameter-space KKT point that is not a "
-        f"convex KKT point. Unbalanced runs reaching, by init scale {', '.join(f'{s:g}' for s in cfg.kkt_scales)}: "
-        f"{'; '.join(per_problem)}", "new",
+        f"{radii[-1]:g}), {int(conv.sum())} are still converging (ε slope ≤ {cfg.converge_slope:g}) and "
+        f"{int(slow.sum())} converging slowly (value excess falling, no off-support multiplier > 1); "
+        f"{int(settled.sum())} settled: {int(spk.sum())} at a parameter-space KKT point that is not a convex KKT "
+        f"point, {int(ahead.sum())} approaching one, {int((settled & ~spk & ~ahead).sum())} with a value excess "
+        f"that stopped falling. Unbalanced runs reaching, by init scale "
+        f"{', '.join(f'{s:g}' for s in cfg.kkt_scales)}: {'; '.join(per_problem)}", "new",
+        f"classes: attnsvm.experiments.p2_kkt.classify (one rule for every run and this decision); "
         f"{int(np.sum(cls == 'failed'))} runs without a finite certificate at the last radius left out, of which "
         f"{int(np.sum(short & (cls == 'failed')))} stopped short of a radius (the solver's step budget ran out at a "
         "finite point: no direction of decrease to infinity in their sign orthant) and were not continued; "
         "figure p2_diag_kkt")
 
 
-def full_decision_claim(cfg, a: dict[str, np.ndarray], m: np.ndarray):
-    """P2-full's open case decided for the generic (K, Q) flows (rows ``m``): *converge slowly* when every finite
-    run's exact value excess falls at every radius and its parameter-space multipliers have g = ‖P_U⊥ G P_V⊥‖₂ < 1
-    (a parameter-space KKT point with g ≤ 1 is a nuclear KKT point: nothing to settle on), *settle* when some run
-    sits at a parameter-space KKT point with g > 1 (not nuclear KKT, never left), undecided otherwise."""
+def class_counts(cls: np.ndarray) -> str:
+    """"kkt 3, converging 1, …": the number of runs in each class of :func:`classify` (classes present only)."""
+    return ", ".join(f"{c} {int(np.sum(cls == c))}" for c in CLASSES if np.any(cls == c))
+
+
+def full_decision_claim(cfg, a: dict[str, np.ndarray], m: np.ndarray, cls: np.ndarray):
+    """P2-full's open case decided for the generic (K, Q) flows (rows ``m``, classes ``cls`` of those rows from
+    :func:`full_classes`): *converge slowly* when no run is settled and some are slow (*converge* if none is
+    slow either), *settle* when a settled run has parameter multipliers with g = ‖P_U⊥ G P_V⊥‖₂ > 1 (at, or
+    approaching, a parameter-space KKT point that is not a nuclear KKT point), *undecided* when runs are settled
+    only because their value excess stopped falling. Runs without a finite certificate ("failed") are left out."""
     from .base import Claim
 
     radii = np.asarray(cfg.kkt_radii, dtype=float)
     exc, eps, go = a["excess"][m], a["eps"][m], a["g_off"][m, -1]
-    fin = np.all(np.isfinite(exc), axis=1) & np.isfinite(go)
+    fin = cls != "failed"
     n = int(fin.sum())
-    falling = int(np.sum(np.all(np.diff(exc[fin], axis=1) < 0, axis=1)))
-    spurious = int(np.sum(go[fin] > 1))
-    if n and spurious == 0 and falling == n:
-        decision = "converge slowly"
-    elif spurious:
+    settled = np.char.startswith(cls, "settled")
+    spurious = settled & (go > 1)
+    if n and not settled.any():
+        decision = "converge slowly" if np.any(cls == "slow") else "converge"
+    elif spurious.any():
         decision = "settle"
     else:
         decision = "undecided"
+    falling = int(np.sum(np.all(np.diff(exc[fin], axis=1) < 0, axis=1)))
     e0, e1 = np.nanmedian(eps[:, 0]), np.nanmedian(eps[:, -1])
     rate = np.log(e1 / e0) / np.log(radii[-1] / radii[0]) if e0 > 0 and e1 > 0 else float("nan")
     return Claim(
         "generic (K, Q) flows, decided: converge slowly to the nuclear SVM, or settle on a point that is KKT for "
         "(K, Q) but not for the convex problem?",
         "open (P2 proves convergence only for aligned data; 6 of 20 within 3e−3 at ‖W‖_F = 1000)",
-        f"{decision}: the exact value excess falls at every radius in {falling} of {n} runs; parameter-space "
-        f"multipliers g < 1 (no spurious point) in {n - spurious} of {n}; median nuclear ε {e0:.2e} → {e1:.2e} "
-        f"from ‖W‖_F = {radii[0]:g} to {radii[-1]:g} (ε ∝ ‖W‖^{rate:.2f})", "new",
-        f"{int(np.sum(~fin))} runs without a finite certificate at every radius left out; a run with g > 1 would sit "
-        "at a parameter-space KKT point that is not a nuclear KKT point (settle); figure p2_full_kkt: ε against "
-        "‖W‖_F")
+        f"{decision}: runs by class {class_counts(cls[fin])} of {n}; the exact value excess falls at every radius "
+        f"in {falling} of {n} runs; parameter-space multipliers g < 1 (no spurious point ahead) in "
+        f"{int(np.sum(go[fin] < 1))} of {n}, g > 1 in {int(np.sum(go[fin] > 1))}; median nuclear ε {e0:.2e} → "
+        f"{e1:.2e} from ‖W‖_F = {radii[0]:g} to {radii[-1]:g} (ε ∝ ‖W‖^{rate:.2f})", "new",
+        f"classes (attnsvm.experiments.p2_kkt.classify, the same rule as this decision): kkt ε ≤ {cfg.kkt_tol:g}; "
+        f"converging: ε slope ≤ {cfg.converge_slope:g} over the last two radii and value excess falling; slow: "
+        "value excess falling with g ≤ 1, ε flatter; settled: g > 1 or value excess not falling "
+        f"(settled-param-kkt: g > 1 and parameter-space ε ≤ {cfg.kkt_tol:g}); {int(np.sum(~fin))} runs without a "
+        "finite certificate left out; figure p2_full_kkt: ε against ‖W‖_F")
 
 
 def _med(x: np.ndarray, fmt: str = ".2e") -> str:
@@ -419,11 +493,10 @@ def diag_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
     from .base import Claim
 
     radii = np.asarray(cfg.kkt_radii, dtype=float)
-    cls = classify(a["eps"], a["eps_param"], a["W_fro"], cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+    cls = diag_classes(cfg, a)
     claims, notes = [], []
     rows = []
-    pnc = parameter_not_convex(a, cfg.restricted_tol)
-    claims.append(diag_decision_claim(cfg, a, cls, pnc))
+    claims.append(diag_decision_claim(cfg, a, cls))
     for kind in ("unbalanced", "balanced"):
         for scale in cfg.kkt_scales:
             m = (a["kind"] == kind) & np.isclose(a["scale"], scale)
@@ -432,8 +505,8 @@ def diag_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
             reach = np.sum(cls[m] == "kkt")
             corr_reach = np.sum(a["gap_corr"][m, -1] <= cfg.reach_tol)
             rows.append(f"{kind} {scale:g}: {reach}/{m.sum()} ε ≤ {cfg.kkt_tol:g} ({corr_reach} by 1 − corr ≤ "
-                        f"{cfg.reach_tol:g}); settled {np.sum(np.char.startswith(cls[m], 'settled'))}; at a "
-                        f"parameter-space KKT point that is not convex KKT {np.sum(pnc[m])}")
+                        f"{cfg.reach_tol:g}); settled {np.sum(np.char.startswith(cls[m], 'settled'))}, of which at a "
+                        f"parameter-space KKT point that is not convex KKT {np.sum(cls[m] == 'settled-param-kkt')}")
     claims.append(Claim(
         "diagonal (k, q) flow: fraction reaching the ℓ1 SVM by init scale and balancedness",
         "P2: → ℓ1 SVM under conditions on the initialization",
@@ -443,24 +516,25 @@ def diag_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
         f"{list(cfg.problem_seeds)}, {cfg.kkt_trials or cfg.trials} runs per cell, the same N(0, I) draws at "
         "every scale"))
     settled = np.char.startswith(cls, "settled")
-    pk = pnc
+    pk = cls == "settled-param-kkt"
     conv = (cls == "kkt") | (cls == "converging")
     claims.append(Claim(
         "why runs miss the ℓ1 SVM: converging slowly (horizon) or settled",
         "(P2: not covered by the theorem)",
-        f"converging or KKT {int(conv.sum())}, settled {int(settled.sum())} (at a parameter-space KKT point that "
-        f"is not convex KKT, all classes: {int(pk.sum())}), slow {int(np.sum(cls == 'slow'))}, failed "
-        f"{int(np.sum(cls == 'failed'))} of {cls.size}; "
+        f"runs by class: {class_counts(cls)} of {cls.size}; "
         f"settled runs: convex ε {_med(a['eps'][settled, -1])} with slope "
         f"{_med(slopes(a['eps'][settled], a['W_fro'][settled]), '.2f')}, "
         f"parameter ε {_med(a['eps_param'][settled, -1])} with slope "
         f"{_med(slopes(a['eps_param'][settled], a['W_fro'][settled]), '.2f')}; ℓ1 value excess "
         f"{_med(a['excess'][settled, -1])}", "new",
-        f"slopes d log ε / d log ‖w‖ between ‖w‖ = {radii[-2]:g} and {radii[-1]:g}; converging: slope ≤ "
-        f"{cfg.converge_slope:g}, settled: slope > {cfg.plateau_slope:g}; parameter-space KKT but not convex: within "
-        f"{cfg.restricted_tol:g} of the restricted ℓ1 SVM with an off-support multiplier |g_j| > 1 (next claim); "
-        f"converging runs: convex ε "
-        f"{_med(a['eps'][conv, -1])}, slope {_med(slopes(a['eps'][conv], a['W_fro'][conv]), '.2f')}"))
+        f"classes (attnsvm.experiments.p2_kkt.classify; slopes d log ε / d log ‖w‖ and the value excess between "
+        f"‖w‖ = {radii[-2]:g} and {radii[-1]:g}): kkt ε ≤ {cfg.kkt_tol:g}; converging: slope ≤ "
+        f"{cfg.converge_slope:g} and value excess falling; settled-param-kkt: within {cfg.restricted_tol:g} "
+        "(1 − corr) of the ℓ1 SVM restricted to the run's support and signs, with an off-support multiplier "
+        "|g_j| > 1 (a parameter-space KKT point that is not convex KKT; next claim); settled: |g_j| > 1 not yet "
+        "within that tolerance, or value excess not falling; slow: value excess falling, all off-support |g_j| ≤ 1; "
+        f"kkt or converging runs: convex ε {_med(a['eps'][conv, -1])}, slope "
+        f"{_med(slopes(a['eps'][conv], a['W_fro'][conv]), '.2f')}"))
     if pk.any():
         st = pk
         err = a["exponent_error"][st]
@@ -497,8 +571,7 @@ def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
         m = a["family"] == family
         if not m.any():
             continue
-        cls = classify(a["eps"][m], a["eps_param"][m] if family.startswith("KQ") else a["eps"][m], a["W_fro"][m],
-                       cfg.kkt_tol, cfg.converge_slope, cfg.plateau_slope)
+        cls = full_classes(cfg, a, family)
         per_r = ", ".join(f"{r:g}: {np.nanmedian(a['eps'][m, k]):.2e}" for k, r in enumerate(radii))
         exc = a["excess"][m]
         falling = np.all(np.diff(exc, axis=1) < 0, axis=1)
@@ -515,11 +588,8 @@ def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
             f"generic data, {what} flows: ε-KKT of the {norm} Att-SVM at the reached selection, ‖W‖_F up to "
             f"{radii[-1]:g}", "(K, Q): no theorem without alignment" if what != "W" else "→ W^mm_α (P3)",
             f"median ε by ‖W‖_F: {per_r}; slope over the last two radii "
-            f"{_med(slopes(a['eps'][m], a['W_fro'][m]), '.2f')}"
-            f"; by that slope: ≤ {cfg.converge_slope:g} (converging) {int(np.sum(cls == 'converging'))}, flatter than "
-            f"{cfg.plateau_slope:g} {int(np.sum(np.char.startswith(cls, 'settled')))}, between "
-            f"{int(np.sum(cls == 'slow'))}, ε ≤ {cfg.kkt_tol:g} {int(np.sum(cls == 'kkt'))}; value excess by ‖W‖_F: "
-            f"{per_x}, falling at every radius in "
+            f"{_med(slopes(a['eps'][m], a['W_fro'][m]), '.2f')}; runs by class: {class_counts(cls)}; value excess "
+            f"by ‖W‖_F: {per_x}, falling at every radius in "
             f"{int(falling.sum())} of {int(m.sum())} runs, slope {_med(slopes(exc, a['W_fro'][m]), '.2f')}", "new",
             f"value excess ‖W̃‖/‖W*_α‖ − 1 at the last radius {_med(a['excess'][m, -1])}; 1 − corr "
             f"{_med(a['gap_corr'][m, -1])}; selection = opt in {np.nanmean(a['is_opt'][m, -1]):.0%}" + extra))
@@ -541,17 +611,20 @@ def full_kkt_claims(cfg, a: dict[str, np.ndarray]) -> tuple[list, list[str]]:
                 f"g − 1 = {_med(pred[ok], '.3f')} (|difference| {_med(np.abs(meas - pred)[ok], '.2e')}, "
                 f"n={int(ok.sum())})", "new" if ok.any() else "differs",
                 f"at that rate 2·discarded reaches kkt_tol = {cfg.kkt_tol:g} after ‖W‖ grows by a further factor 10^x, "
-                f"x = {_med(horizon[ok & np.isfinite(horizon)], '.1f')}; g > 1 (a parameter-space KKT point that is "
-                f"not nuclear KKT, never left): {int(np.sum(go > 1))} runs"))
-            claims.append(full_decision_claim(cfg, a, m))
+                f"x = {_med(horizon[ok & np.isfinite(horizon)], '.1f')}; g > 1 (the parameter-space KKT point ahead is "
+                f"not nuclear KKT: the run settles): {int(np.sum(go > 1))} runs"))
+            claims.append(full_decision_claim(cfg, a, m, cls))
         for j, c in zip(np.flatnonzero(m), cls, strict=True):
             if c.startswith("settled") or c == "slow":
                 notes.append(f"{family} trial {int(a['trial'][j])} ({c}): ε " + " → ".join(
-                    f"{x:.2e}" for x in a["eps"][j]) + (f"; parameter ε {a['eps_param'][j, -1]:.2e}"
-                                                         if family.startswith("KQ") else ""))
+                    f"{x:.2e}" for x in a["eps"][j]) + "; value excess " + " → ".join(
+                    f"{x:.2e}" for x in a["excess"][j]) + (
+                    f"; parameter ε {a['eps_param'][j, -1]:.2e}, g {a['g_off'][j, -1]:.3f}"
+                    if family.startswith("KQ") else ""))
     return claims, notes
 
 
-__all__ = ["FULL_KKT_FAMILIES", "KKT_FIELDS", "advance", "certify", "classify", "diag_decision_claim", "diag_inits",
-           "diag_kkt_claims", "diag_study_cell", "full_decision_claim", "full_kkt_claims", "full_study_family",
-           "restricted_escape", "slopes", "study_runs"]
+__all__ = ["CLASSES", "FULL_KKT_FAMILIES", "KKT_FIELDS", "advance", "certify", "class_counts", "classify",
+           "diag_classes", "diag_decision_claim", "diag_inits", "diag_kkt_claims", "diag_study_cell",
+           "full_classes", "full_decision_claim", "full_kkt_claims", "full_study_family", "restricted_escape",
+           "slopes", "study_runs"]

@@ -131,11 +131,15 @@ def full_figure(a: dict[str, np.ndarray]) -> Figure:
     return fig
 
 
-# ε-KKT studies: one colour per class of run (attnsvm.experiments.p2_kkt), in every panel
-CLASS_COLORS = {"kkt": BLUE, "converging": GREEN, "slow": GREY, "settled": VERMILLION,
+# ε-KKT studies: one colour per class of run (attnsvm.experiments.p2_kkt.classify), in every panel; the
+# converging classes in greens/blues, the settled ones in orange/vermillion. Grey is left to the P2-full W runs
+# and black to P2-diag's panel (a).
+CLASS_COLORS = {"kkt": BLUE, "converging": GREEN, "slow": SKY, "settled": VERMILLION,
                 "settled-param-kkt": ORANGE, "failed": PURPLE}
-CLASS_LABELS = {"kkt": r"$\varepsilon\leq$ tol", "converging": "converging", "slow": "slow", "settled": "settled",
-                "settled-param-kkt": "settled, parameter-space KKT", "failed": "failed"}
+CLASS_LABELS = {"kkt": r"$\varepsilon\leq$ tol", "converging": "converging",
+                "slow": r"converging slowly (value excess falls, $g\leq1$)",
+                "settled": "settled ($g>1$ ahead, or value excess not falling)",
+                "settled-param-kkt": "settled at a parameter-space KKT point, not convex KKT", "failed": "failed"}
 
 
 def _by_class(ax, x: np.ndarray, y: np.ndarray, cls: np.ndarray) -> list:
@@ -153,7 +157,7 @@ def _by_class(ax, x: np.ndarray, y: np.ndarray, cls: np.ndarray) -> list:
 def _class_legend(fig: Figure, drawn: list, counts: dict, extra: tuple = ((), ())) -> None:
     handles = [proxy(CLASS_COLORS[c], "-", marker="o") for c in drawn] + list(extra[0])
     labels = [f"{CLASS_LABELS[c]} ({counts[c]})" for c in drawn] + list(extra[1])
-    legend_below(fig, handles, labels, ncol=min(4, len(handles)))
+    legend_below(fig, handles, labels, ncol=min(2, len(handles)))  # long class labels: two columns
 
 
 @styled
@@ -163,11 +167,11 @@ def kkt_diag_figure(a: dict[str, np.ndarray], cls: np.ndarray, scales: list[floa
     coloured by its class."""
     fig, axes = figure(3, 1, height=2.2)
     ax = axes[0, 0]
-    # black and sky: colours no class of panels (b), (c) uses
-    for kind, color, mk in (("unbalanced", BLACK, "o"), ("balanced", SKY, "s")):
+    # black, solid / dashed: no class of panels (b), (c) is drawn in black
+    for kind, ls, mk in (("unbalanced", "-", "o"), ("balanced", "--", "s")):
         fr = [np.mean(cls[(a["kind"] == kind) & np.isclose(a["scale"], sc)] == "kkt")
               if np.any((a["kind"] == kind) & np.isclose(a["scale"], sc)) else np.nan for sc in scales]
-        ax.plot(scales, fr, "-", marker=mk, color=color, ms=3)
+        ax.plot(scales, fr, ls, marker=mk, color=BLACK, ms=3)
     ax.set_xscale("log")
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("init scale")
@@ -180,7 +184,7 @@ def kkt_diag_figure(a: dict[str, np.ndarray], cls: np.ndarray, scales: list[floa
     _by_class(axes[0, 2], a["W_fro"], a["eps_param"], cls)
     _loglog(axes[0, 2], wl, r"$\varepsilon$ in $(k, q)$", r"(c) parameter-space $\varepsilon$-KKT")
     counts = {c: int(np.sum(cls == c)) for c in drawn}
-    _class_legend(fig, drawn, counts, ((proxy(BLACK, "-", marker="o"), proxy(SKY, "-", marker="s"),
+    _class_legend(fig, drawn, counts, ((proxy(BLACK, "-", marker="o"), proxy(BLACK, "--", marker="s"),
                                         proxy("0.4", ":", lw=0.8)),
                                        ("(a) unbalanced", "(a) balanced", f"tolerance {tol:g}")))
     return fig
