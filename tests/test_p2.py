@@ -318,6 +318,7 @@ def _full_study(B: int, eps_slope: float, excess_slope: float, g: float) -> dict
          "gap_corr": np.full((n, R), 1e-2), "is_opt": np.ones((n, R)),
          "family": np.array(["KQ-generic"] * B + ["W-generic"] * B), "trial": np.r_[np.arange(B), np.arange(B)]}
     a["eps_param"][B:] = a["g_off"][B:] = np.nan
+    a["stationarity"] = a["eps"].copy()  # ε = max(stationarity, …, 2·discarded) is set by stationarity here
     return a
 
 
@@ -342,6 +343,8 @@ def test_full_kkt_labels_agree_with_the_decision():
     assert "g < 1 (no spurious point ahead) in 4 of 4" in decision.measured
     assert not any("settled" in c.measured for c in claims)
     assert sum("(slow)" in n for n in notes) == 8
+    decay = next(c for c in claims if c.claim.startswith("generic (K, Q) flows: the singular values of W off"))
+    assert "the stationarity residual in 4 of 4 runs" in decay.note and "2·discarded in 0" in decay.note
     # one run at a parameter-space KKT point (parameter ε ≤ kkt_tol) with g > 1: settled there, the flows settle
     a["g_off"][1, -1], a["eps_param"][1, -1] = 1.3, 1e-4
     cls = full_classes(cfg, a, "KQ-generic")
