@@ -99,9 +99,33 @@ def _field(model: Model, flow: Flow):
     def f(sigma, y, data):
         direction, lnorm = _unit_descent(model, flow, y["params"], data)
         dtau = jnp.exp(jnp.minimum(-y["tau"] - lnorm, _EXP_CAP))
-        return {"params": direction, "tau": dtau}
+        return {"params": direction, "tau": dtau, "steps": jnp.zeros_like(y["steps"])}
 
     return f
+
+
+# ---- the accepted-step counter -------------------------------------------------------------------------------
+# The number of accepted steps before each record rides along in the state as y["steps"]: its vector field is
+# zero, the solver below adds 1 on every step (diffrax keeps a step's y only when the step is accepted), and
+# the interpolant of a step (y0 + Σ b_i(θ) k_i with k_i = 0 for this leaf) returns the count at the step's
+# start exactly. A record at σ inside the accepted step (σ_a, σ_b] therefore reads the number of accepted steps
+# ending at or before σ_a. The step-size controller's norm leaves the counter out, so the steps taken are
+# those of the flow alone (bit for bit). This replaces a buffer of every accepted step's σ (max_steps entries
+# per trial, rewritten on every step under vmap), which cost compile time and half of the run time.
+
+
+class _CountingTsit5(diffrax.Tsit5):
+    """Tsit5 whose step also adds 1 to the state's ``steps`` counter (kept by diffrax only if accepted)."""
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        y1, y_error, dense_info, solver_state, result = super().step(terms, t0, t1, y0, args, solver_state,
+                                                                     made_jump)
+        return {**y1, "steps": y0["steps"] + 1.0}, y_error, dense_info, solver_state, result
+
+
+def _flow_norm(tree) -> jax.Array:
+    """diffrax's default RMS norm over the flow's state without the step counter."""
+    return optx.rms_norm({k: v for k, v in tree.items() if k != "steps"})
 
 
 def log_saturation(model: Model, params: dict, data: Data) -> jax.Array:
@@ -133,20 +157,21 @@ def _stop_values(model: Model, stops: tuple[Stop, ...], levels: jax.Array, y: di
 
 
 class _Bisection(optx.Bisection):
-    """Bisection that takes the direction of the bracket from its end values and never raises.
+    """Bisection that takes the direction of the bracket from its lower end and never raises.
 
     Under ``vmap`` diffrax runs the event's root find for every trial once any trial has an event; a trial
     that ended otherwise (solver budget, arc-length budget) gets the function t_end − t, which is 0 at the
     upper end of its bracket, and ``optx.Bisection``'s check (a strict sign change) raised "root is not
-    contained" for the whole batch. Here flip = (value at lower > value at upper): that trial's root find
-    converges to t_end, as diffrax intends, and a stop trial's bracket (negative → positive) is unchanged."""
+    contained" for the whole batch. Here flip = (value at lower > 0): that trial's function is positive at the
+    lower end (t_end − t_lower, the length of its last step), so its root find converges to t_end, as diffrax
+    intends; a stop trial's value at the lower end is its stop function at the start of the step that crossed
+    zero (the interpolant there is the state itself), ≤ 0, so its bracket (negative → positive) is unchanged.
+    One evaluation of the event function instead of two (one less copy of it in the compiled program)."""
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
         import equinox as eqx
 
-        lower = jnp.asarray(options["lower"], f_struct.dtype)
-        upper = jnp.asarray(options["upper"], f_struct.dtype)
-        flip = fn(lower, args)[0] > fn(upper, args)[0]
+        flip = fn(jnp.asarray(options["lower"], f_struct.dtype), args)[0] > 0
         state = optx.Bisection(self.rtol, self.atol, flip=False).init(fn, y, args, options, f_struct, aux_struct,
                                                                         tags)
         return eqx.tree_at(lambda s: s.flip, state, flip)
@@ -187,6 +212,12 @@ def _checks_as_nan():
 #: the error-estimate pass uses tolerances divided by this
 _TIGHT = 100.0
 
+#: XLA options of the programs that run once per flow on a few hundred states (the start check, the records):
+#: without LLVM's optimizations their compilation takes about half the time (≈1.5 s less per flow, measured
+#: in benchmarks/flow_compile.py) and their run time is a few milliseconds either way. Their values can differ
+#: from optimized code in the last bits (no fused multiply-adds), ≈1e−16 relative.
+_ONCE = {"xla_backend_optimization_level": 0}
+
 
 @partial(jax.jit, static_argnames=("model", "flow", "batch_data", "stops"))
 def _integrate(y0, data, grid, t1, tol, levels, on, *, model, flow, batch_data, stops):
@@ -199,19 +230,19 @@ def _integrate(y0, data, grid, t1, tol, levels, on, *, model, flow, batch_data, 
     """
 
     def one(y, dat, g, t_end):
-        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=g[:-1]), diffrax.SubSaveAt(t1=True),
-                                      diffrax.SubSaveAt(steps=True, fn=lambda t, yy, a: t)])
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=g[:-1]), diffrax.SubSaveAt(t1=True)])
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(_field(model, flow)), diffrax.Tsit5(), t0=0.0, t1=t_end, dt0=None, y0=y, args=dat,
-            saveat=saveat, stepsize_controller=diffrax.PIDController(rtol=tol[0], atol=tol[1]),
+            diffrax.ODETerm(_field(model, flow)), _CountingTsit5(), t0=0.0, t1=t_end, dt0=None,
+            y0={**y, "steps": jnp.zeros((), y["tau"].dtype)}, args=dat, saveat=saveat,
+            stepsize_controller=diffrax.PIDController(rtol=tol[0], atol=tol[1], norm=_flow_norm),
             event=_event(model, stops, levels, on), max_steps=flow.max_steps, throw=False,
         )
-        ys_grid, ys_end, step_ts = sol.ys
+        ys_grid, ys_end = sol.ys
         ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), ys_grid, ys_end)
+        steps = ys.pop("steps")
         sigma_end = sol.ts[1][-1]
-        gg = g.at[-1].set(sigma_end)
-        # accepted steps ending at or before each record (unused slots of the step buffer are inf)
-        count = jnp.sum(step_ts[None, :] <= gg[:, None] * (1 + 1e-12), axis=1)
+        # accepted steps before each record; at the stop, all of them
+        count = steps.astype(sol.stats["num_accepted_steps"].dtype).at[-1].set(sol.stats["num_accepted_steps"])
         # which stop fired: the stop function closest to zero from above at the stop
         mask = _stop_values(model, stops, levels, jax.tree.map(lambda a: a[0], ys_end), dat)
         flags = jnp.stack([sol.result == diffrax.RESULTS.event_occurred,
@@ -319,7 +350,7 @@ def run_flow(model: Model, flow: Flow, batch: Batch, params0: dict[str, np.ndarr
 
     rec_args = (ys["params"], data, *to_device((alpha_arr, refs)))
     recs = jax.tree.map(np.asarray, compile_program(_records, rec_args, dict(
-        model=model, batch_data=batch_data, keep_path=keep_path))(*rec_args))
+        model=model, batch_data=batch_data, keep_path=keep_path), compiler_options=_ONCE)(*rec_args))
     traj = {k: np.asarray(v) for k, v in ys["params"].items()}
     tau = np.asarray(ys["tau"])
     metrics = {k: recs[k] for k in SCALAR_METRICS}
@@ -405,8 +436,8 @@ def _check_start(model: Model, flow: Flow, params: dict, data: Data, batch_data:
     """The flow cannot leave a stationary point, nor start past a stop."""
     kw = dict(model=model, flow=replace(flow, rtol=1.0, atol=1.0, max_arclength=1.0, error_estimate=False),
               batch_data=batch_data, stops=static_stops)
-    lnorm, vals = (np.asarray(a) for a in compile_program(_start_values, (params, data, levels), kw)(
-        params, data, levels))
+    lnorm, vals = (np.asarray(a) for a in compile_program(_start_values, (params, data, levels), kw,
+                                                          compiler_options=_ONCE)(params, data, levels))
     bad = np.flatnonzero(~np.isfinite(lnorm))
     if bad.size:
         raise ValueError(f"init: the gradient is exactly zero at the start of trial {int(bad[0])} (θ = 0 is a "

@@ -60,23 +60,27 @@ def programs_dir() -> Path | None:
 
 
 def compile_program(fn: Callable, args: tuple, static: dict[str, Any], *,
-                    trace_context: Callable[[], Any] | None = None) -> Callable:
+                    trace_context: Callable[[], Any] | None = None,
+                    compiler_options: dict[str, Any] | None = None) -> Callable:
     """The compiled form of the jitted ``fn`` at ``args`` (arrays) and ``static`` (its static arguments).
 
     Returns a callable taking arrays of the same structure, shapes and dtypes as ``args``, compiled once per
     process; with the persistent cache on, the program is loaded from / written to :func:`programs_dir`
     (module docstring). ``trace_context``: a context manager factory entered while tracing (e.g. to trace
-    runtime checks as NaN so the program has no host callback and can be exported)."""
+    runtime checks as NaN so the program has no host callback and can be exported). ``compiler_options``:
+    XLA options of the compilation (e.g. ``{"xla_backend_optimization_level": 0}`` for a program that runs
+    once on small arrays, where code generation costs more than it saves); part of every cache key."""
     leaves, in_tree = jax.tree.flatten(args)
     spec = tuple((tuple(np.shape(x)), str(x.dtype)) for x in leaves)
-    mem_key = (fn, repr(sorted(static.items())), str(in_tree), spec)
+    options = dict(compiler_options or {})
+    mem_key = (fn, repr(sorted(static.items())), str(in_tree), spec, repr(sorted(options.items())))
     if mem_key in _MEMORY:
         return _MEMORY[mem_key]
     trace = trace_context or nullcontext
 
     def traced_here():  # compiled as without the program cache
         with trace():
-            compiled = fn.lower(*args, **static).compile()
+            compiled = fn.lower(*args, **static).compile(compiler_options=options or None)
         _MEMORY[mem_key] = compiled
         return compiled
 
@@ -92,7 +96,7 @@ def compile_program(fn: Callable, args: tuple, static: dict[str, Any], *,
             return traced_here()
         _store(folder, key, *loaded)
     exported, out_spec = loaded[:2]
-    executable = jax.jit(exported.call).lower(*leaves).compile()
+    executable = jax.jit(exported.call).lower(*leaves).compile(compiler_options=options or None)
 
     def call(*a):
         return _decode(out_spec, iter(executable(*jax.tree.leaves(a))))
