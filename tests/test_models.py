@@ -150,8 +150,8 @@ def test_log_pairwise_matches_mpmath(scale):
         s = [mp.exp(x - max(am)) / Z for x in am]
         for t in toks:
             gap = [mp.mpf(float(g[i, t])) - mp.mpf(float(g[i, u])) for u in toks]
-            D = mp.fsum(su * du for su, du in zip(s, gap))
-            cond = mp.fsum(su * abs(du) * (1 + abs(float(log_s[i, u]))) for su, du, u in zip(s, gap, toks))
+            D = mp.fsum(su * du for su, du in zip(s, gap, strict=True))
+            cond = mp.fsum(su * abs(du) * (1 + abs(float(log_s[i, u]))) for su, du, u in zip(s, gap, toks, strict=True))
             if D == 0:
                 assert sign[i, t] == 0 and lmag[i, t] == -np.inf
                 continue
