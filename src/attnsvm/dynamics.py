@@ -190,13 +190,14 @@ def _run_segment(params, state, data, alpha, refs, ctrl=None, levels=None, *, mo
             return _saved_stops(model, p, dat, al, rf, keep, c)
         return _saved(model, p, dat, al, rf, keep)
 
-    def advance(carry, dat, lv):
+    def advance(carry, dat, lv, n):
+        """``n`` steps (0 for the record at the segment's start, else ``record_every``)."""
         if not stops:
-            p, st = jax.lax.fori_loop(0, record_every, lambda _, c: step(model, opt, c[0], c[1], dat), carry[:2])
+            p, st = jax.lax.fori_loop(0, n, lambda _, c: step(model, opt, c[0], c[1], dat), carry[:2])
             return (p, st, carry[2])
 
         def cond(c):
-            return (c[0] < record_every) & (c[3][1] < 0)
+            return (c[0] < n) & (c[3][1] < 0)
 
         def body(c):
             i, p, st, (k, _) = c
@@ -207,16 +208,18 @@ def _run_segment(params, state, data, alpha, refs, ctrl=None, levels=None, *, mo
         return (p, st, c)
 
     def one(p, st, dat, al, rf, c, lv):
-        def chunk(carry, _):
-            carry = advance(carry, dat, lv)
+        def chunk(carry, k):
+            carry = advance(carry, dat, lv, jnp.where(k == 0, 0, record_every))
             return carry, rec_at(carry[0], dat, al, rf, carry[2])
 
         if stops:  # a start that already meets a stop takes no step
             c = (c[0], jnp.where(c[1] < 0, _fired(model, stops, lv, p, dat), c[1]))
-        # the record at the segment's start (used for step 0: one program to compile, not two) and the
+        # the record at the segment's start (used for step 0) is the scan's first iteration, which takes no
+        # step: one copy of the record code in the program (it is most of the compile time), not two; the
         # final attention weights come out of the same program.
-        rec0 = rec_at(p, dat, al, rf, c)
-        (p, st, c), recs = jax.lax.scan(chunk, (p, st, c), None, length=n_records)
+        (p, st, c), recs = jax.lax.scan(chunk, (p, st, c), jnp.arange(n_records + 1))
+        rec0 = jax.tree.map(lambda r: r[0], recs)
+        recs = jax.tree.map(lambda r: r[1:], recs)
         return (p, st, c), (rec0, recs, attention_weights(model, p))
 
     d_axis = 0 if batch_data else None

@@ -26,34 +26,42 @@ def masked_lse(x: jax.Array, keep: jax.Array, axis: int) -> jax.Array:
     return out
 
 
-def log_pairwise(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """sign and log|·| of D_it = Σ_u s_iu (g_it − g_iu), for every token t (n, T); sign 0, log −inf if D = 0.
+def pairwise(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """D_it = Σ_u s_iu (g_it − g_iu) for every token t, as (D̃, offset) with D = D̃ · e^{offset} (n, T);
+    D̃ = 0 on padded tokens and where D = 0.
 
-    D is summed term by term in the pairwise form (never as g_t − Σ_u s_u g_u, which cancels), with a
-    common scale removed: D_t = e^{c_t} Σ_u e^{log s_u − c_t} (g_t − g_u), c_t = max log s_u over the tokens
-    u with g_u ≠ g_t (the only ones that contribute). Every term is then ≤ max|g_t − g_u| and the largest
-    contributing s_u enters with weight 1, so the terms that underflow are below 1e−308 of the sum and the
-    sum keeps its relative accuracy at any saturation. c_t takes only two values per sequence: the largest
-    log s (token u*), or, for the tokens tied in g with u*, the largest log s outside that tie; so the
-    exponentials are two per token, not one per pair.
+    D is never formed as g_t − Σ_u s_u g_u, which cancels at the most attended token u* when s_u* → 1.
+    It is centred on u* instead: with Σ_u s_u = 1,
+
+        D_t = (g_t − g_u*) + G,     G = Σ_u s_u (g_u* − g_u) = e^{m} Σ_u e^{log s_u − m} (g_u* − g_u),
+
+    where m = max log s_u over the tokens u with g_u ≠ g_u* (the only ones in G). For u* and the tokens tied
+    with it in g, D_t = G = e^{m} · (the sum): every term of the sum is ≤ max|g_u* − g_u| and the largest
+    enters with weight 1, so G keeps its relative accuracy at any saturation (s_u may be far below
+    1e−308: only m carries it). For the other tokens D_t is summed in linear scale (offset 0): there
+    |g_t − g_u*| > 0 is the leading term and e^{m} G only corrects it, so nothing is lost when e^{m}
+    underflows. The rounding error of either form is a few ulps of Σ_u s_u |g_t − g_u|, the condition of
+    D_t itself (tests/test_models.py, against 50-digit arithmetic). One exponential per token and no
+    (T × T) pairwise tensor.
     """
     ls = jnp.where(mask, log_s, NEG_INF)
     g = jnp.where(mask, g, 0.0)
     top = jnp.argmax(ls, axis=1)[:, None]  # u*, the most attended token
-    same = g == jnp.take_along_axis(g, top, axis=1)  # tokens tied in g with u* (u* included)
+    g_top = jnp.take_along_axis(g, top, axis=1)
+    same = g == g_top  # tokens tied in g with u* (u* included)
     ls2 = jnp.where(same, NEG_INF, ls)
-    m1 = jnp.take_along_axis(ls, top, axis=1)
-    m2 = jnp.max(ls2, axis=1, keepdims=True)
-    m1 = jnp.where(jnp.isfinite(m1), m1, 0.0)
-    m2 = jnp.where(jnp.isfinite(m2), m2, 0.0)
-    # weights ≤ 1: [..., 0] for the rows t outside the tie with u*, [..., 1] for the rows tied with u*
-    # (the tie itself contributes 0); both sums Σ_u e_u (g_t − g_u) as one batched product with the pairs.
-    e = jnp.stack([jnp.exp(ls - m1), jnp.exp(ls2 - m2)], axis=-1)  # (n, u, 2)
-    D2 = jnp.einsum("itu,iuk->itk", g[:, :, None] - g[:, None, :], e)
-    D = jnp.where(mask, jnp.where(same, D2[..., 1], D2[..., 0]), 0.0)
+    m = jnp.max(ls2, axis=1, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    G = jnp.sum(jnp.exp(ls2 - m) * (g_top - g), axis=1, keepdims=True)  # G e^{−m}
+    D = jnp.where(mask, jnp.where(same, G, (g - g_top) + jnp.exp(m) * G), 0.0)
+    return D, jnp.where(same, m, 0.0)
+
+
+def log_pairwise(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """sign and log|D_it| of :func:`pairwise`'s D_it = Σ_u s_iu (g_it − g_iu) (sign 0, log −inf if D = 0)."""
+    D, offset = pairwise(log_s, g, mask)
     nz = D != 0
-    mag = jnp.where(nz, jnp.log(jnp.abs(jnp.where(nz, D, 1.0))) + jnp.where(same, m2, m1), NEG_INF)
-    return jnp.sign(D), mag
+    return jnp.sign(D), jnp.where(nz, jnp.log(jnp.abs(jnp.where(nz, D, 1.0))) + offset, NEG_INF)
 
 
 def log_gap_to_top(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -72,4 +80,23 @@ def scaled(coef_log: jax.Array, coef_sign: jax.Array) -> tuple[jax.Array, jax.Ar
     return coef_sign * jnp.exp(coef_log - M), M
 
 
-__all__ = ["NEG_INF", "log_gap_to_top", "log_pairwise", "log_signed_diff", "masked_lse", "scaled"]
+def scaled_product(log_w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """x · e^{log_w} = e^M · c with max|c| = 1 (c = 0, M = 0 if every term is 0), without forming e^{log_w}.
+
+    For factors whose magnitude lives in log_w (far outside float64) and whose O(1) part x is known in linear
+    scale: c = (x / max|x|) · e^{log_w − max log_w}, then divided by its own largest entry. Costs one
+    exponential per entry (no log|x|). A term is lost only if it is below 1e−308 of the largest one, which
+    changes no sum or direction in float64."""
+    xm = jnp.max(jnp.abs(x))
+    xm = jnp.where(xm > 0, xm, 1.0)
+    lw = jnp.where(x != 0, log_w, NEG_INF)
+    M0 = jnp.max(lw)
+    M0 = jnp.where(jnp.isfinite(M0), M0, 0.0)
+    c = (x / xm) * jnp.exp(lw - M0)
+    cm = jnp.max(jnp.abs(c))
+    cm = jnp.where(cm > 0, cm, 1.0)
+    return c / cm, M0 + jnp.log(xm) + jnp.log(cm)
+
+
+__all__ = ["NEG_INF", "log_gap_to_top", "log_pairwise", "log_signed_diff", "masked_lse", "pairwise", "scaled",
+           "scaled_product"]

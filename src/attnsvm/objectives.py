@@ -17,8 +17,9 @@ summed over the heads for multi-head attention: f_i = Σ_h v_hᵀ X_iᵀ s_hi. I
 
     ∂L/∂a_hit = scale · ℓ'(Y_i f_i) · s_hit · Σ_u s_hiu (γ̃_hit − γ̃_hiu),     γ̃_hit = Y_i ∇h(u_hi)ᵀ x_it,  (★)
 
-with every factor kept as a logarithm (log s from log-softmax, log|ℓ'| in closed form, the pairwise sum by
-:func:`attnsvm.logspace.log_pairwise`), so the direction stays exact at any saturation.
+with every factor that can leave float64 kept as a logarithm (log s from log-softmax, log|ℓ'| in closed form,
+the scale of the pairwise sum from :func:`attnsvm.logspace.pairwise`), so the direction stays exact at any
+saturation.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .logspace import NEG_INF, log_pairwise, scaled
+from .logspace import pairwise, scaled, scaled_product
 from .losses import jax_log_neg_dloss, jax_loss
 
 
@@ -106,15 +107,14 @@ class MarginObjective:
         fw = self.forward(a, params, data)
         red = self.log_scale(data.Y.shape[0])
         gt = self.scores(fw, data)
+        # ∂L/∂a_it = scale · ℓ'(Y_i f_i) · s_it · D_it with D = D̃ e^{offset}: every factor that can leave
+        # float64 is a logarithm (log scale, log|ℓ'|, log s, offset), D̃ is O(1); ℓ' < 0, hence −D̃.
         if a.ndim == 3:
-            sgn, lmag = jax.vmap(lambda ls, g: log_pairwise(ls, g, data.mask))(fw.log_s, gt)
+            D, off = jax.vmap(lambda ls, g: pairwise(ls, g, data.mask))(fw.log_s, gt)
         else:
-            sgn, lmag = log_pairwise(fw.log_s, gt, data.mask)
+            D, off = pairwise(fw.log_s, gt, data.mask)
         ldl = jax_log_neg_dloss(self.loss, data.Y * fw.f)  # log|ℓ'| (n,)
-        clog = ldl[:, None] + fw.log_s + lmag + red
-        clog = jnp.where(data.mask & (sgn != 0), clog, NEG_INF)
-        # ℓ' < 0, so ∂L/∂a_it has the sign opposite to D_it.
-        c, M = scaled(clog, -sgn)
+        c, M = scaled_product(ldl[:, None] + fw.log_s + off + red, -D)
         extra = {}
         if self.train_v:
             # ∂L/∂v = scale · Σ_i ℓ'(Y_i f_i) Y_i u_i : no cancellation here, only the scale is kept apart.

@@ -33,9 +33,29 @@ _UNIT_SCALE = ("the Att-SVM solvers work on data rescaled to unit scale by a pow
                "(issue 9 item 1); checked: p3-rank at 4b2efce^ equals the golden file in every array, and "
                "every difference listed here is already present at 4b2efce")
 
+_ROUNDING = ("each step's direction changed by a few ulps when the stable gradient's pairwise sums were centred "
+             "on the most attended token (b1d3145, issue 13: run time per step); these runs amplify rounding "
+             "(unregularized (K, Q) NGD, adaptive flow steps): checked with the engine before that change, its "
+             "cotangent perturbed by ±1 ulp per entry, which moves exactly these arrays and claim rows by the same "
+             "amounts (within 2.7×: p3-local (K,Q) ‖W‖_F 6.4e−3 vs 9.3e−3 of its scale, correlations 2.9e−4 vs "
+             "4.1e−4; p3-paths (K,Q) path 1.8e−3 vs 1.1e−3; p2-full off-diagonal part 2.2e−12 vs 1.5e−12, "
+             "steps ±1; p3-multitoken d=4 6.4e−10 both); bounds ≈ 3× the larger")
+
 #: (key pattern, bound kind, bound, why). kind "abs": |a − b| ≤ bound; "scale": |a − b| ≤ bound·max|golden|;
 #: "rows": the golden rows are a contiguous block of the run's rows (other rows were added), equal to rtol.
 EXPLAINED: list[tuple[re.Pattern, str, float, str]] = [
+    (re.compile(r"^p3-local/(KQ__(W_final|W_fro)|summary/W_fro_final)$"), "scale", 3e-2, _ROUNDING),
+    (re.compile(r"^p3-local/(KQ__corr_(fro|nuc)|curves/(mean|std)|summary/corr_(fro|nuc)_(final|final_std|plotted))$"),
+     "scale", 1.5e-3, _ROUNDING),
+    (re.compile(r"^p3-paths/KQ__path$"), "scale", 6e-3, _ROUNDING),
+    (re.compile(r"^p3-paths/(KQ__(corr|ray_cos)_(fro|nuc)|final/(corr|min_ray_cos)_(fro|nuc))$"), "scale", 3e-4,
+     _ROUNDING),
+    (re.compile(r"^p3-paths/KQ-ridge__(path|ray_cos_fro)$"), "scale", 3e-11, _ROUNDING),
+    (re.compile(r"^p2-full/(runs/)?offdiag$"), "abs", 1e-11, _ROUNDING),
+    (re.compile(r"^p2-full/(runs/)?(drift|drift_path)$"), "abs", 3e-13, _ROUNDING),
+    (re.compile(r"^p2-full/(runs/)?steps$"), "abs", 2.0, _ROUNDING),
+    (re.compile(r"^p3-multitoken/d4__(corr_svmeq|corr_single|corr_dir|W_norm|R)$"), "scale", 3e-9, _ROUNDING),
+    (re.compile(r"^p3-multitoken/d4__masked_max$"), "scale", 1e-13, _ROUNDING),
     (re.compile(r"^p3-(rank|local)/.*gap_(fro|nuc|nuclear)$"), "abs", 1e-6,
      "certificate duality gaps, residuals at the solvers' accuracy (exact solvers ~1e-13, SCS ~1e-7); "
      + _UNIT_SCALE),
@@ -63,11 +83,16 @@ EXPLAINED_CLAIMS = {
 }
 #: claim rows (by title) whose numbers are explained differences of the arrays above
 EXPLAINED_CLAIM_ROWS = {
+    ("p2-full", "aligned init: KQᵀ → W^mm_★ (nuclear)"): "its off-diagonal part (1e−16 level) — " + _ROUNDING,
+    ("p2-full", "aligned init: W → W^mm (Frobenius)"): "its off-diagonal part (1e−12 level) — " + _ROUNDING,
+    ("p3-local", "(K,Q) without ridge (stable log-space NGD): corr(KQᵀ, W^mm_★,α) at step 2000"): _ROUNDING,
+    ("p3-local", "(K,Q) without ridge: corr(KQᵀ, W^mm_α) (Frobenius) at step 2000"): _ROUNDING,
     ("p3-rank", "nuclear solutions certified"): "the max duality gap of SCS solutions (first rule above)",
 }
 
 
 def _explanation(key: str, a: np.ndarray, b: np.ndarray, rtol: float) -> str | None:
+    """The first rule whose pattern matches ``key`` and whose bound the difference meets (None if none)."""
     for pattern, kind, bound, why in EXPLAINED:
         if not pattern.search(key):
             continue
@@ -83,7 +108,8 @@ def _explanation(key: str, a: np.ndarray, b: np.ndarray, rtol: float) -> str | N
             diff = float(np.max(np.where(nan, 0.0, np.abs(a - b)))) if a.size else 0.0
             scale = float(np.nanmax(np.abs(b))) if b.size and np.any(~np.isnan(b)) else 0.0
             ok = diff <= (bound if kind == "abs" else bound * scale)
-        return why if ok else None
+        if ok:
+            return why
     return None
 
 
