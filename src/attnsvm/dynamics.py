@@ -325,7 +325,8 @@ def prepare_batch(problems: AttentionProblem | Sequence[AttentionProblem], model
     if per_trial and len(plist) != len(head_V):
         raise ValueError(f"head_V: {len(head_V)} matrices for {len(plist)} problems; give one per problem")
     datas = [model_data(p, model, V=head_V[j] if per_trial else head_V,
-                        a=head_a[j] if per_trial and head_a is not None else head_a, values=values, aux=auxs[j])
+                        a=head_a[j] if per_trial and head_a is not None else head_a, values=values, aux=auxs[j],
+                        device=not batch_data)
              for j, p in enumerate(plist)]
     data = stack_data(datas) if batch_data else datas[0]
     if alpha is None:

@@ -164,9 +164,12 @@ def head_values(problem: AttentionProblem, heads: int, seed: int = 0) -> np.ndar
 
 
 def model_data(problem: AttentionProblem, model: Model, V: np.ndarray | None = None,
-               a: np.ndarray | None = None, values: np.ndarray | None = None, aux=()) -> Data:
+               a: np.ndarray | None = None, values: np.ndarray | None = None, aux=(), device: bool = True) -> Data:
     """Convert a validated problem (and the ReLU head matrix V (d, m), output weights a (m,); the value
-    vectors (H, d) of a multi-head model, default :func:`head_values`) to ``Data``."""
+    vectors (H, d) of a multi-head model, default :func:`head_values`) to ``Data``.
+
+    device=False keeps the fields as NumPy arrays (to be stacked by :func:`stack_data`, which moves them to
+    the device once: one transfer per field instead of one per field and problem)."""
     d = problem.d
     Z = problem.queries if model.param.needs_queries else np.zeros((problem.n, d))
     if model.head == "relu":
@@ -188,7 +191,10 @@ def model_data(problem: AttentionProblem, model: Model, V: np.ndarray | None = N
             raise ValueError(f"values: expected finite value vectors of shape ({H}, {d}), got {v.shape}")
     elif values is not None:
         raise ValueError("values: only a multi-head model has value vectors per head")
-    return Data(*to_device((problem.X, problem.Y, Z, problem.keys, problem.mask, v, V, a)), aux=to_device(aux))
+    fields = tuple(np.asarray(x) for x in (problem.X, problem.Y, Z, problem.keys, problem.mask, v, V, a))
+    if not device:
+        return Data(*fields, aux=aux)
+    return Data(*to_device(fields), aux=to_device(aux))
 
 
 def stack_data(items: list[Data]) -> Data:
