@@ -9,8 +9,6 @@ import pytest
 
 import attnsvm  # noqa: F401  (float64)
 from attnsvm.experiments.p2 import (
-    P2_DIAG_QUICK,
-    P2_FULL_QUICK,
     P2_MODEL,
     aligned_problem,
     diag_as_prompt,
@@ -117,7 +115,9 @@ def test_l1_helpers(refs):
 
 @pytest.mark.slow
 def test_run_p2_diag_quick():
-    out = run_p2_diag(P2_DIAG_QUICK)
+    from attnsvm.experiments import get
+
+    out = run_p2_diag(get("p2-diag").configure(quick=True))
     a = out["arrays"]
     un = a["kind"] == "unbalanced"
     assert a["reached"][un].mean() >= 0.5
@@ -127,7 +127,9 @@ def test_run_p2_diag_quick():
 
 @pytest.mark.slow
 def test_run_p2_full_quick():
-    out = run_p2_full(P2_FULL_QUICK)
+    from attnsvm.experiments import get
+
+    out = run_p2_full(get("p2-full").configure(quick=True))
     a = out["arrays"]
     assert out["gap_refs"] >= 0.05
     kq = a["variant"] == "KQ-aligned"

@@ -53,6 +53,11 @@ EXPLAINED: list[tuple[re.Pattern, str, float, str]] = [
     (re.compile(r"^p3-paths/KQ-ridge__(path|ray_cos_fro)$"), "scale", 3e-11, _ROUNDING),
     (re.compile(r"^p2-full/(runs/)?offdiag$"), "abs", 1e-11, _ROUNDING),
     (re.compile(r"^p2-full/(runs/)?(drift|drift_path)$"), "abs", 3e-13, _ROUNDING),
+    (re.compile(r"^p2-diag/(runs/)?(drift|drift_path|max_drift)$"), "abs", 5e-15,
+     "conservation drift of k² − q², itself accumulated rounding, moved by 1.35e−15 under two changes of the "
+     "order of floating-point operations (issue 13): the flows of a batch run one after another (lax.map, "
+     "e2d684b; measured alone 6.5e−16, 2.0e−16 at its parent) and the centred pairwise sums of the gradient "
+     "(b1d3145; alone within the 1e−15 rule above); measured together on main"),
     (re.compile(r"^p2-full/(runs/)?steps$"), "abs", 2.0, _ROUNDING),
     (re.compile(r"^p3-multitoken/d4__(corr_svmeq|corr_single|corr_dir|W_norm|R)$"), "scale", 3e-9, _ROUNDING),
     (re.compile(r"^p3-multitoken/d4__masked_max$"), "scale", 1e-13, _ROUNDING),
