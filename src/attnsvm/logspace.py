@@ -85,8 +85,10 @@ def scaled_product(log_w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array
 
     For factors whose magnitude lives in log_w (far outside float64) and whose O(1) part x is known in linear
     scale: c = (x / max|x|) · e^{log_w − max log_w}, then divided by its own largest entry. Costs one
-    exponential per entry (no log|x|). A term is lost only if it is below 1e−308 of the largest one, which
-    changes no sum or direction in float64."""
+    exponential per entry (no log|x|). A term is lost only where (x/max|x|) · e^{log_w − max log_w}
+    underflows (≈ 1e−308), i.e. below 1e−308/c_max of the largest term before the last division: beneath
+    float64 resolution unless that largest product is itself below ≈ 1e−292 (x and e^{log_w} ordered oppositely
+    over ≥ 290 decades)."""
     xm = jnp.max(jnp.abs(x))
     xm = jnp.where(xm > 0, xm, 1.0)
     lw = jnp.where(x != 0, log_w, NEG_INF)
