@@ -57,13 +57,6 @@ def pairwise(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array
     return D, jnp.where(same, m, 0.0)
 
 
-def log_pairwise(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """sign and log|D_it| of :func:`pairwise`'s D_it = Σ_u s_iu (g_it − g_iu) (sign 0, log −inf if D = 0)."""
-    D, offset = pairwise(log_s, g, mask)
-    nz = D != 0
-    return jnp.sign(D), jnp.where(nz, jnp.log(jnp.abs(jnp.where(nz, D, 1.0))) + offset, NEG_INF)
-
-
 def log_gap_to_top(log_s: jax.Array, g: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(g_top, log Σ_u s_u (g_top − g_u)) per sequence: the saturation gap, exact in log space."""
     gm = jnp.where(mask, g, NEG_INF)
@@ -100,5 +93,5 @@ def scaled_product(log_w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array
     return c / cm, M0 + jnp.log(xm) + jnp.log(cm)
 
 
-__all__ = ["NEG_INF", "log_gap_to_top", "log_pairwise", "log_signed_diff", "masked_lse", "pairwise", "scaled",
+__all__ = ["NEG_INF", "log_gap_to_top", "log_signed_diff", "masked_lse", "pairwise", "scaled",
            "scaled_product"]

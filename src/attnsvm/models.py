@@ -44,7 +44,7 @@ import numpy as np
 from ._jax import to_device
 from .attention import PARAMETERIZATIONS as _REGISTRY
 from .attention import Parameterization
-from .logspace import NEG_INF, log_gap_to_top, log_pairwise, masked_lse, scaled  # noqa: F401 (re-exported)
+from .logspace import NEG_INF, log_gap_to_top, masked_lse, pairwise, scaled  # noqa: F401 (re-exported)
 from .losses import check_loss, check_reduction, jax_log_excess, jax_log_loss, jax_log_neg_dloss
 from .objectives import Forward, MarginObjective
 from .objectives import log_softmax as _log_softmax
