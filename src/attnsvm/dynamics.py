@@ -168,36 +168,25 @@ def _fired(model: Model, stops: tuple, levels: jax.Array, params: dict, data: Da
     return jnp.where(jnp.any(hit), jnp.argmax(hit), -1).astype(jnp.int32)
 
 
-def _saved_stops(model: Model, params: dict, data: Data, alpha, refs, keep, ctrl) -> dict:
-    """A record of a run with stops: :func:`_saved` plus log E and the steps taken so far."""
-    from .flow import log_saturation
+@partial(jax.jit, static_argnames=("model", "opt", "record_every", "n_records", "batch_data", "use_map", "stops"))
+def _run_segment(params, state, data, ctrl=None, levels=None, *, model, opt, record_every, n_records, batch_data,
+                 use_map, stops=()):
+    """``n_records`` × ``record_every`` steps. Returns ((θ, optimizer state, ctrl) at the end, (the saved states,
+    W at the end)); the saved states are (θ, ctrl) at the segment's start and after every ``record_every`` steps,
+    leading axes (B, n_records + 1). The records are computed from them by :func:`_records`, a program of its own:
+    this one holds only the steps (it is compiled per optimizer and step count, the records per model).
 
-    rec = _saved(model, params, data, alpha, refs, keep)
-    rec["log_saturation"] = log_saturation(model, params, data)
-    rec["steps_taken"] = ctrl[0]
-    return rec
+    With ``stops``, ``ctrl`` = (steps taken, index of the stop that fired or −1) per trial: a trial stops after
+    the first step at which a stop function is ≥ 0 and keeps that state in every later saved state (under
+    vmap the step loop runs until every trial stopped)."""
 
-
-@partial(jax.jit, static_argnames=("model", "opt", "record_every", "n_records", "batch_data", "use_map", "keep",
-                                   "stops"))
-def _run_segment(params, state, data, alpha, refs, ctrl=None, levels=None, *, model, opt, record_every, n_records,
-                 batch_data, use_map, keep, stops=()):
-    """``n_records`` records of ``record_every`` steps. With ``stops``, ``ctrl`` = (steps taken, index of
-    the stop that fired or −1) per trial: a trial stops after the first step at which a stop function is ≥ 0
-    and keeps that state in every later record (under vmap the step loop runs until every trial stopped)."""
-    def rec_at(p, dat, al, rf, c):
-        if stops:
-            return _saved_stops(model, p, dat, al, rf, keep, c)
-        return _saved(model, p, dat, al, rf, keep)
-
-    def advance(carry, dat, lv, n):
-        """``n`` steps (0 for the record at the segment's start, else ``record_every``)."""
+    def advance(carry, dat, lv):
         if not stops:
-            p, st = jax.lax.fori_loop(0, n, lambda _, c: step(model, opt, c[0], c[1], dat), carry[:2])
+            p, st = jax.lax.fori_loop(0, record_every, lambda _, c: step(model, opt, c[0], c[1], dat), carry[:2])
             return (p, st, carry[2])
 
         def cond(c):
-            return (c[0] < n) & (c[3][1] < 0)
+            return (c[0] < record_every) & (c[3][1] < 0)
 
         def body(c):
             i, p, st, (k, _) = c
@@ -207,20 +196,17 @@ def _run_segment(params, state, data, alpha, refs, ctrl=None, levels=None, *, mo
         _, p, st, c = jax.lax.while_loop(cond, body, (jnp.int32(0),) + tuple(carry))
         return (p, st, c)
 
-    def one(p, st, dat, al, rf, c, lv):
-        def chunk(carry, k):
-            carry = advance(carry, dat, lv, jnp.where(k == 0, 0, record_every))
-            return carry, rec_at(carry[0], dat, al, rf, carry[2])
-
+    def one(p, st, dat, c, lv):
         if stops:  # a start that already meets a stop takes no step
             c = (c[0], jnp.where(c[1] < 0, _fired(model, stops, lv, p, dat), c[1]))
-        # the record at the segment's start (used for step 0) is the scan's first iteration, which takes no
-        # step: one copy of the record code in the program (it is most of the compile time), not two; the
-        # final attention weights come out of the same program.
-        (p, st, c), recs = jax.lax.scan(chunk, (p, st, c), jnp.arange(n_records + 1))
-        rec0 = jax.tree.map(lambda r: r[0], recs)
-        recs = jax.tree.map(lambda r: r[1:], recs)
-        return (p, st, c), (rec0, recs, attention_weights(model, p))
+
+        def chunk(carry, _):
+            carry = advance(carry, dat, lv)
+            return carry, (carry[0], carry[2])
+
+        (p1, st1, c1), (ps, cs) = jax.lax.scan(chunk, (p, st, c), None, length=n_records)
+        saved = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), (p, c), (ps, cs))
+        return (p1, st1, c1), (saved, attention_weights(model, p1))
 
     d_axis = 0 if batch_data else None
     if ctrl is None:
@@ -229,16 +215,48 @@ def _run_segment(params, state, data, alpha, refs, ctrl=None, levels=None, *, mo
         levels = jnp.zeros((len(stops),))
     if use_map:
         if batch_data:
-            return jax.lax.map(lambda a: one(*a, levels), (params, state, data, alpha, refs, ctrl))
-        return jax.lax.map(lambda a: one(a[0], a[1], data, a[2], a[3], a[4], levels),
-                           (params, state, alpha, refs, ctrl))
-    return jax.vmap(one, in_axes=(0, 0, d_axis, 0, 0, 0, None))(params, state, data, alpha, refs, ctrl, levels)
+            return jax.lax.map(lambda a: one(*a, levels), (params, state, data, ctrl))
+        return jax.lax.map(lambda a: one(a[0], a[1], data, a[2], levels), (params, state, ctrl))
+    return jax.vmap(one, in_axes=(0, 0, d_axis, 0, None))(params, state, data, ctrl, levels)
 
 
-@partial(jax.jit, static_argnames=("model", "batch_data", "keep"))
-def _record0(params, data, alpha, refs, *, model, batch_data, keep):
-    return jax.vmap(lambda p, dat, al, rf: _saved(model, p, dat, al, rf, keep),
-                    in_axes=(0, 0 if batch_data else None, 0, 0))(params, data, alpha, refs)
+#: XLA options of the records program: it runs once per engine call on a few thousand saved states, where
+#: LLVM's optimizations cost more compile time than they save (≈ half the compile time; each record a few
+#: µs slower; values can differ from optimized code in the last bits, no fused multiply-adds).
+RECORDS_XLA = {"xla_backend_optimization_level": 0}
+
+
+@partial(jax.jit, static_argnames=("model", "batch_data", "keep", "saturation", "use_map"))
+def _records(params, data, alpha, refs, *, model, batch_data, keep, saturation=False, use_map=False):
+    """The record of every saved state, ``params``: blocks of leading axes (B, R). :func:`_saved` (what
+    ``keep`` asks for) at each state, and log E (:func:`attnsvm.flow.log_saturation`) with ``saturation``.
+    One program per model, data shape and (B, R), shared by every optimizer, step count and engine (the
+    descent and the flow)."""
+
+    def per_trial(p, dat, al, rf):
+        def per_rec(q):
+            rec = _saved(model, q, dat, al, rf, keep)
+            if saturation:
+                from .flow import log_saturation  # the flow's module (and diffrax) only when needed
+
+                rec["log_saturation"] = log_saturation(model, q, dat)
+            return rec
+
+        return jax.vmap(per_rec)(p)
+
+    if use_map:
+        if batch_data:
+            return jax.lax.map(lambda a: per_trial(*a), (params, data, alpha, refs))
+        return jax.lax.map(lambda a: per_trial(a[0], data, a[1], a[2]), (params, alpha, refs))
+    return jax.vmap(per_trial, in_axes=(0, 0 if batch_data else None, 0, 0))(params, data, alpha, refs)
+
+
+def records_program(args: tuple, *, model: Model, batch_data: bool, keep: tuple[bool, bool, bool],
+                    saturation: bool = False, use_map: bool = False):
+    """The compiled :func:`_records` for ``args`` = (params (B, R, ...), data, alpha, refs)."""
+    return compile_program(_records, args, dict(model=model, batch_data=batch_data, keep=keep,
+                                                saturation=saturation, use_map=use_map),
+                           compiler_options=RECORDS_XLA)
 
 
 @partial(jax.jit, static_argnames=("opt",))
@@ -265,11 +283,15 @@ def _choose_map(problem: AttentionProblem, trials: int, batching: str) -> bool:
     return trials > 1 and problem.n * problem.T * problem.T * problem.d >= 100_000
 
 
-def _segments(n_chunks: int, progress: bool) -> int:
-    """Records per compiled call: one call unless a progress bar wants ~10 updates (a divisor, so one compile)."""
-    if not progress or n_chunks < 20:
-        return n_chunks
-    target = max(1, n_chunks // 10)
+#: the saved states of one compiled call are kept until their records are computed: at most about this many bytes
+SAVED_BYTES = 1 << 28
+
+
+def _segments(n_chunks: int, progress: bool, state_bytes: int = 0) -> int:
+    """Records per compiled call: one call unless a progress bar wants ~10 updates or the saved states of one
+    call (``state_bytes`` each) would pass :data:`SAVED_BYTES`; a divisor of ``n_chunks``, so one compile."""
+    target = n_chunks if (not progress or n_chunks < 20) else max(1, n_chunks // 10)
+    target = max(1, min(target, SAVED_BYTES // max(1, state_bytes) - 1))
     return max(k for k in range(1, target + 1) if n_chunks % k == 0)
 
 
@@ -380,45 +402,52 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
     ctrl = to_device((np.zeros(B, np.int32), np.full(B, -1, np.int32)))
 
     n_chunks = steps // record_every
+    state_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(jparams))
     # with stops, ~10 calls, so that the run can end once every trial has stopped
-    seg = _segments(n_chunks, bool(progress) or bool(stops))
+    seg = _segments(n_chunks, bool(progress) or bool(stops), state_bytes) if n_chunks else 0
+    rec_kw = dict(model=model, batch_data=batch_data, keep=keep, saturation=bool(stops), use_map=use_map)
     t0 = time.perf_counter()
-    recs = []
+    recs, taken = [], []
     jW = None
-    if n_chunks == 0:
-        if stops:
-            _, (rec0, _, jW) = _run_segment(jparams, state, data, jalpha, jrefs, ctrl, levels, model=model, opt=opt,
-                                             record_every=record_every, n_records=0, batch_data=batch_data,
-                                             use_map=use_map, keep=keep, stops=static_stops)
-        else:
-            r0_args = (jparams, data, jalpha, jrefs)
-            rec0 = compile_program(_record0, r0_args, dict(model=model, batch_data=batch_data, keep=keep))(*r0_args)
-        recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
-    compile_s = 0.0
-    run_s = 0.0
+    compile_s = run_s = 0.0
+
+    def add_records(saved, ctrl_saved, first: bool) -> None:
+        """The records of the saved states of one call (the first of a later call repeats the last one)."""
+        nonlocal compile_s, run_s
+        args = (saved, data, jalpha, jrefs)
+        tc = time.perf_counter()
+        program = records_program(args, **rec_kw)
+        tr = time.perf_counter()
+        out = jax.tree.map(np.asarray, program(*args))
+        compile_s += tr - tc
+        run_s += time.perf_counter() - tr
+        cut = slice(None) if first else slice(1, None)
+        recs.append(jax.tree.map(lambda x: x[:, cut], out))
+        taken.append(np.asarray(ctrl_saved[0])[:, cut])
+
+    if n_chunks == 0 and not stops:
+        add_records(jax.tree.map(lambda x: x[:, None], jparams), (np.zeros((B, 1), np.int32),), True)
     callback, bar = _progress(progress, steps)
     try:
         done = 0
-        while done < n_chunks:
+        while done < n_chunks or (done == 0 and not recs):
             kw = dict(model=model, opt=opt, record_every=record_every, n_records=seg,
-                      batch_data=batch_data, use_map=use_map, keep=keep)
+                      batch_data=batch_data, use_map=use_map)
             if stops:
                 kw["stops"] = static_stops
-            args = (jparams, state, data, jalpha, jrefs) + ((ctrl, levels) if stops else ())
+            args = (jparams, state, data) + ((ctrl, levels) if stops else ())
             if done == 0:
                 tc = time.perf_counter()
                 compiled = _compiled_segment(args, kw)
-                compile_s = time.perf_counter() - tc
+                compile_s += time.perf_counter() - tc
             tr = time.perf_counter()
-            (jparams, state, ctrl), (rec0, rec, jW) = compiled(*args)
+            (jparams, state, ctrl), ((saved, ctrl_saved), jW) = compiled(*args)
             jax.block_until_ready(jparams)
             run_s += time.perf_counter() - tr
-            if done == 0:
-                recs.append(jax.tree.map(lambda x: np.asarray(x)[:, None], rec0))
-            recs.append(jax.tree.map(np.asarray, rec))
-            done += seg
+            add_records(saved, ctrl_saved, done == 0)
+            done += max(seg, 1)
             if callback:
-                callback(done * record_every, steps)
+                callback(min(done, n_chunks) * record_every, steps)
             if stops and bool(np.all(np.asarray(ctrl[1]) >= 0)):
                 break
     finally:
@@ -431,7 +460,7 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
         fired = np.asarray(ctrl[1])
         reason[fired >= 0] = [stops[k].name for k in fired[fired >= 0]]
         # records end at the first record where every trial has stopped (later ones would all repeat it)
-        taken = merged["steps_taken"]
+        taken = merged["steps_taken"] = np.concatenate(taken, axis=1)
         R_end = int(np.ceil(taken[:, -1].max() / record_every)) + 1 if fired.min() >= 0 else taken.shape[1]
         merged = jax.tree.map(lambda x: x[:, :R_end], merged)
     n_rec = next(iter(jax.tree.leaves(merged))).shape[1]

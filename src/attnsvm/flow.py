@@ -62,7 +62,7 @@ import numpy as np
 import optimistix as optx
 
 from ._jax import to_device
-from .dynamics import SCALAR_METRICS, Batch, record
+from .dynamics import SCALAR_METRICS, Batch, records_program
 from .logspace import masked_lse
 from .losses import jax_log_neg_dloss
 from .models import Data, Model, attention_weights, forward, stable_grad
@@ -263,23 +263,6 @@ def _integrate(y0, data, grid, t1, tol, levels, on, *, model, flow, batch_data, 
     return jax.lax.map(lambda a: one(a[0], data, a[1], a[2]), (y0, grid, t1))
 
 
-@partial(jax.jit, static_argnames=("model", "batch_data", "keep_path"))
-def _records(params, data, alpha, refs, *, model, batch_data, keep_path):
-    """dynamics.record at every saved state (params: (B, R, ...))."""
-
-    def per_trial(p, dat, al, rf):
-        def per_rec(q):
-            rec = record(model, q, dat, al, rf)
-            rec["log_saturation"] = log_saturation(model, q, dat)
-            if keep_path:
-                rec["path"] = attention_weights(model, q)
-            return rec
-
-        return jax.vmap(per_rec)(p)
-
-    return jax.vmap(per_trial, in_axes=(0, 0 if batch_data else None, 0, 0))(params, data, alpha, refs)
-
-
 # ---- public API ----------------------------------------------------------------------------------------------
 
 
@@ -358,8 +341,8 @@ def run_flow(model: Model, flow: Flow, batch: Batch, params0: dict[str, np.ndarr
     run_s = time.perf_counter() - t1
 
     rec_args = (ys["params"], data, *to_device((alpha_arr, refs)))
-    recs = jax.tree.map(np.asarray, compile_program(_records, rec_args, dict(
-        model=model, batch_data=batch_data, keep_path=keep_path), compiler_options=_ONCE)(*rec_args))
+    recs = jax.tree.map(np.asarray, records_program(rec_args, model=model, batch_data=batch_data,
+                                                    keep=(True, keep_path, False), saturation=True)(*rec_args))
     traj = {k: np.asarray(v) for k, v in ys["params"].items()}
     tau = np.asarray(ys["tau"])
     metrics = {k: recs[k] for k in SCALAR_METRICS}
