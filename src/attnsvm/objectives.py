@@ -96,6 +96,11 @@ class MarginObjective:
         s = jnp.exp(log_s)
         u = jnp.einsum("...it,itd->...id", s, data.X)
         f, hgrad = self.head_output(params, data, u)
+        if a.ndim == 2 and self.head == "linear" and not self.train_v:
+            # f_i = Σ_t s_it (x_itᵀv): the same number as (X_iᵀ s_i)ᵀv to rounding, with X v fixed during
+            # training (computed once per program), so a training step needs no product with X for f, and u
+            # is left out of the step where nothing reads it
+            f = jnp.sum(s * (data.X @ data.v), axis=-1)
         loss = self.scale(data.Y.shape[0]) * jnp.sum(jax_loss(self.loss, data.Y * f))
         return Forward(log_s, u, f, hgrad, loss)
 

@@ -95,7 +95,7 @@ def normalize(mode: str = "global", eps: float = 0.0, step_size: float = 1.0) ->
 
     def update(updates, state, params=None):
         del params
-        if mode == "global":
+        if mode == "global" and len(updates) > 1:
             lnorm = log_global_norm(updates)
             if log_eps is None:
                 ok = jnp.isfinite(lnorm)
@@ -106,11 +106,11 @@ def normalize(mode: str = "global", eps: float = 0.0, step_size: float = 1.0) ->
                 den = jnp.logaddexp(lnorm, log_eps)
                 out = {b: step_size * s.g * jnp.exp(s.log_scale - den) for b, s in updates.items()}
             return out, state
+        # "block", or one block: ∇_b L/‖∇_b L‖ from the O(1) part alone (the block's own scale cancels)
         out = {}
         for b, s in updates.items():
             nrm = jnp.sqrt(jnp.sum(s.g**2))
             if log_eps is None:
-                # the block's own scale cancels: g/‖g‖ from the O(1) part alone
                 out[b] = jnp.where(nrm > 0, step_size * s.g / jnp.where(nrm > 0, nrm, 1.0), 0.0)
             else:
                 out[b] = step_size * s.g * jnp.exp(s.log_scale - jnp.logaddexp(_log_norm(s), log_eps))
