@@ -24,11 +24,14 @@ Settings (one flow program each):
 ``--variants`` also times the levers that were measured and not kept, on the ``_integrate`` program (same
 process, alternating with the current code, and the largest difference of the results against it):
 ``direct`` (``adjoint=diffrax.DirectAdjoint()``), ``checkpoints1``
-(``RecursiveCheckpointAdjoint(checkpoints=1)``), ``xla-O1`` / ``xla-O0`` (XLA's backend optimization level).
+(``RecursiveCheckpointAdjoint(checkpoints=1)``), ``xla-O1`` / ``xla-O0`` (XLA's backend optimization level),
+``fusion-emitters`` (XLA:CPU's MLIR fusion emitters, JAX's default, which ``attnsvm.programs.XLA_OPTIONS``
+turns off). Every program is compiled with ``XLA_OPTIONS`` and its own options, as attnsvm compiles it.
 
 Run: ``python benchmarks/flow_compile.py`` (about 1 minute per round on 2 cores); ``--settings p3-W,p2-KQ``,
-``--repeats N`` (rounds), ``--variants``. To compare with another version of the code (the before/after
-table in docs/benchmarks.md), run this script with ``PYTHONPATH=<that tree>/src``, alternating processes.
+``--repeats N`` (rounds), ``--variants`` (all) or ``--variants xla-O0,fusion-emitters``. To compare with
+another version of the code (the before/after table in docs/benchmarks.md), run this script with
+``PYTHONPATH=<that tree>/src``, alternating processes.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from attnsvm.config import read_toml
 from attnsvm.experiments.p2 import P2FullConfig, full_setup
 from attnsvm.models import Model
 from attnsvm.problem import unit_gaussian
+from attnsvm.programs import XLA_OPTIONS
 from attnsvm.training import Flow, Init, Radius, Saturation, Save, train
 
 SETTINGS = ("p3-W", "p3-KQ", "p2-KQ", "p2-W")
@@ -90,8 +94,10 @@ class Timer:
             w0, c0 = time.perf_counter(), time.process_time()
             lowered = fn.lower(*args, **static)
             w1, c1 = time.perf_counter(), time.process_time()
-        options = self.options if fn.__name__ == "_integrate" and self.options else compiler_options
-        compiled = lowered.compile(compiler_options=options) if options else lowered.compile()
+        options = {**XLA_OPTIONS, **(compiler_options or {})}  # as attnsvm.programs.compile_program
+        if fn.__name__ == "_integrate" and self.options:
+            options.update(self.options)
+        compiled = lowered.compile(compiler_options=options)
         w2, c2 = time.perf_counter(), time.process_time()
         self.rows[fn.__name__] = {"trace_wall": w1 - w0, "trace_cpu": c1 - c0, "compile_wall": w2 - w1,
                                   "compile_cpu": c2 - c1}
@@ -103,20 +109,22 @@ def run_once(name: str, variant: str) -> tuple[dict, object]:
     import diffrax
     import jax
 
+    from attnsvm import dynamics as D
     from attnsvm import flow as F
 
     options = {"xla-O1": {"xla_backend_optimization_level": 1},
-               "xla-O0": {"xla_backend_optimization_level": 0}}.get(variant)
+               "xla-O0": {"xla_backend_optimization_level": 0},
+               "fusion-emitters": {"xla_cpu_use_fusion_emitters": True}}.get(variant)
     adjoint = {"direct": lambda: diffrax.DirectAdjoint(),
                "checkpoints1": lambda: diffrax.RecursiveCheckpointAdjoint(checkpoints=1)}.get(variant)
     timer = Timer(options)
-    real_compile, real_solve = F.compile_program, diffrax.diffeqsolve
+    real_compile, real_dyn, real_solve = F.compile_program, D.compile_program, diffrax.diffeqsolve
 
     def solve(*a, **k):  # the adjoint variants: the same solve with another adjoint (loop kind)
         return real_solve(*a, adjoint=adjoint(), **k)
 
     jax.clear_caches()
-    F.compile_program = timer
+    F.compile_program = D.compile_program = timer  # the records program is compiled in attnsvm.dynamics
     if adjoint is not None:
         diffrax.diffeqsolve = solve
     try:
@@ -125,7 +133,7 @@ def run_once(name: str, variant: str) -> tuple[dict, object]:
         res = train(kw.pop("problems"), kw.pop("model"), kw.pop("flow"), **kw)
         wall = time.perf_counter() - w0
     finally:
-        F.compile_program, diffrax.diffeqsolve = real_compile, real_solve
+        F.compile_program, D.compile_program, diffrax.diffeqsolve = real_compile, real_dyn, real_solve
     return {"programs": timer.rows, "run": res.run_seconds, "wall": wall,
             "steps": int(np.max(res.info["accepted_steps"]))}, res
 
@@ -144,11 +152,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--repeats", type=int, default=1, help="alternating rounds over settings and variants")
-    ap.add_argument("--variants", action="store_true", help="also time the levers not kept (module docstring)")
+    ap.add_argument("--variants", nargs="?", const="all", default="",
+                    help="also time the levers not kept (module docstring): all, or a comma-separated list")
     args = ap.parse_args()
     os.environ["ATTNSVM_NO_CACHE"] = "1"  # belt and braces: nothing here turns the persistent cache on
     names = args.settings.split(",")
-    variants = ["current"] + (["direct", "checkpoints1", "xla-O1", "xla-O0"] if args.variants else [])
+    levers = ["direct", "checkpoints1", "xla-O1", "xla-O0", "fusion-emitters"]
+    variants = ["current"] + (levers if args.variants == "all" else [v for v in args.variants.split(",") if v])
     print(f"attnsvm benchmark flow_compile; python {sys.version.split()[0]}; {os.cpu_count()} CPUs; "
           f"load at start {load()}")
     print("times in s, cold; trace = trace + lower; cpu = CPU time of this process; run = two integration passes; "

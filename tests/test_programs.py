@@ -132,3 +132,43 @@ def test_engines_give_the_same_numbers_from_a_kept_program(method):
         finally:
             enable_compilation_cache(folder)
         np.testing.assert_array_equal(plain, written)
+
+
+def test_an_option_this_xla_does_not_know_is_left_out(monkeypatch):
+    """A JAX whose XLA lacks one of ``XLA_OPTIONS`` still compiles every program (without that option)."""
+    @partial(jax.jit, static_argnames=("k",))
+    def h(x, *, k):
+        return x * k
+
+    bogus = "xla_cpu_option_that_does_not_exist_for_attnsvm"
+    monkeypatch.setattr(programs, "XLA_OPTIONS", {**programs.XLA_OPTIONS, bogus: True})
+    monkeypatch.setattr(programs, "_UNKNOWN_OPTIONS", set())
+    programs._MEMORY.clear()
+    x = jnp.arange(3.0)
+    np.testing.assert_array_equal(programs.compile_program(h, (x,), {"k": 3.0})(x), 3.0 * np.arange(3.0))
+    assert programs._UNKNOWN_OPTIONS == {bogus}  # the known options were kept
+    with pytest.raises(jax.errors.JaxRuntimeError, match="No such compile option"):
+        jax.jit(lambda v: v + 1).lower(x).compile(compiler_options={bogus: True})
+
+
+@pytest.mark.parametrize("param", ["combined", "factored"])
+def test_descent_is_bit_identical_with_and_without_the_xla_options(monkeypatch, param):
+    """The code generation chosen by ``XLA_OPTIONS`` changes compile time only: the same descent, records
+    included, to the last bit (the claim of attnsvm.programs' docstring)."""
+    from attnsvm import Model, train
+    from attnsvm.problem import unit_gaussian
+    from attnsvm.training import NGD, Descent, Init, Save
+
+    probs = [unit_gaussian(4, 5, 6, seed=s) for s in range(4)]
+
+    def run():
+        programs._MEMORY.clear()
+        return train(probs, Model(param), Descent(NGD(lr=0.2), steps=60), save=Save(every=20),
+                     init=Init(scheme="gaussian", scale=0.1, seed=1))
+
+    with_options = run()
+    monkeypatch.setattr(programs, "XLA_OPTIONS", {})
+    without = run()
+    np.testing.assert_array_equal(with_options.W, without.W)
+    for k, v in with_options.metrics.items():
+        np.testing.assert_array_equal(v, without.metrics[k], err_msg=k)

@@ -24,6 +24,11 @@ named tuples) is kept as JSON beside the program, never pickled.
 
 Only when the persistent cache is on (the ``attnsvm`` command by default; a library user calls
 :func:`attnsvm.cache.enable_compilation_cache`). Otherwise :func:`compile_program` is ``fn.lower().compile()``.
+
+Every program is compiled with :data:`XLA_OPTIONS` (XLA:CPU's older, non-MLIR code generation of fusions):
+measured on attnsvm's programs (docs/benchmarks.md, benchmarks/flow_compile.py), it compiles in 0.6–0.75 of
+the time and runs as fast (within ±7 % at P3-local size, equal at 1000+ trials) with bit-identical descent
+results; a JAX whose XLA does not know an option compiles without it.
 """
 
 from __future__ import annotations
@@ -51,6 +56,23 @@ _LIBRARIES = ("jax", "jaxlib", "equinox", "diffrax", "optimistix", "optax", "num
 _KNOWN = ("attnsvm", *_LIBRARIES, "pydantic", "typing")  # packages whose types are keyed by version or source
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|<function |<lambda>")
 _MEMORY: dict[tuple, Callable] = {}
+#: XLA options of every program (module docstring); a program's own ``compiler_options`` are added to them
+XLA_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+_UNKNOWN_OPTIONS: set[str] = set()  # options this JAX's XLA rejected: left out of later compilations
+
+
+def _compile(lowered: Any, options: dict[str, Any]) -> Any:
+    """``lowered.compile`` with ``options``, leaving out the ones this version of XLA does not have."""
+    opts = {k: v for k, v in options.items() if k not in _UNKNOWN_OPTIONS}
+    while True:
+        try:
+            return lowered.compile(compiler_options=opts or None)
+        except jax.errors.JaxRuntimeError as err:
+            unknown = {k for k in opts if f"No such compile option: '{k}'" in str(err)}
+            if not unknown:
+                raise
+            _UNKNOWN_OPTIONS.update(unknown)
+            opts = {k: v for k, v in opts.items() if k not in unknown}
 
 
 def programs_dir() -> Path | None:
@@ -72,7 +94,7 @@ def compile_program(fn: Callable, args: tuple, static: dict[str, Any], *,
     once on small arrays, where code generation costs more than it saves); part of every cache key."""
     leaves, in_tree = jax.tree.flatten(args)
     spec = tuple((tuple(np.shape(x)), str(x.dtype)) for x in leaves)
-    options = dict(compiler_options or {})
+    options = {**XLA_OPTIONS, **(compiler_options or {})}
     mem_key = (fn, repr(sorted(static.items())), str(in_tree), spec, repr(sorted(options.items())))
     if mem_key in _MEMORY:
         return _MEMORY[mem_key]
@@ -80,7 +102,7 @@ def compile_program(fn: Callable, args: tuple, static: dict[str, Any], *,
 
     def traced_here():  # compiled as without the program cache
         with trace():
-            compiled = fn.lower(*args, **static).compile(compiler_options=options or None)
+            compiled = _compile(fn.lower(*args, **static), options)
         _MEMORY[mem_key] = compiled
         return compiled
 
@@ -96,7 +118,7 @@ def compile_program(fn: Callable, args: tuple, static: dict[str, Any], *,
             return traced_here()
         _store(folder, key, *loaded)
     exported, out_spec = loaded[:2]
-    executable = jax.jit(exported.call).lower(*leaves).compile(compiler_options=options or None)
+    executable = _compile(jax.jit(exported.call).lower(*leaves), options)
 
     def call(*a):
         return _decode(out_spec, iter(executable(*jax.tree.leaves(a))))
