@@ -125,6 +125,28 @@ def test_records_and_references():
     assert len(df) == 18 and "corr_eye" in df.columns
 
 
+def test_saved_states_split_into_calls_give_the_same_run(monkeypatch):
+    """Saved states beyond the memory bound split a run into several compiled calls: the same steps, records
+    and path to the last bit (the second call's first saved state repeats the first call's last, dropped)."""
+    from attnsvm import dynamics
+
+    prob = A.unit_gaussian(3, 4, 5, seed=1)
+    kw = dict(trials=3, save=Save(every=5, path=True, params=True), init=Init("gaussian", 0.1, seed=2))
+    whole = train(prob, Model("factored"), Descent(NGD(lr=0.1), 40), **kw)
+    state_bytes = 3 * 2 * 5 * 5 * 8  # B × (K, Q) × d × m × float64
+    assert dynamics._segments(8, False, state_bytes) == 8
+    monkeypatch.setattr(dynamics, "SAVED_BYTES", 3 * state_bytes)  # at most 2 records per call
+    assert dynamics._segments(8, False, state_bytes) == 2
+    split = train(prob, Model("factored"), Descent(NGD(lr=0.1), 40), **kw)
+    assert split.time.tolist() == whole.time.tolist() == list(range(0, 45, 5))
+    np.testing.assert_array_equal(split.W, whole.W)
+    np.testing.assert_array_equal(split.path, whole.path)
+    np.testing.assert_array_equal(split.params_path["K"], whole.params_path["K"])
+    for k, v in whole.metrics.items():
+        np.testing.assert_array_equal(split.metrics[k], v, err_msg=k)
+    np.testing.assert_array_equal(split.selection, whole.selection)
+
+
 def test_ridge_bounds_the_norm():
     prob = A.unit_gaussian(3, 4, 5, seed=0)
     plain = train(prob, Model("combined"), Descent(GD(lr=1.0), 2000), save=Save(every=1000))
