@@ -444,7 +444,7 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
                 compile_s += time.perf_counter() - tc
             tr = time.perf_counter()
             (jparams, state, ctrl), ((saved, ctrl_saved), jW) = compiled(*args)
-            ready = _ready_at((jparams, saved))
+            ready = ready_at((jparams, saved))
             if done == 0:
                 # the steps run on XLA's own thread (asynchronous dispatch): the records program is traced and
                 # compiled meanwhile (on a second core, a first run's compile is hidden behind its steps)
@@ -502,7 +502,7 @@ def run_descent(model: Model, method, batch: Batch, params0: dict[str, np.ndarra
     )
 
 
-def _ready_at(tree) -> Callable[[], float]:
+def ready_at(tree) -> Callable[[], float]:
     """Wait on a thread for the dispatched arrays of ``tree``; the returned function joins it and gives the
     ``time.perf_counter()`` at which they were ready (re-raising an error of the computation)."""
     box: dict = {}
