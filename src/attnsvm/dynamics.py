@@ -1,8 +1,10 @@
 """The Descent engine: a discrete optimizer over many trials in one compiled program.
 
 One call runs B independent trials (seeds, initializations, problems of one shape) as a single XLA
-program: ``vmap`` (or a sequential ``lax.map`` at large sizes, where vmap is memory-bound) over trials,
-``lax.scan`` over records and ``fori_loop`` over the steps between records. Each step feeds the stable
+program of steps: ``vmap`` (or a sequential ``lax.map`` at large sizes, where vmap is memory-bound) over
+trials, ``lax.scan`` over records and ``fori_loop`` over the steps between records; it returns the parameters
+at every record, and a second program, :func:`records_program` (one per model and shape, shared by every
+optimizer, step count and by the flow), computes the records from them. Each step feeds the stable
 log-space gradient of :func:`attnsvm.models.stable_grad` (scaled form, exact direction at any ‖W‖) to the
 optimizer's optax chain (:mod:`attnsvm.training.optim`): θ ← θ + Δθ. Used through :func:`attnsvm.train`
 with ``Descent(optimizer, steps)``. The (K, Q) results of P3's code rely on a hidden ridge
