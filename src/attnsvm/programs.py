@@ -90,8 +90,9 @@ def compile_program(fn: Callable, args: tuple, static: dict[str, Any], *,
     process; with the persistent cache on, the program is loaded from / written to :func:`programs_dir`
     (module docstring). ``trace_context``: a context manager factory entered while tracing (e.g. to trace
     runtime checks as NaN so the program has no host callback and can be exported). ``compiler_options``:
-    XLA options of the compilation (e.g. ``{"xla_backend_optimization_level": 0}`` for a program that runs
-    once on small arrays, where code generation costs more than it saves); part of every cache key."""
+    XLA options of the compilation, added to :data:`XLA_OPTIONS` (e.g. ``{"xla_backend_optimization_level": 0}``
+    for a program that runs once on small arrays, where code generation costs more than it saves); part of
+    every cache key."""
     leaves, in_tree = jax.tree.flatten(args)
     spec = tuple((tuple(np.shape(x)), str(x.dtype)) for x in leaves)
     options = {**XLA_OPTIONS, **(compiler_options or {})}
