@@ -40,7 +40,7 @@ from .models import (
     stack_data,
 )
 from .problem import AttentionProblem
-from .programs import compile_program
+from .programs import RUN_ONCE_OPTIONS, compile_program
 from .training.optim import OptimizerSpec, Scaled
 from .training.run import TIME_AXES, Run
 
@@ -223,13 +223,6 @@ def _run_segment(params, state, data, ctrl=None, levels=None, *, model, opt, rec
     return jax.vmap(one, in_axes=(0, 0, d_axis, 0, None))(params, state, data, ctrl, levels)
 
 
-#: XLA options of the records program (added to :data:`attnsvm.programs.XLA_OPTIONS`): it runs once per engine
-#: call on a few thousand saved states, where LLVM's optimizations cost more compile time than they save (with
-#: the default options 0.34 s instead of 0.64 s at P3-local size, 1.2 s fully optimized; 0.03–0.06 s to run
-#: 2100 records either way). Values can differ from optimized code in the last bits (no fused multiply-adds).
-RECORDS_XLA = {"xla_backend_optimization_level": 0}
-
-
 @partial(jax.jit, static_argnames=("model", "batch_data", "keep", "saturation", "use_map"))
 def _records(params, data, alpha, refs, *, model, batch_data, keep, saturation=False, use_map=False):
     """The record of every saved state, ``params``: blocks of leading axes (B, R). :func:`_saved` (what
@@ -260,7 +253,7 @@ def records_program(args: tuple, *, model: Model, batch_data: bool, keep: tuple[
     """The compiled :func:`_records` for ``args`` = (params (B, R, ...), data, alpha, refs)."""
     return compile_program(_records, args, dict(model=model, batch_data=batch_data, keep=keep,
                                                 saturation=saturation, use_map=use_map),
-                           compiler_options=RECORDS_XLA)
+                           compiler_options=RUN_ONCE_OPTIONS)
 
 
 @partial(jax.jit, static_argnames=("opt",))

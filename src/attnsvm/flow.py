@@ -66,7 +66,7 @@ from .dynamics import SCALAR_METRICS, Batch, ready_at, records_program
 from .logspace import masked_lse
 from .losses import jax_log_neg_dloss
 from .models import Data, Model, attention_weights, forward, stable_grad
-from .programs import compile_program
+from .programs import RUN_ONCE_OPTIONS, compile_program
 from .training.methods import Flow, Save
 from .training.optim import Scaled, add_decayed_weights, freeze, log_global_norm, normalize
 from .training.run import TIME_AXES, Run
@@ -214,12 +214,6 @@ def _checks_as_nan():
 
 #: the error-estimate pass uses tolerances divided by this
 _TIGHT = 100.0
-
-#: XLA options of the programs that run once per flow on a few hundred states (the start check, the records):
-#: without LLVM's optimizations their compilation takes about half the time (≈1.5 s less per flow, measured
-#: in benchmarks/flow_compile.py) and their run time is a few milliseconds either way. Their values can differ
-#: from optimized code in the last bits (no fused multiply-adds), ≈1e−16 relative.
-_ONCE = {"xla_backend_optimization_level": 0}
 
 
 @partial(jax.jit, static_argnames=("model", "flow", "batch_data", "stops"))
@@ -437,7 +431,7 @@ def _check_start(model: Model, flow: Flow, params: dict, data: Data, batch_data:
     kw = dict(model=model, flow=replace(flow, rtol=1.0, atol=1.0, max_arclength=1.0, error_estimate=False),
               batch_data=batch_data, stops=static_stops)
     lnorm, vals = (np.asarray(a) for a in compile_program(_start_values, (params, data, levels), kw,
-                                                          compiler_options=_ONCE)(params, data, levels))
+                                                          compiler_options=RUN_ONCE_OPTIONS)(params, data, levels))
     bad = np.flatnonzero(~np.isfinite(lnorm))
     if bad.size:
         raise ValueError(f"init: the gradient is exactly zero at the start of trial {int(bad[0])} (θ = 0 is a "

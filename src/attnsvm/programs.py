@@ -58,6 +58,12 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|<function |<lambda>")
 _MEMORY: dict[tuple, Callable] = {}
 #: XLA options of every program (module docstring); a program's own ``compiler_options`` are added to them
 XLA_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+#: added for a program that runs once per engine call on a few hundred or thousand states (the flow's start
+#: check, the records of a descent or a flow): without LLVM's optimizations it compiles in about half the time
+#: (records at P3-local size 0.34 s instead of 0.64 s with XLA_OPTIONS, 1.2 s fully optimized; ≈1.5 s less per
+#: flow, benchmarks/flow_compile.py) and runs a few µs per state slower (0.03–0.06 s for 2100 records either
+#: way). Values can differ from optimized code in the last bits (no fused multiply-adds), ≈1e−16 relative.
+RUN_ONCE_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 0}
 _UNKNOWN_OPTIONS: set[str] = set()  # options this JAX's XLA rejected: left out of later compilations
 
 
