@@ -188,3 +188,20 @@ def test_batch_with_a_stop_and_a_budget_end():
     assert alone.stop_reason.tolist() == ["max_steps"]
     # the budget trial's end: located by the bisection (to 1e−12 in σ) at the end of its last step
     np.testing.assert_allclose(res.W[0], alone.W[0], rtol=1e-8)
+
+
+def test_two_records_skip_the_second_pass_with_the_same_end():
+    """With two records (start and stop) the first pass is the result: its stop, final state, step counts and
+    records equal those of a five-record run (two passes) bit for bit, since the save points do not move a step."""
+    kw = dict(stop=Radius(3.0), init=Init(given=W0), trials=1)
+    flow = Flow(rtol=1e-8, atol=1e-10, error_estimate=False)
+    two = train(SMALL, Model("combined"), flow, save=Save(records=2), **kw)
+    five = train(SMALL, Model("combined"), flow, save=Save(records=5), **kw)
+    assert np.isnan(two.info["stop_repeat_discrepancy"]) and five.info["stop_repeat_discrepancy"] == 0.0
+    assert two.stop_reason.tolist() == five.stop_reason.tolist() == ["radius"]
+    np.testing.assert_array_equal(two.W, five.W)
+    np.testing.assert_array_equal(two.info["sigma_end"], five.info["sigma_end"])
+    np.testing.assert_array_equal(two.info["accepted_steps"], five.info["accepted_steps"])
+    for k in ("W_fro", "log_t", "sigma", "solver_steps", "loss"):
+        np.testing.assert_array_equal(two.metrics[k][:, [0, -1]], five.metrics[k][:, [0, -1]], err_msg=k)
+    assert two.metrics["W_fro"][0, 0] == pytest.approx(np.linalg.norm(W0["W"]))

@@ -79,7 +79,8 @@ def advance(problems: AttentionProblem | list[AttentionProblem], model: Model, p
     """Continue the gradient flow of every trial from ``params`` until ‖W‖_F = ``radius``.
 
     max_steps: the solver's step budget (None: the engine's default); n_records: states recorded (only the
-    last is used; give the experiment's own number so that its flows and these share one compiled program).
+    last is used: two records take one pass of the solver instead of two; the experiment's own number lets
+    its flows and these share one compiled program, :func:`study_records`).
     Returns (params at the stop, ‖W‖_F at the stop (B,), stop reason (B,))."""
     many = isinstance(problems, list) and len(problems) > 1
     B = next(iter(params.values())).shape[0]
@@ -330,13 +331,20 @@ def diag_inits(B: int, d: int, seed: int, problem_seed: int, scale: float, kind:
     raise ValueError(f"kind: 'unbalanced' or 'balanced', got {kind!r}")
 
 
+def study_records(cfg) -> int:
+    """Records per flow of a study: two (the start and the stop: one solver pass, half the run) when the study
+    has its own step budget — ``max_steps`` sizes the solver's buffers, so its program is compiled apart anyway —
+    else the experiment's ``n_records``, to share the experiment's compiled flow program (the quick runs)."""
+    return cfg.n_records if cfg.kkt_max_steps is None else 2
+
+
 def diag_study_cell(cfg, problem_seed: int, scale: float, kind: str) -> dict[str, np.ndarray]:
     """One (problem seed, init scale, kind) cell of the P2-diag ε-KKT study: ``cfg.kkt_trials`` flows of the
     diagonal (k, q) model on ``unit_gaussian(n, T, d, problem_seed)``, certified at ``cfg.kkt_radii``."""
     prob = unit_gaussian(cfg.n, cfg.T, cfg.d, seed=problem_seed)
     init = diag_inits(cfg.kkt_trials, cfg.d, cfg.seed, problem_seed, scale, kind)
     out = study_runs([prob], Model("diagonal", **P2_MODEL), init, "l1", list(cfg.kkt_radii), cfg.rtol, cfg.atol,
-                     cfg.kkt_max_steps, cfg.n_records)
+                     cfg.kkt_max_steps, study_records(cfg))
     B = cfg.kkt_trials
     esc = {k: np.full(B, np.nan) for k in ("restricted_gap", "support", "g_off", "exponent_error",
                                            "exponent_measured", "exponent_predicted", "log10_escape")}
@@ -368,7 +376,7 @@ def full_study_family(cfg, family: str, setup: dict) -> dict[str, np.ndarray]:
     norm = FULL_KKT_FAMILIES[family]
     probs = setup["problems"][family]
     out = study_runs(list(probs), setup["models"][family], setup["inits"][family], norm, list(cfg.kkt_radii),
-                     cfg.rtol, cfg.atol, cfg.kkt_max_steps, cfg.n_records)
+                     cfg.rtol, cfg.atol, cfg.kkt_max_steps, study_records(cfg))
     out = {k: v for k, v in out.items() if not k.startswith("param_")}  # the families have different blocks
     out["family"] = np.full(len(probs), family, dtype="<U12")
     out["trial"] = np.arange(len(probs))
