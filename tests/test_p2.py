@@ -439,3 +439,25 @@ def test_kkt_decision_claims_on_synthetic_studies():
     d["problem_seed"] = np.r_[np.zeros(16, int), np.ones(16, int)]
     d["kind"] = np.array(["unbalanced"] * 32)
     assert "on problem(s) [1] no unbalanced start reaches" in diag_decision_claim(dcfg, d, cls).measured
+
+
+def test_full_study_in_parts_equals_the_whole():
+    """The P2-full ε-KKT study split into parts (as its workers compute it) gives the rows of one call, bit for bit:
+    the flows of a batch are independent (one after the other), and a study's segments record only their ends."""
+    from attnsvm.experiments import get
+    from attnsvm.experiments.p2 import full_setup
+    from attnsvm.experiments.p2_kkt import full_study_family, study_records
+
+    cfg = get("p2-full").configure(quick=True).model_copy(update={"kkt_max_steps": 20000, "generic_trials": 2})
+    assert study_records(cfg) == 2 and study_records(cfg.model_copy(update={"kkt_max_steps": None})) == cfg.n_records
+    setup = full_setup(cfg)
+    whole = full_study_family(cfg, "W-generic", setup)
+    parts = [full_study_family(cfg, "W-generic", setup, np.array([j])) for j in range(2)]
+    assert whole["trial"].tolist() == [0, 1] and [p["trial"].tolist() for p in parts] == [[0], [1]]
+    for k, v in whole.items():
+        got = np.concatenate([p[k] for p in parts])
+        if v.dtype.kind == "f":
+            np.testing.assert_array_equal(got, v, err_msg=k)
+        else:
+            assert got.tolist() == v.tolist(), k
+    assert set(whole["stop_reason"][:, -1]) == {"radius"}

@@ -482,3 +482,30 @@ def test_misspelled_experiment_key_suggests_the_right_one(tmp_path):
                               str(tmp_path / "x")])
     assert res.exit_code == 2 and "trails: unknown key (did you mean 'trials'?)" in " ".join(res.output.split())
     assert not (tmp_path / "x").exists()
+
+
+def test_chunks_on_dask_workers_equal_the_serial_ones(tmp_path):
+    """Context.trials with a client: the missing chunks computed by worker processes (one XLA thread each), stored
+    as they return, the same arrays in index order as computed here; a damaged one is recomputed, the rest load."""
+    import os
+
+    from attnsvm.cluster import dask_client
+    from attnsvm.experiments.base import Context
+
+    def fn(idx):  # defined here: pickled by value for the workers
+        return {"a": np.sqrt(idx + 1.0), "pid": np.full(len(idx), os.getpid())}
+
+    serial = Context(tmp_path / "serial", config_hash="h").trials("k", 20, 5, fn)
+    with dask_client(workers=2, reuse=False) as client:
+        assert set(client.run(lambda: os.environ.get("PJRT_NPROC")).values()) == {"1"}
+        ctx = Context(tmp_path / "par", config_hash="h")
+        par = ctx.trials("k", 20, 5, fn, client=client)
+        np.testing.assert_array_equal(par["a"], serial["a"])
+        assert os.getpid() not in set(par["pid"]) and sorted(ctx.computed_chunks) == [
+            f"k/{s:06d}-{s + 5:06d}.npz" for s in range(0, 20, 5)]
+        _truncate(tmp_path / "par" / "trials" / "k" / "000010-000015.npz")
+        again = Context(tmp_path / "par", config_hash="h")
+        got = again.trials("k", 20, 5, fn, client=client)
+    assert again.computed_chunks == ["k/000010-000015.npz"] and len(again.loaded_chunks) == 3
+    np.testing.assert_array_equal(got["a"], serial["a"])
+    np.testing.assert_array_equal(got["pid"][:10], par["pid"][:10])  # loaded, not recomputed

@@ -61,9 +61,13 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, reuse:
         n = workers or default_workers()
         if n < 1:
             raise ValueError(f"workers must be ≥ 1, got {n}")
-        # silence_logs: the nanny's warnings at shutdown ("still alive after 4 s, killing") are noise here
+        # silence_logs: the nanny's warnings at shutdown ("still alive after 4 s, killing") are noise here.
+        # PJRT_NPROC: XLA's CPU client sizes its thread pools by it (default: every core). A worker is one of n
+        # processes sharing the cores, and with a pool per core the pool's threads hand each small operation of
+        # a long while loop (a gradient flow) to one another and spin: a P2-diag flow alone took 4.0 s of wall
+        # and 7.9 s of CPU with the default pool, 3.6 s and 3.5 s with one thread (benchmarks: docs/benchmarks.md).
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.ERROR, env={"PJRT_NPROC": os.environ.get("PJRT_NPROC", "1")})
     client = Client(scheduler if cluster is None else cluster, set_as_default=False)
     _share_cache_setting(client, local=cluster is not None)
     try:

@@ -207,43 +207,44 @@ class Context:
         os.replace(mtmp, path.with_suffix(".json"))
 
     def trials(self, key: str, n: int, chunk: int, fn: Callable[[np.ndarray], dict[str, np.ndarray]],
-               description: str | None = None) -> dict[str, np.ndarray]:
+               description: str | None = None, client: Any = None) -> dict[str, np.ndarray]:
         """Run ``fn`` on trial indices [0, n) in chunks of ``chunk``; keep every finished chunk on disk.
 
         ``fn(indices)`` returns arrays whose first axis is the trial (len(indices)). Returns the arrays of
         all n trials in index order. A stored chunk is used only when it verifies against its manifest;
-        otherwise it is recomputed (and listed in ``recomputed_chunks`` with the reason).
+        otherwise it is recomputed (and listed in ``recomputed_chunks`` with the reason). ``client``: a Dask
+        client (:func:`attnsvm.cluster.task_client`) on which the missing chunks are computed at once, each
+        stored as soon as it is back (an interrupted run keeps them); None computes them here, in order.
         """
         if n < 1 or chunk < 1:
             raise ValueError(f"trials: n and chunk must be ≥ 1, got n={n}, chunk={chunk}")
         folder = self.out / "trials" / key
         folder.mkdir(parents=True, exist_ok=True)
         advance = self.task(description or key, n)
-        parts: list[dict[str, np.ndarray]] = []
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
+        spans = [(start, min(n, start + chunk)) for start in range(0, n, chunk)]
+        parts: dict[int, dict[str, np.ndarray]] = {}
+        for start, stop in spans:
             path = folder / f"{start:06d}-{stop:06d}.npz"
-            name = f"{key}/{path.name}"
-            part = None
             if path.exists() or path.with_suffix(".json").exists():
                 try:
-                    part = self._load_chunk(key, path, start, stop)
-                    self.loaded_chunks.append(name)
+                    parts[start] = self._load_chunk(key, path, start, stop)
+                    self.loaded_chunks.append(f"{key}/{path.name}")
+                    advance(stop - start)
                 except (ChunkError, OSError) as exc:
-                    self.recomputed_chunks.append(f"{name}: {exc}")
-            if part is None:
-                idx = np.arange(start, stop)
-                part = {k: np.asarray(v) for k, v in fn(idx).items()}
-                if TRIAL_IDS in part:
-                    raise ValueError(f"trials {key!r}: the array name {TRIAL_IDS!r} is reserved")
-                bad = [k for k, v in part.items() if v.shape[:1] != (stop - start,)]
-                if bad:
-                    raise ValueError(f"trials {key!r}: arrays {bad} do not have one row per trial")
-                self._save_chunk(key, path, start, stop, part)
-                self.computed_chunks.append(name)
-            parts.append(part)
-            advance(stop - start)
-            if start == 0 and stop < n:
+                    self.recomputed_chunks.append(f"{key}/{path.name}: {exc}")
+        missing = [(start, stop) for start, stop in spans if start not in parts]
+
+        def store(start: int, stop: int, out: dict) -> None:
+            part = {k: np.asarray(v) for k, v in out.items()}
+            if TRIAL_IDS in part:
+                raise ValueError(f"trials {key!r}: the array name {TRIAL_IDS!r} is reserved")
+            bad = [k for k, v in part.items() if v.shape[:1] != (stop - start,)]
+            if bad:
+                raise ValueError(f"trials {key!r}: arrays {bad} do not have one row per trial")
+            path = folder / f"{start:06d}-{stop:06d}.npz"
+            self._save_chunk(key, path, start, stop, part)
+            self.computed_chunks.append(f"{key}/{path.name}")
+            if not parts and len(spans) > 1:
                 # the run estimate checked the settings before the start; the first chunk measures what one
                 # trial of this experiment really keeps, so a long run cannot fill the memory late
                 from ..problem import check_memory
@@ -251,9 +252,23 @@ class Context:
                 per = sum(v.nbytes for v in part.values()) / (stop - start)
                 check_memory(per * n, f"{n} trials of {key!r} ({per / 1e3:.3g} kB each, measured on the first "
                              "chunk)", "lower --trials (or trials in --config)")
-        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            parts[start] = part
+            advance(stop - start)
+
+        if client is None or len(missing) <= 1:
+            for start, stop in missing:
+                store(start, stop, fn(np.arange(start, stop)))
+        else:
+            from distributed import as_completed
+
+            futures = {client.submit(fn, np.arange(start, stop), pure=False): (start, stop)
+                       for start, stop in missing}
+            for fut in as_completed(list(futures), loop=client.loop):
+                store(*futures[fut], fut.result())
+        ordered = [parts[start] for start, _ in spans]
+        merged = {k: np.concatenate([p[k] for p in ordered]) for k in ordered[0]}
         rows = {k: v.shape[0] for k, v in merged.items()}
-        if any(r != n for r in rows.values()) or any(p.keys() != parts[0].keys() for p in parts):
+        if any(r != n for r in rows.values()) or any(p.keys() != ordered[0].keys() for p in ordered):
             raise ValueError(f"trials {key!r}: expected {n} trials with the same arrays, got {rows}")
         self.trial_counts[key] = n
         return merged

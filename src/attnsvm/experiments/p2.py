@@ -25,6 +25,7 @@ import scipy.linalg
 from pydantic import Field
 from scipy.optimize import linprog
 
+from ..cluster import task_client
 from ..models import Model
 from ..problem import AttentionProblem, unit_gaussian
 from ..svm import build_constraints, correlation, solve_svm
@@ -152,10 +153,11 @@ class P2DiagConfig(ExperimentConfig):
     kkt_tol: float
     converge_slope: float
     restricted_tol: float
+    workers: int = Field(ge=1)  # processes for the per-seed runs and the study's cells (one flow program per core)
 
 
 P2_DIAG_QUICK = {"problem_seeds": [0], "trials": 6, "stop_radius": 1000.0, "kkt_scales": [1.0, 0.01],
-                 "kkt_radii": [100.0, 1000.0], "kkt_max_steps": None}
+                 "kkt_radii": [100.0, 1000.0], "kkt_max_steps": None, "workers": 1}
 
 
 def _diag_refs(problem: AttentionProblem, alpha: np.ndarray) -> dict[str, np.ndarray]:
@@ -378,11 +380,12 @@ class P2FullConfig(ExperimentConfig):
     kkt_max_steps: int | None
     kkt_tol: float
     converge_slope: float
+    workers: int = Field(ge=1)  # processes for the ε-KKT study (its flows split in `workers` chunks per family)
 
 
 # aligned_trials = random_trials: the aligned and the random (K, Q) runs share one compiled flow program
 P2_FULL_QUICK = {"aligned_trials": 4, "random_trials": 4, "stop_radius": 300.0, "generic_trials": 4,
-                 "kkt_radii": [300.0, 600.0], "kkt_max_steps": None}
+                 "kkt_radii": [300.0, 600.0], "kkt_max_steps": None, "workers": 1}
 
 
 def aligned_problem(n0: int, T: int, d: int, seed: int) -> AttentionProblem:
@@ -663,8 +666,11 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
     def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v[None] for k, v in diag_problem_rows(cfg, seeds[int(idx[0])]).items()}
 
-    raw = ctx.trials("problems", len(seeds), 1, fn, description="p2-diag: flows per problem seed")
-    a = {k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()}
+    with task_client(cfg.workers) as client:
+        raw = ctx.trials("problems", len(seeds), 1, fn, description="p2-diag: flows per problem seed",
+                         client=client)
+        a = {k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()}
+        kc, kn, ka, kt = _diag_kkt_part(cfg, ctx, client)
     claims = _diag_claims(cfg, a)
     ctx.figure(diag_figure(a, cfg.reach_tol), "p2_diag")
     notes = [
@@ -678,7 +684,6 @@ def run_diag(cfg: P2DiagConfig, ctx: Context) -> Outcome:
         *diag_notes(a, cfg.reach_tol),
     ]
     runs_table = _table(a)
-    kc, kn, ka, kt = _diag_kkt_part(cfg, ctx)
     claims += kc
     notes += kn
     a.update({f"kkt_{k}": v for k, v in ka.items()})
@@ -695,9 +700,10 @@ def _kkt_table(ka: dict[str, np.ndarray], cls: np.ndarray, keys: tuple[str, ...]
     return pd.DataFrame(cols)
 
 
-def _diag_kkt_part(cfg: P2DiagConfig, ctx: Context):
+def _diag_kkt_part(cfg: P2DiagConfig, ctx: Context, client=None):
     """The ε-KKT study of P2-diag (init scale × balancedness): one resumable chunk per (problem seed, scale,
-    kind) cell; its claims, notes, arrays and per-run table, and its figure."""
+    kind) cell (computed on ``client``'s workers when given); its claims, notes, arrays and per-run table, and
+    its figure."""
     from ..plots.p2 import kkt_diag_figure
     from .p2_kkt import diag_classes, diag_kkt_claims, diag_study_cell
 
@@ -707,7 +713,8 @@ def _diag_kkt_part(cfg: P2DiagConfig, ctx: Context):
     def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v[None] for k, v in diag_study_cell(kcfg, *cells[int(idx[0])]).items()}
 
-    raw = ctx.trials("kkt", len(cells), 1, fn, description="p2-diag: ε-KKT by init scale and balancedness")
+    raw = ctx.trials("kkt", len(cells), 1, fn, description="p2-diag: ε-KKT by init scale and balancedness",
+                     client=client)
     ka = {k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()}
     claims, notes = diag_kkt_claims(kcfg, ka)
     cls = diag_classes(kcfg, ka)
@@ -769,12 +776,21 @@ def _full_kkt_part(cfg: P2FullConfig, ctx: Context, setup: dict):
     from ..plots.p2 import kkt_full_figure
     from .p2_kkt import FULL_KKT_FAMILIES, full_classes, full_kkt_claims, full_study_family
 
-    parts = []
-    for fam in FULL_KKT_FAMILIES:
-        n = len(setup["problems"][fam])
-        parts.append(ctx.trials(f"kkt-{fam}", n, n, lambda idx, f=fam: full_study_family(cfg, f, setup),
-                                description=f"p2-full: ε-KKT of {fam} to ‖W‖ = {cfg.kkt_radii[-1]:g}"))
-    ka = _merge(parts)
+    # both families as one list of runs (the KQ-generic runs, then the W-generic ones), so that every chunk of
+    # both is handed to the workers at once
+    fams = [(fam, j) for fam in FULL_KKT_FAMILIES for j in range(len(setup["problems"][fam]))]
+
+    def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
+        parts = []
+        for fam in dict.fromkeys(fams[i][0] for i in idx):
+            local = np.array([fams[i][1] for i in idx if fams[i][0] == fam])
+            parts.append(full_study_family(cfg, fam, setup, local))
+        return _merge(parts)
+
+    per_family = max(len(setup["problems"][fam]) for fam in FULL_KKT_FAMILIES)
+    with task_client(cfg.workers) as client:
+        ka = ctx.trials("kkt", len(fams), -(-per_family // cfg.workers), fn, client=client,
+                        description=f"p2-full: ε-KKT of {', '.join(FULL_KKT_FAMILIES)} to ‖W‖ = {cfg.kkt_radii[-1]:g}")
     claims, notes = full_kkt_claims(cfg, ka)
     cls = np.empty(ka["eps"].shape[0], dtype="<U20")
     per = {}

@@ -370,16 +370,19 @@ def diag_study_cell(cfg, problem_seed: int, scale: float, kind: str) -> dict[str
 FULL_KKT_FAMILIES = {"KQ-generic": "nuclear", "W-generic": "fro"}
 
 
-def full_study_family(cfg, family: str, setup: dict) -> dict[str, np.ndarray]:
+def full_study_family(cfg, family: str, setup: dict, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The generic-data flows of P2-full (one unit-Gaussian problem per trial, the inits of ``full_setup``)
-    continued to ``cfg.kkt_radii`` and certified there against the nuclear (K, Q) or Frobenius (W) SVM."""
+    continued to ``cfg.kkt_radii`` and certified there against the nuclear (K, Q) or Frobenius (W) SVM; only
+    the trials ``idx`` (default all: the trials are independent, so a part gives the same rows)."""
     norm = FULL_KKT_FAMILIES[family]
-    probs = setup["problems"][family]
-    out = study_runs(list(probs), setup["models"][family], setup["inits"][family], norm, list(cfg.kkt_radii),
+    idx = np.arange(len(setup["problems"][family])) if idx is None else np.asarray(idx)
+    probs = [setup["problems"][family][j] for j in idx]
+    init = {k: np.asarray(v)[idx] for k, v in setup["inits"][family].items()}
+    out = study_runs(probs, setup["models"][family], init, norm, list(cfg.kkt_radii),
                      cfg.rtol, cfg.atol, cfg.kkt_max_steps, study_records(cfg))
     out = {k: v for k, v in out.items() if not k.startswith("param_")}  # the families have different blocks
     out["family"] = np.full(len(probs), family, dtype="<U12")
-    out["trial"] = np.arange(len(probs))
+    out["trial"] = idx
     return out
 
 
