@@ -41,6 +41,13 @@ _ROUNDING = ("each step's direction changed by a few ulps when the stable gradie
              "4.1e−4; p3-paths (K,Q) path 1.8e−3 vs 1.1e−3; p2-full off-diagonal part 2.2e−12 vs 1.5e−12, "
              "steps ±1; p3-multitoken d=4 6.4e−10 both); bounds ≈ 3× the larger")
 
+_MACHINE = ("differences that the code before the work of 2026-12-02 afternoon (1931577) gives identically on that "
+            "afternoon's machine (this test run there at 1931577: the same five arrays and claim row, the same "
+            "amounts), so the solvers' arithmetic on that CPU (its BLAS kernels, SCS's iterations), not attnsvm's "
+            "code: entries that are 0 in exact arithmetic (7.5e−15), SCS's nuclear solution at its accuracy "
+            "(2.8e−10), and the notebook-style rank of an SCS solve at ε = 1e−5 counted with an absolute 1e−7 "
+            "threshold (one instance of 20 by one)")
+
 #: (key pattern, bound kind, bound, why). kind "abs": |a − b| ≤ bound; "scale": |a − b| ≤ bound·max|golden|;
 #: "rows": the golden rows are a contiguous block of the run's rows (other rows were added), equal to rtol.
 EXPLAINED: list[tuple[re.Pattern, str, float, str]] = [
@@ -76,6 +83,9 @@ EXPLAINED: list[tuple[re.Pattern, str, float, str]] = [
      "after 4b2efce (flows through attnsvm.train); rounding, not attributed to one commit"),
     (re.compile(r"^p2-diag/(runs/)?still_moving$"), "scale", 1e-12,
      "rounding (≤ 5e-14 of 0.69) after 4b2efce, as the drift above"),
+    (re.compile(r"^p2-full/ref_fro$"), "scale", 1e-13, _MACHINE),
+    (re.compile(r"^p2-full/ref_nuclear$"), "scale", 1e-7, _MACHINE),
+    (re.compile(r"^p3-rank/(.*__pub_rank_nuc|ranks/published_rank_nuc)$"), "abs", 1.0, _MACHINE),
     (re.compile(r"^p3-multitoken/multitoken/"), "rows", 0.0,
      "rows per (d, variant): the notebook-arithmetic variant was added beside the exact one (a808322); the "
      "exact variant's rows equal the golden rows"),
@@ -92,6 +102,8 @@ EXPLAINED_CLAIM_ROWS = {
     ("p2-full", "aligned init: W → W^mm (Frobenius)"): "its off-diagonal part (1e−12 level) — " + _ROUNDING,
     ("p3-local", "(K,Q) without ridge (stable log-space NGD): corr(KQᵀ, W^mm_★,α) at step 2000"): _ROUNDING,
     ("p3-local", "(K,Q) without ridge: corr(KQᵀ, W^mm_α) (Frobenius) at step 2000"): _ROUNDING,
+    ("p2-full", "aligned data: the two predictions differ"): "W^mm_★'s off-diagonal part (1e−10 level, SCS) — "
+    + _MACHINE,
     ("p3-rank", "nuclear solutions certified"): "the max duality gap of SCS solutions (first rule above)",
 }
 
