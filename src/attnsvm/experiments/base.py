@@ -214,7 +214,8 @@ class Context:
         all n trials in index order. A stored chunk is used only when it verifies against its manifest;
         otherwise it is recomputed (and listed in ``recomputed_chunks`` with the reason). ``client``: a Dask
         client (:func:`attnsvm.cluster.task_client`) on which the missing chunks are computed at once, each
-        stored as soon as it is back (an interrupted run keeps them); None computes them here, in order.
+        stored as soon as it is back (an interrupted run keeps them); None (or a single missing chunk) computes
+        them here, in order.
         """
         if n < 1 or chunk < 1:
             raise ValueError(f"trials: n and chunk must be ≥ 1, got n={n}, chunk={chunk}")

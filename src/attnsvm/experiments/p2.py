@@ -778,18 +778,18 @@ def _full_kkt_part(cfg: P2FullConfig, ctx: Context, setup: dict):
 
     # both families as one list of runs (the KQ-generic runs, then the W-generic ones), so that every chunk of
     # both is handed to the workers at once
-    fams = [(fam, j) for fam in FULL_KKT_FAMILIES for j in range(len(setup["problems"][fam]))]
+    runs = [(fam, j) for fam in FULL_KKT_FAMILIES for j in range(len(setup["problems"][fam]))]
 
     def fn(idx: np.ndarray) -> dict[str, np.ndarray]:
         parts = []
-        for fam in dict.fromkeys(fams[i][0] for i in idx):
-            local = np.array([fams[i][1] for i in idx if fams[i][0] == fam])
+        for fam in dict.fromkeys(runs[i][0] for i in idx):
+            local = np.array([runs[i][1] for i in idx if runs[i][0] == fam])
             parts.append(full_study_family(cfg, fam, setup, local))
         return _merge(parts)
 
     per_family = max(len(setup["problems"][fam]) for fam in FULL_KKT_FAMILIES)
     with task_client(cfg.workers) as client:
-        ka = ctx.trials("kkt", len(fams), -(-per_family // cfg.workers), fn, client=client,
+        ka = ctx.trials("kkt", len(runs), -(-per_family // cfg.workers), fn, client=client,
                         description=f"p2-full: ε-KKT of {', '.join(FULL_KKT_FAMILIES)} to ‖W‖ = {cfg.kkt_radii[-1]:g}")
     claims, notes = full_kkt_claims(cfg, ka)
     cls = np.empty(ka["eps"].shape[0], dtype="<U20")
