@@ -496,8 +496,14 @@ def test_chunks_on_dask_workers_equal_the_serial_ones(tmp_path):
         return {"a": np.sqrt(idx + 1.0), "pid": np.full(len(idx), os.getpid())}
 
     serial = Context(tmp_path / "serial", config_hash="h").trials("k", 20, 5, fn)
+    keys = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "PYTHONHASHSEED", "PJRT_NPROC")
+    before = {k: os.environ.get(k) for k in keys}
     with dask_client(workers=2, reuse=False) as client:
         assert set(client.run(lambda: os.environ.get("PJRT_NPROC")).values()) == {"1"}
+        # not Dask's 64 KiB trim threshold (it makes every XLA buffer a fresh mmap), unless set here
+        assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {
+            before["MALLOC_TRIM_THRESHOLD_"]}
+        assert {k: os.environ.get(k) for k in keys} == before  # the nannies' variables are not left here
         ctx = Context(tmp_path / "par", config_hash="h")
         par = ctx.trials("k", 20, 5, fn, client=client)
         np.testing.assert_array_equal(par["a"], serial["a"])
@@ -506,6 +512,7 @@ def test_chunks_on_dask_workers_equal_the_serial_ones(tmp_path):
         _truncate(tmp_path / "par" / "trials" / "k" / "000010-000015.npz")
         again = Context(tmp_path / "par", config_hash="h")
         got = again.trials("k", 20, 5, fn, client=client)
+    assert {k: os.environ.get(k) for k in keys} == before
     assert again.computed_chunks == ["k/000010-000015.npz"] and len(again.loaded_chunks) == 3
     np.testing.assert_array_equal(got["a"], serial["a"])
     np.testing.assert_array_equal(got["pid"][:10], par["pid"][:10])  # loaded, not recomputed

@@ -66,8 +66,15 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, reuse:
         # processes sharing the cores, and with a pool per core the pool's threads hand each small operation of
         # a long while loop (a gradient flow) to one another and spin: a P2-diag flow alone took 4.0 s of wall
         # and 7.9 s of CPU with the default pool, 3.6 s and 3.5 s with one thread (benchmarks: docs/benchmarks.md).
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR, env={"PJRT_NPROC": os.environ.get("PJRT_NPROC", "1")})
+        pre_spawn = _pre_spawn_environ()
+        parent_env = _environ_of([*pre_spawn, "PYTHONHASHSEED"])
+        import dask
+
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR,
+                                   env={"PJRT_NPROC": os.environ.get("PJRT_NPROC", "1")})
+        _restore_environ(parent_env)
     client = Client(scheduler if cluster is None else cluster, set_as_default=False)
     _share_cache_setting(client, local=cluster is not None)
     try:
@@ -76,6 +83,39 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, reuse:
         client.close()
         if cluster is not None:  # a cluster started here; one given from outside keeps running
             cluster.close()
+            _restore_environ(parent_env)  # a worker restarted after a crash set them again
+
+
+def _pre_spawn_environ() -> dict[str, str]:
+    """Dask's ``distributed.nanny.pre-spawn-environ`` (variables set before a worker process starts) without
+    ``MALLOC_TRIM_THRESHOLD_``, unless this process's environment sets it (then that value).
+
+    Dask sets it to 64 KiB so that idle workers hand memory back to the OS. Setting it also turns off glibc's
+    adaptive mmap threshold, so every buffer XLA allocates above 128 KiB is a fresh ``mmap``: zeroed pages,
+    a page fault per page and an ``munmap``, at every call of a compiled program. Measured on the descent of
+    2048 P3-multitoken candidates at d = 10 in one process (docs/benchmarks.md): 33 s wall and 1.7 s system
+    CPU without it, 47 s and 17 s with it."""
+    import dask
+
+    env = {k: str(v) for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items()}
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        env["MALLOC_TRIM_THRESHOLD_"] = os.environ["MALLOC_TRIM_THRESHOLD_"]
+    return env
+
+
+def _environ_of(keys: Iterable[str]) -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in keys}
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    """Put back variables a Dask nanny wrote into this process's environment before spawning its worker
+    (``os.environ.update(pre_spawn_environ)``): starting a cluster leaves this process as it was."""
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @contextmanager
