@@ -166,3 +166,24 @@ def test_p3_multitoken_candidates_depend_on_index_only():
     b = _mt_candidates(cfg, 4, np.array([7]))
     np.testing.assert_array_equal(a["X"][1], b["X"][0])
     assert np.all((a["Y"] < 0).any(axis=1))  # every candidate has a negative label (the notebook skips others)
+
+
+def test_p3_multitoken_final_softmax_is_float64_without_global_x64():
+    """The acceptance test's softmax (thresholds 1e−3 and 1e−6) in a process that never turned on JAX's x64,
+    as a Dask worker is: float64 (it was float32 there, and masked_max differed from a serial run at 1e−5)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, jax\n"
+        "from attnsvm.experiments import get\n"
+        "from attnsvm.experiments import p3\n"
+        "assert not jax.config.jax_enable_x64\n"
+        "cfg = get('p3-multitoken').configure({'steps': 11, 'record_every': 10})\n"
+        "c = p3._mt_candidates(cfg, 4, np.arange(3))\n"
+        "Ws, log_s = p3._mt_train(cfg, c)\n"
+        "print(Ws.dtype, log_s.dtype, float(np.abs(np.exp(log_s).sum(-1) - 1).max()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    w, s, err = out.stdout.split()
+    assert (w, s) == ("float64", "float64") and float(err) < 1e-14

@@ -270,9 +270,10 @@ grid = { "problem.file" = ["a.npz", "b.npz"] }
 
 
 # ---- the experiments' parallel parts run on the same mechanism ----------------------------------------------
-def test_p3_rank_and_multitoken_parallel_parts_equal_serial(client):
+def test_p3_rank_and_multitoken_parallel_parts_equal_serial(client, tmp_path):
     from attnsvm.experiments import get
-    from attnsvm.experiments.p3 import _mt_round, _mt_round_parallel, _rank_trials
+    from attnsvm.experiments.base import Context
+    from attnsvm.experiments.p3 import MT_ACCEPTED, _mt_all_d, _rank_trials
 
     cfg = get("p3-rank").configure({"trials": 6, "published_instances": 2, "workers": 2})
     idx = np.arange(6)
@@ -281,9 +282,28 @@ def test_p3_rank_and_multitoken_parallel_parts_equal_serial(client):
     for k in ser:
         if k not in ("nuc_seconds", "nuc_cpu"):
             np.testing.assert_array_equal(par[k], ser[k], err_msg=k)
-    mt = get("p3-multitoken").configure({"steps": 101, "record_every": 100, "workers": 2})
-    idx = np.arange(6)
-    par, ser = _mt_round_parallel(mt, 4, idx, client, "exact"), _mt_round(mt, 4, idx, "exact")
-    for k in ser:
-        if k != "cpu_seconds":
-            np.testing.assert_allclose(par[k], ser[k], rtol=1e-12, atol=0, err_msg=k)
+    # the rounds of every (variant, d) still short of `accepted` run together on the workers: the same
+    # candidates, results and statistics as one round after the other in this process
+    mt = get("p3-multitoken").configure({"record_every": 100, "workers": 2, "ds": [4, 6], "accepted": 2,
+                                         "round_size": 8, "max_rounds": 4})
+    per_par, per_ser = {}, {}
+    stats_par = _mt_all_d(mt, Context(tmp_path / "par", config_hash="h"), per_par, client)
+    ctx = Context(tmp_path / "ser", config_hash="h")
+    stats_ser = _mt_all_d(mt, ctx, per_ser, None)
+    assert per_par.keys() == per_ser.keys() and len(per_ser) == 4
+    # bit for bit: a chunk computed in a worker is the same float64 computation as here (the final softmax
+    # of the acceptance test was float32 in workers before: masked_max differed at 1e−5, corr_svmeq at 4e−8)
+    for pair, ser in per_ser.items():
+        assert np.sum(ser["reason"] == MT_ACCEPTED) > 0
+        for k in ser:
+            if k != "cpu_seconds":
+                np.testing.assert_array_equal(per_par[pair][k], ser[k], err_msg=f"{pair} {k}")
+    for a, b in zip(stats_par, stats_ser, strict=True):
+        assert {k: v for k, v in a.items() if "seconds" not in k} == pytest.approx(
+            {k: v for k, v in b.items() if "seconds" not in k}, nan_ok=True)
+    for row in stats_ser:  # no pair trains a round beyond the one that gave its `accepted`-th run (or the cap)
+        reasons = per_ser[(row["variant"], row["d"])]["_reason_all"]
+        assert row["candidates_run"] == row["rounds"] * 8 == reasons.size
+        assert np.sum(reasons[: (row["rounds"] - 1) * 8] == MT_ACCEPTED) < 2
+        assert row["accepted"] == 2 or row["rounds"] == 4
+    assert len({row["rounds"] for row in stats_ser}) > 1  # pairs that stopped early beside ones that went on

@@ -23,7 +23,7 @@ import json
 import os
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,69 @@ class ChunkError(ValueError):
     """A stored trial chunk failed verification (the reason says how)."""
 
 
+def _in_float64(fn: Callable[[np.ndarray], dict[str, np.ndarray]], idx: np.ndarray) -> dict[str, np.ndarray]:
+    """``fn(idx)`` with JAX in float64, as an experiment's run is (:func:`attnsvm.experiments.runner.run_experiment`):
+    a chunk computed in a worker process must be the same computation as one computed here."""
+    from .._jax import float64
+
+    with float64():
+        return fn(idx)
+
+
+@dataclass(frozen=True)
+class TrialStore:
+    """One resumable store of :meth:`Context.trials_many`: trials [0, n) of ``key`` in chunks of ``chunk``,
+    computed by ``fn(indices)`` (arrays with one row per trial)."""
+
+    key: str
+    n: int
+    chunk: int
+    fn: Callable[[np.ndarray], dict[str, np.ndarray]]
+    description: str | None = None
+
+
+class _StorePlan:
+    """A store being filled: its chunks loaded so far, the missing ones, and how a computed chunk is kept."""
+
+    def __init__(self, ctx: Context, spec: TrialStore, folder: Path, advance: Callable[[int], None]) -> None:
+        self.ctx, self.spec, self.folder, self.advance = ctx, spec, folder, advance
+        self.spans = [(start, min(spec.n, start + spec.chunk)) for start in range(0, spec.n, spec.chunk)]
+        self.parts: dict[int, dict[str, np.ndarray]] = {}
+        self.missing: list[tuple[int, int]] = []
+
+    def store(self, start: int, stop: int, out: dict) -> None:
+        key, n = self.spec.key, self.spec.n
+        part = {k: np.asarray(v) for k, v in out.items()}
+        if TRIAL_IDS in part:
+            raise ValueError(f"trials {key!r}: the array name {TRIAL_IDS!r} is reserved")
+        bad = [k for k, v in part.items() if v.shape[:1] != (stop - start,)]
+        if bad:
+            raise ValueError(f"trials {key!r}: arrays {bad} do not have one row per trial")
+        path = self.folder / f"{start:06d}-{stop:06d}.npz"
+        self.ctx._save_chunk(key, path, start, stop, part)
+        self.ctx.computed_chunks.append(f"{key}/{path.name}")
+        if not self.parts and len(self.spans) > 1:
+            # the run estimate checked the settings before the start; the first chunk measures what one
+            # trial of this experiment really keeps, so a long run cannot fill the memory late
+            from ..problem import check_memory
+
+            per = sum(v.nbytes for v in part.values()) / (stop - start)
+            check_memory(per * n, f"{n} trials of {key!r} ({per / 1e3:.3g} kB each, measured on the first "
+                         "chunk)", "lower --trials (or trials in --config)")
+        self.parts[start] = part
+        self.advance(stop - start)
+
+    def merged(self) -> dict[str, np.ndarray]:
+        key, n = self.spec.key, self.spec.n
+        ordered = [self.parts[start] for start, _ in self.spans]
+        merged = {k: np.concatenate([p[k] for p in ordered]) for k in ordered[0]}
+        rows = {k: v.shape[0] for k, v in merged.items()}
+        if any(r != n for r in rows.values()) or any(p.keys() != ordered[0].keys() for p in ordered):
+            raise ValueError(f"trials {key!r}: expected {n} trials with the same arrays, got {rows}")
+        self.ctx.trial_counts[key] = n
+        return merged
+
+
 class Context:
     """Where an experiment writes (``out``), how it reports progress, and its resumable trial store.
 
@@ -217,62 +280,46 @@ class Context:
         stored as soon as it is back (an interrupted run keeps them); None (or a single missing chunk) computes
         them here, in order.
         """
+        return self.trials_many([TrialStore(key, n, chunk, fn, description)], client)[0]
+
+    def trials_many(self, stores: Sequence[TrialStore], client: Any = None) -> list[dict[str, np.ndarray]]:
+        """:meth:`trials` for several stores at once: the missing chunks of all of them are computed together
+        (on ``client``'s workers, in the order given, each stored as it returns; with no client, or a single
+        missing chunk in all, here and in order). Returns each store's arrays, in the order of ``stores``."""
+        plans = [self._plan(s) for s in stores]
+        missing = [(plan, start, stop) for plan in plans for start, stop in plan.missing]
+        if client is None or len(missing) <= 1:
+            for plan, start, stop in missing:
+                plan.store(start, stop, _in_float64(plan.spec.fn, np.arange(start, stop)))
+        else:
+            from distributed import as_completed
+
+            futures = {client.submit(_in_float64, plan.spec.fn, np.arange(start, stop), pure=False):
+                       (plan, start, stop) for plan, start, stop in missing}
+            for fut in as_completed(list(futures), loop=client.loop):
+                plan, start, stop = futures[fut]
+                plan.store(start, stop, fut.result())
+        return [plan.merged() for plan in plans]
+
+    def _plan(self, spec: TrialStore) -> _StorePlan:
+        """Load and verify the stored chunks of ``spec``; the rest are ``missing``."""
+        key, n, chunk = spec.key, spec.n, spec.chunk
         if n < 1 or chunk < 1:
             raise ValueError(f"trials: n and chunk must be ≥ 1, got n={n}, chunk={chunk}")
         folder = self.out / "trials" / key
         folder.mkdir(parents=True, exist_ok=True)
-        advance = self.task(description or key, n)
-        spans = [(start, min(n, start + chunk)) for start in range(0, n, chunk)]
-        parts: dict[int, dict[str, np.ndarray]] = {}
-        for start, stop in spans:
+        plan = _StorePlan(self, spec, folder, self.task(spec.description or key, n))
+        for start, stop in plan.spans:
             path = folder / f"{start:06d}-{stop:06d}.npz"
             if path.exists() or path.with_suffix(".json").exists():
                 try:
-                    parts[start] = self._load_chunk(key, path, start, stop)
+                    plan.parts[start] = self._load_chunk(key, path, start, stop)
                     self.loaded_chunks.append(f"{key}/{path.name}")
-                    advance(stop - start)
+                    plan.advance(stop - start)
                 except (ChunkError, OSError) as exc:
                     self.recomputed_chunks.append(f"{key}/{path.name}: {exc}")
-        missing = [(start, stop) for start, stop in spans if start not in parts]
-
-        def store(start: int, stop: int, out: dict) -> None:
-            part = {k: np.asarray(v) for k, v in out.items()}
-            if TRIAL_IDS in part:
-                raise ValueError(f"trials {key!r}: the array name {TRIAL_IDS!r} is reserved")
-            bad = [k for k, v in part.items() if v.shape[:1] != (stop - start,)]
-            if bad:
-                raise ValueError(f"trials {key!r}: arrays {bad} do not have one row per trial")
-            path = folder / f"{start:06d}-{stop:06d}.npz"
-            self._save_chunk(key, path, start, stop, part)
-            self.computed_chunks.append(f"{key}/{path.name}")
-            if not parts and len(spans) > 1:
-                # the run estimate checked the settings before the start; the first chunk measures what one
-                # trial of this experiment really keeps, so a long run cannot fill the memory late
-                from ..problem import check_memory
-
-                per = sum(v.nbytes for v in part.values()) / (stop - start)
-                check_memory(per * n, f"{n} trials of {key!r} ({per / 1e3:.3g} kB each, measured on the first "
-                             "chunk)", "lower --trials (or trials in --config)")
-            parts[start] = part
-            advance(stop - start)
-
-        if client is None or len(missing) <= 1:
-            for start, stop in missing:
-                store(start, stop, fn(np.arange(start, stop)))
-        else:
-            from distributed import as_completed
-
-            futures = {client.submit(fn, np.arange(start, stop), pure=False): (start, stop)
-                       for start, stop in missing}
-            for fut in as_completed(list(futures), loop=client.loop):
-                store(*futures[fut], fut.result())
-        ordered = [parts[start] for start, _ in spans]
-        merged = {k: np.concatenate([p[k] for p in ordered]) for k in ordered[0]}
-        rows = {k: v.shape[0] for k, v in merged.items()}
-        if any(r != n for r in rows.values()) or any(p.keys() != ordered[0].keys() for p in ordered):
-            raise ValueError(f"trials {key!r}: expected {n} trials with the same arrays, got {rows}")
-        self.trial_counts[key] = n
-        return merged
+        plan.missing = [(start, stop) for start, stop in plan.spans if start not in plan.parts]
+        return plan
 
     # ---- figures ------------------------------------------------------------------------------------------
     def figure(self, fig, name: str) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from functools import partial
 from typing import Literal
 
+import jax
 import numpy as np
 import pandas as pd
 
@@ -25,7 +27,7 @@ from ..tokens import is_locally_optimal
 from ..training import NGD, Descent, Flow, Init, Radius, Saturation, Save, train
 from ..training.optim import OptimizerSpec
 from . import Experiment, get, register
-from .base import Claim, Context, ExperimentConfig, Outcome, spread, verdict_within
+from .base import Claim, Context, ExperimentConfig, Outcome, TrialStore, spread, verdict_within
 
 PAPER = "P3 (Tarzanagh, Li, Thrampoulidis, Oymak, Transformers as SVMs, 2023)"
 
@@ -757,15 +759,22 @@ def _mt_train(cfg: P3MultitokenConfig, c: dict[str, np.ndarray], eps: float = 0.
     return rest.path, _final_log_softmax(model, problems, c["V"], rest.params)
 
 
-def _final_log_softmax(model: Model, problems: list[AttentionProblem], V: np.ndarray, params: dict) -> np.ndarray:
-    """log s of every trial at its final parameters (B, n, T)."""
-    import jax
-
-    from ..dynamics import prepare_batch
+@partial(jax.jit, static_argnames=("model",))
+def _batched_log_softmax(params: dict, data, *, model: Model):
     from ..models import log_softmax
 
-    batch = prepare_batch(problems, model, None, np.zeros((len(problems), problems[0].n), np.int64), head_V=V)
-    return np.asarray(jax.jit(jax.vmap(lambda p, dat: log_softmax(model, p, dat)))(params, batch.data))
+    return jax.vmap(lambda p, dat: log_softmax(model, p, dat))(params, data)
+
+
+def _final_log_softmax(model: Model, problems: list[AttentionProblem], V: np.ndarray, params: dict) -> np.ndarray:
+    """log s of every trial at its final parameters (B, n, T), in float64 whatever the caller's JAX setting."""
+    from .._jax import float64
+    from ..dynamics import prepare_batch
+
+    with float64():
+        batch = prepare_batch(problems, model, None, np.zeros((len(problems), problems[0].n), np.int64),
+                              head_V=V)
+        return np.asarray(_batched_log_softmax(params, batch.data, model=model))
 
 
 def dead_relu_sequences(s: np.ndarray, X: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -810,19 +819,11 @@ def _mt_round(cfg: P3MultitokenConfig, d: int, idx: np.ndarray, variant: str = "
     return out
 
 
-def _mt_round_part(args: tuple) -> dict[str, np.ndarray]:
-    """One part of a round in a worker process (top-level so that Dask can pickle it)."""
-    cfg, d, idx, variant = args
-    return _mt_round(cfg, d, idx, variant)
-
-
-def _mt_round_parallel(cfg: P3MultitokenConfig, d: int, idx: np.ndarray, client, variant: str
-                       ) -> dict[str, np.ndarray]:
-    """A round split in ``cfg.workers`` fixed parts (XLA runs each program on one core), results in index order."""
-    if client is None:
-        return _mt_round(cfg, d, idx, variant)
-    parts = map_ordered(client, _mt_round_part, [(cfg, d, p, variant) for p in np.array_split(idx, cfg.workers)])
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+def _mt_round_at(cfg: P3MultitokenConfig, d: int, variant: str, start: int, idx: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+    """Candidates ``start + idx`` of (variant, d): the function of one stored chunk (top-level, so that Dask
+    pickles it by reference)."""
+    return _mt_round(cfg, d, start + idx, variant)
 
 
 def run_p3_multitoken(cfg: P3MultitokenConfig, ctx: Context) -> Outcome:
@@ -840,9 +841,10 @@ def run_p3_multitoken(cfg: P3MultitokenConfig, ctx: Context) -> Outcome:
     and the 1-token SVM W^mm at argmax s; correlations of W along the run with each. A run whose final
     iterate leaves every ReLU unit inactive on some sequence (:func:`dead_relu_sequences`) is counted apart:
     that sequence's gradient is exactly 0, so training no longer acts on which of its tokens are selected.
-    Candidates run as batched compiled programs in rounds of ``round_size`` (resumable; each round split in
-    ``workers`` fixed parts run in parallel processes), only as many rounds as needed for ``accepted`` runs
-    per d; the first ``accepted`` accepted candidates (by index) are kept. The softmax weights of the test
+    Candidates run as batched compiled programs in rounds of ``round_size`` (resumable), only as many rounds
+    as needed for ``accepted`` runs per (variant, d); the next rounds of all pairs still short run together,
+    ``workers`` processes at a time (:func:`_mt_all_d`); the first ``accepted`` accepted candidates (by index)
+    are kept. The softmax weights of the test
     are those of the final iterate (the notebook uses the forward pass before the last update).
     """
     t_all = time.perf_counter()
@@ -858,48 +860,61 @@ def _mt_store(variant: str, d: int, r: int) -> str:
 
 
 def _mt_all_d(cfg: P3MultitokenConfig, ctx: Context, per: dict, client) -> list[dict]:
+    """Rounds of every (variant, d) until each has ``accepted`` runs: round r of a pair is candidates
+    [r·round_size, (r+1)·round_size), one compiled program; the next rounds of all pairs still short of
+    ``accepted`` run together (on the workers at once), so no pair trains a round it does not need."""
+    pairs = [(variant, d) for variant in cfg.variants for d in cfg.ds]
+    parts: dict[tuple[str, int], list] = {p: [] for p in pairs}
+    acc = dict.fromkeys(pairs, 0)
+    share = dict.fromkeys(pairs, 0.0)  # each pair's share of the wall time of the rounds it ran in
+    while True:
+        todo = [p for p in pairs if acc[p] < cfg.accepted and len(parts[p]) < cfg.max_rounds]
+        if not todo:
+            break
+        t0 = time.perf_counter()
+        stores = []
+        for variant, d in todo:
+            r = len(parts[(variant, d)])
+            stores.append(TrialStore(_mt_store(variant, d, r), cfg.round_size, cfg.round_size,
+                                     partial(_mt_round_at, cfg, d, variant, r * cfg.round_size),
+                                     f"p3-multitoken {variant} d={d} round {r}"))
+        for p, a in zip(todo, ctx.trials_many(stores, client), strict=True):
+            parts[p].append(a)
+            acc[p] += int(np.sum(a["reason"] == MT_ACCEPTED))
+        for p in todo:
+            share[p] += (time.perf_counter() - t0) / len(todo)
     stats = []
-    for variant in cfg.variants:
-        for d in cfg.ds:
-            t0, parts, acc, r = time.perf_counter(), [], 0, 0
-            while acc < cfg.accepted and r < cfg.max_rounds:
-                start = r * cfg.round_size
-                a = ctx.trials(_mt_store(variant, d, r), cfg.round_size, cfg.round_size,
-                               lambda idx, d=d, start=start, v=variant:
-                               _mt_round_parallel(cfg, d, start + idx, client, v),
-                               description=f"p3-multitoken {variant} d={d} round {r}")
-                parts.append(a)
-                acc += int(np.sum(a["reason"] == MT_ACCEPTED))
-                r += 1
-            allc = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-            keep = np.flatnonzero(allc["reason"] == MT_ACCEPTED)[:cfg.accepted]
-            # the rejection rate over the candidates up to the last kept one (what the notebook would train)
-            last = int(keep[-1]) + 1 if keep.size else allc["reason"].size
-            reasons = allc["reason"][:last]
-            a = per[(variant, d)] = {k: v[keep] for k, v in allc.items()}
-            per[(variant, d)]["_reason_all"] = allc["reason"]
-            x = 1 - a["corr_svmeq"][:, -1]
-            dead = a["dead"] > 0
-            stats.append({
-                "d": d, "variant": variant, "accepted": int(keep.size), "trained": last,
-                "rejection_rate": 1.0 - keep.size / last if last else np.nan,
-                "rejected_band": int(np.sum(reasons == MT_BAND)), "rejected_finite": int(np.sum(reasons == MT_FINITE)),
-                "rejected_svm": int(np.sum(reasons == MT_SVM)), "rounds": r, "candidates_run": r * cfg.round_size,
-                "one_minus_corr_svmeq": float(np.nanmean(x)) if x.size else np.nan,
-                "median_one_minus_corr_svmeq": float(np.nanmedian(x)) if x.size else np.nan,
-                "n_dead_relu": int(dead.sum()),
-                "mean_1mcorr_live": float(np.nanmean(x[~dead])) if (~dead).any() else np.nan,
-                "median_1mcorr_live": float(np.nanmedian(x[~dead])) if (~dead).any() else np.nan,
-                "mean_1mcorr_dead": float(np.nanmean(x[dead])) if dead.any() else np.nan,
-                "median_1mcorr_dead": float(np.nanmedian(x[dead])) if dead.any() else np.nan,
-                "one_minus_corr_dir": float(np.nanmean(1 - a["corr_dir"][:, -1])) if x.size else np.nan,
-                "one_minus_corr_single": float(np.nanmean(1 - a["corr_single"][:, -1])) if x.size else np.nan,
-                "corr_svmeq": float(np.nanmean(a["corr_svmeq"][:, -1])) if x.size else np.nan,
-                "median_W_norm": float(np.median(a["W_norm"])) if x.size else np.nan,
-                "median_last_move": float(np.median(a["last_move"])) if x.size else np.nan,
-                "seconds": time.perf_counter() - t0,
-                "compute_cpu_seconds": float(np.sum(allc["cpu_seconds"])),
-            })
+    for variant, d in pairs:
+        allc = {k: np.concatenate([q[k] for q in parts[(variant, d)]]) for k in parts[(variant, d)][0]}
+        r = len(parts[(variant, d)])
+        keep = np.flatnonzero(allc["reason"] == MT_ACCEPTED)[:cfg.accepted]
+        # the rejection rate over the candidates up to the last kept one (what the notebook would train)
+        last = int(keep[-1]) + 1 if keep.size else allc["reason"].size
+        reasons = allc["reason"][:last]
+        a = per[(variant, d)] = {k: v[keep] for k, v in allc.items()}
+        per[(variant, d)]["_reason_all"] = allc["reason"]
+        x = 1 - a["corr_svmeq"][:, -1]
+        dead = a["dead"] > 0
+        stats.append({
+            "d": d, "variant": variant, "accepted": int(keep.size), "trained": last,
+            "rejection_rate": 1.0 - keep.size / last if last else np.nan,
+            "rejected_band": int(np.sum(reasons == MT_BAND)), "rejected_finite": int(np.sum(reasons == MT_FINITE)),
+            "rejected_svm": int(np.sum(reasons == MT_SVM)), "rounds": r, "candidates_run": r * cfg.round_size,
+            "one_minus_corr_svmeq": float(np.nanmean(x)) if x.size else np.nan,
+            "median_one_minus_corr_svmeq": float(np.nanmedian(x)) if x.size else np.nan,
+            "n_dead_relu": int(dead.sum()),
+            "mean_1mcorr_live": float(np.nanmean(x[~dead])) if (~dead).any() else np.nan,
+            "median_1mcorr_live": float(np.nanmedian(x[~dead])) if (~dead).any() else np.nan,
+            "mean_1mcorr_dead": float(np.nanmean(x[dead])) if dead.any() else np.nan,
+            "median_1mcorr_dead": float(np.nanmedian(x[dead])) if dead.any() else np.nan,
+            "one_minus_corr_dir": float(np.nanmean(1 - a["corr_dir"][:, -1])) if x.size else np.nan,
+            "one_minus_corr_single": float(np.nanmean(1 - a["corr_single"][:, -1])) if x.size else np.nan,
+            "corr_svmeq": float(np.nanmean(a["corr_svmeq"][:, -1])) if x.size else np.nan,
+            "median_W_norm": float(np.median(a["W_norm"])) if x.size else np.nan,
+            "median_last_move": float(np.median(a["last_move"])) if x.size else np.nan,
+            "seconds": share[(variant, d)],
+            "compute_cpu_seconds": float(np.sum(allc["cpu_seconds"])),
+        })
     return stats
 
 
@@ -936,7 +951,8 @@ def _mt_outcome(cfg: P3MultitokenConfig, ctx: Context, per: dict, table: pd.Data
         "the means and medians are shown with and without them.",
         f"accepted = first {cfg.accepted} accepted candidates per d; rejection rate = 1 − accepted/trained "
         "over the candidates up to the last kept one. Candidates run in rounds of "
-        f"{cfg.round_size} split over {cfg.workers} process(es); total time {time.perf_counter() - t_all:.1f} s.",
+        f"{cfg.round_size} (one compiled program each); the next rounds of every (variant, d) still short of "
+        f"{cfg.accepted} run together on {cfg.workers} process(es); total time {time.perf_counter() - t_all:.1f} s.",
         "summary.csv: one row per (d, variant) with n_accepted, mean_1mcorr, median_1mcorr (final "
         f"1 − corr(W, {ex})) and n_dead_relu; multitoken.csv has every statistic.",
     ]
@@ -1034,7 +1050,7 @@ def _mt_claims(cfg: P3MultitokenConfig, table: pd.DataFrame, per) -> list[Claim]
         "time", "≈ 10 CPU-hours for the notebook",
         f"{table['compute_cpu_seconds'].sum():.0f} CPU-s (this run's wall time {table['seconds'].sum():.0f} s) for "
         f"{int(table['candidates_run'].sum())} candidate trainings", "new",
-        f"each round in {cfg.workers} batched compiled program(s) run in parallel"))
+        f"rounds of {cfg.round_size} candidates, one compiled program each, {cfg.workers} at a time"))
     return claims
 
 
