@@ -70,11 +70,13 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, reuse:
         parent_env = _environ_of([*pre_spawn, "PYTHONHASHSEED"])
         import dask
 
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn}):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR,
-                                   env={"PJRT_NPROC": os.environ.get("PJRT_NPROC", "1")})
-        _restore_environ(parent_env)
+        try:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn}):
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       silence_logs=logging.ERROR,
+                                       env={"PJRT_NPROC": os.environ.get("PJRT_NPROC", "1")})
+        finally:
+            _restore_environ(parent_env)
     client = Client(scheduler if cluster is None else cluster, set_as_default=False)
     _share_cache_setting(client, local=cluster is not None)
     try:

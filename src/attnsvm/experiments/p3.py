@@ -844,8 +844,8 @@ def run_p3_multitoken(cfg: P3MultitokenConfig, ctx: Context) -> Outcome:
     Candidates run as batched compiled programs in rounds of ``round_size`` (resumable), only as many rounds
     as needed for ``accepted`` runs per (variant, d); the next rounds of all pairs still short run together,
     ``workers`` processes at a time (:func:`_mt_all_d`); the first ``accepted`` accepted candidates (by index)
-    are kept. The softmax weights of the test
-    are those of the final iterate (the notebook uses the forward pass before the last update).
+    are kept. The softmax weights of the test are those of the final iterate (the notebook uses the forward
+    pass before the last update).
     """
     t_all = time.perf_counter()
     per: dict[tuple[str, int], dict[str, np.ndarray]] = {}
