@@ -3,6 +3,8 @@ tolerance of the full-setting claims."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -187,3 +189,13 @@ def test_p3_multitoken_final_softmax_is_float64_without_global_x64():
     assert out.returncode == 0, out.stderr[-2000:]
     w, s, err = out.stdout.split()
     assert (w, s) == ("float64", "float64") and float(err) < 1e-14
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"round_size": 0}, "round_size"), ({"max_rounds": 0}, "max_rounds"), ({"accepted": 0}, "accepted"),
+    ({"steps": 2000}, "steps (2000) must be 1 + a positive multiple of record_every (100)"),
+    ({"steps": 50}, "steps (50)"), ({"tau_lo": 0.01}, "tau_lo (0.01) must be below tau_hi"), ({"ds": []}, "ds"),
+    ({"ds": [4, 0]}, "ds.1"), ({"variants": []}, "variants"), ({"lr": 0.0}, "lr")])
+def test_p3_multitoken_config_names_the_bad_field(override, field):
+    with pytest.raises(ValueError, match=re.escape(field)):
+        get("p3-multitoken").configure(override)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 import warnings
 from functools import partial
-from typing import Literal
+from typing import Annotated, Literal
 
 import jax
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
 from ..cluster import map_ordered, task_client
 from ..models import Model
@@ -691,23 +692,33 @@ class P3MultitokenConfig(ExperimentConfig):
     """P3-multitoken (docs/reproductions/p3-multitoken.md): ReLU head h(u) = 1ᵀReLU(Vᵀu), multi-token
     SVM-equivalence."""
 
-    n: int
-    T: int
-    ds: list[int]
-    accepted: int  # notebook RUN = 500; 100 keeps `reproduce --all` under 10 min (configs/p3-multitoken.toml)
-    steps: int
-    record_every: int
-    lr: float
-    tau_hi: float
-    tau_lo: float
+    n: int = Field(ge=1)
+    T: int = Field(ge=2)
+    ds: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    accepted: int = Field(ge=1)  # notebook RUN = 500 (configs/p3-multitoken.toml)
+    steps: int = Field(ge=2)
+    record_every: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    tau_hi: float = Field(gt=0, lt=1)
+    tau_lo: float = Field(gt=0, lt=1)
     seed: int
-    round_size: int
-    max_rounds: int
-    workers: int
+    round_size: int = Field(ge=1)
+    max_rounds: int = Field(ge=1)
+    workers: int = Field(ge=1)
     # "notebook": the authors' arithmetic, ∇L/(‖∇L‖ + eps) with eps = float64 machine epsilon (their implicit
     # stopping rule); "exact": the exact normalized step ∇L/‖∇L‖ for all `steps` steps (explicit stopping rule)
-    variants: list[Literal["notebook", "exact"]]
-    notebook_eps: float
+    variants: list[Literal["notebook", "exact"]] = Field(min_length=1)
+    notebook_eps: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> P3MultitokenConfig:
+        # W is recorded after step 1 and then every record_every steps (the notebook's it % feq == 0)
+        if self.steps <= self.record_every or (self.steps - 1) % self.record_every:
+            raise ValueError(f"steps ({self.steps}) must be 1 + a positive multiple of record_every "
+                             f"({self.record_every}), e.g. {1 + 20 * self.record_every}")
+        if self.tau_lo >= self.tau_hi:
+            raise ValueError(f"tau_lo ({self.tau_lo}) must be below tau_hi ({self.tau_hi})")
+        return self
 
 
 def _mt_candidates(cfg: P3MultitokenConfig, d: int, idx: np.ndarray) -> dict[str, np.ndarray]:
