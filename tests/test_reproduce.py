@@ -223,7 +223,9 @@ def test_reproduce_all_quick(quick_run, monkeypatch):
         quick_run(i)
     rc_before = dict(mpl.rcParams)
     out = quick_run.root
-    res = runner.invoke(app, ["reproduce", "--all", "--quick", "--no-progress", "--out", str(out)])
+    # one process: the figures are recorded by the monkeypatch above (the worker processes of the default
+    # --jobs are tested in tests/test_reproduce_jobs.py)
+    res = runner.invoke(app, ["reproduce", "--all", "--quick", "--no-progress", "--jobs", "1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     summary = (out / "report.md").read_text()
     for i in IDS:

@@ -32,3 +32,37 @@ def test_jobs_needs_all(tmp_path):
     assert res.exit_code == 2
     assert "--jobs applies to --all" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_all_runs_one_experiment_per_core_by_default(monkeypatch, tmp_path, cores):
+    """Without --jobs, `reproduce --all` runs as many experiments at once as this process has cores (those with
+    parallel parts of their own after, in this process); on one core, all of them here, one by one."""
+    import typer
+
+    import attnsvm.cli as cli
+    import attnsvm.cluster as cluster
+    import attnsvm.experiments.runner as runner
+    from attnsvm.experiments import all_experiments
+
+    seen = {}
+
+    def pooled(exps, jobs, *args):
+        seen.update(pooled=[e.id for e in exps], jobs=jobs)
+        raise typer.Exit(7)
+
+    def serial(exp_id, *args, **kwargs):
+        seen.setdefault("serial", exp_id)
+        raise typer.Exit(8)
+
+    monkeypatch.setattr(cluster, "default_workers", lambda: cores)
+    monkeypatch.setattr(cli, "_reproduce_in_workers", pooled)
+    monkeypatch.setattr(runner, "run_experiment", serial)
+    res = CliRunner().invoke(app, ["reproduce", "--all", "--out", str(tmp_path / "all")])
+    ids = [e.id for e in all_experiments()]
+    own = {e.id for e in all_experiments() if getattr(e.configure(quick=False), "workers", 1) > 1}
+    if cores == 1:
+        assert res.exit_code == 8 and "pooled" not in seen and seen["serial"] == ids[0]
+    else:
+        assert res.exit_code == 7 and seen["jobs"] == cores
+        assert seen["pooled"] == [i for i in ids if i not in own] and own  # the long ones run after, here

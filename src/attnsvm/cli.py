@@ -93,9 +93,10 @@ def reproduce(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace a run of another configuration in the output folder."),
     progress: bool = typer.Option(True, help="Show progress bars."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+    jobs: int = typer.Option(None, "--jobs", "-j", min=1, show_default="the cores this process may use",
                              help="With --all: experiments run at once, each in its own worker process (a local "
-                             "Dask cluster); those with parallel parts of their own run after, in this process."),
+                             "Dask cluster; no progress bars, a table as each ends); those with parallel parts "
+                             "of their own run after, in this process. 1: all in this process, one by one."),
 ) -> None:
     """Reproduce an experiment of the papers (or --all): figures, tables, arrays and report.md in --out.
 
@@ -126,8 +127,13 @@ def reproduce(
             fail(str(exc))
         if (base / RUN_MARKER).exists():
             fail(f"--out {base} is the folder of one experiment's run; give another folder for --all")
-    if jobs > 1 and not all_:
+    if jobs is not None and jobs > 1 and not all_:
         fail("--jobs applies to --all (one experiment uses its own parallel parts: see its `workers` setting)")
+    if jobs is None:
+        from .cluster import default_workers
+
+        # measured on 2 cores (docs/benchmarks.md): 255 s against 320 s one by one, the same claim rows
+        jobs = min(default_workers(), len(exps)) if all_ else 1
     reports: dict[str, object] = {}
     t0 = time.perf_counter()
     from .progress import make_progress
