@@ -1,5 +1,6 @@
 """Every number of ``attnsvm reproduce --all --quick`` equals the golden numbers saved before the engine
-redesign (tests/golden/), to 1e−9 relative (slow: the whole quick reproduction, ≈5 min on 2 idle cores)."""
+redesign (tests/golden/), to 1e−9 relative (slow: the whole quick reproduction, ≈1 min on 2 idle cores with
+the default --jobs, experiments in two worker processes)."""
 
 from __future__ import annotations
 
