@@ -38,6 +38,8 @@ def test_jobs_needs_all(tmp_path):
 def test_all_runs_one_experiment_per_core_by_default(monkeypatch, tmp_path, cores):
     """Without --jobs, `reproduce --all` runs as many experiments at once as this process has cores (those with
     parallel parts of their own after, in this process); on one core, all of them here, one by one."""
+    from contextlib import contextmanager
+
     import typer
 
     import attnsvm.cli as cli
@@ -47,8 +49,13 @@ def test_all_runs_one_experiment_per_core_by_default(monkeypatch, tmp_path, core
 
     seen = {}
 
-    def pooled(exps, jobs, *args):
-        seen.update(pooled=[e.id for e in exps], jobs=jobs)
+    @contextmanager
+    def cluster_of(workers, reuse):
+        seen["cluster"] = workers
+        yield "client"
+
+    def pooled(exps, jobs, *args, client=None):
+        seen.update(pooled=[e.id for e in exps], jobs=jobs, client=client)
         raise typer.Exit(7)
 
     def serial(exp_id, *args, **kwargs):
@@ -56,6 +63,7 @@ def test_all_runs_one_experiment_per_core_by_default(monkeypatch, tmp_path, core
         raise typer.Exit(8)
 
     monkeypatch.setattr(cluster, "default_workers", lambda: cores)
+    monkeypatch.setattr(cluster, "dask_client", cluster_of)
     monkeypatch.setattr(cli, "_reproduce_in_workers", pooled)
     monkeypatch.setattr(runner, "run_experiment", serial)
     res = CliRunner().invoke(app, ["reproduce", "--all", "--out", str(tmp_path / "all")])
@@ -64,5 +72,34 @@ def test_all_runs_one_experiment_per_core_by_default(monkeypatch, tmp_path, core
     if cores == 1:
         assert res.exit_code == 8 and "pooled" not in seen and seen["serial"] == ids[0]
     else:
-        assert res.exit_code == 7 and seen["jobs"] == cores
+        assert res.exit_code == 7 and seen["jobs"] == seen["cluster"] == cores and seen["client"] == "client"
         assert seen["pooled"] == [i for i in ids if i not in own] and own  # the long ones run after, here
+
+
+def test_experiments_with_parallel_parts_use_the_cluster_of_the_others(monkeypatch, tmp_path):
+    """After the pooled experiments, those with parallel parts of their own run in this process with the same
+    worker processes as the active Dask client (what their parts ask for), and the cluster is closed after."""
+    import typer
+
+    import attnsvm.cli as cli
+    import attnsvm.cluster as cluster
+    import attnsvm.experiments.runner as runner
+
+    seen = {}
+
+    def pooled(exps, jobs, *args, client=None):
+        seen["pooled_client"] = client
+        return {}
+
+    def serial(exp_id, *args, **kwargs):
+        seen["active"] = cluster.existing_client()
+        raise typer.Exit(8)
+
+    monkeypatch.setattr(cluster, "default_workers", lambda: 2)
+    monkeypatch.setattr(cli, "_reproduce_in_workers", pooled)
+    monkeypatch.setattr(runner, "run_experiment", serial)
+    res = CliRunner().invoke(app, ["reproduce", "--all", "--out", str(tmp_path / "all")])
+    assert res.exit_code == 8
+    assert seen["pooled_client"] is not None and seen["active"] is seen["pooled_client"]
+    assert seen["active"].status == "closed"
+    assert cluster.existing_client() is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import typer
@@ -104,7 +105,6 @@ def reproduce(
     is a different configuration, so by default it goes to runs/reproduce-quick, never into a full run.
     """
     import time
-    from contextlib import nullcontext
 
     from .experiments import all_experiments, get
     from .experiments.runner import RUN_MARKER, run_experiment, write_summary
@@ -153,6 +153,7 @@ def reproduce(
         console.print(f"→ {target / 'report.md'}")
 
     serial = list(exps)
+    stack = ExitStack()
     if jobs > 1:
         # experiments with parallel parts of their own start their own worker processes: not inside a worker
         try:
@@ -161,10 +162,16 @@ def reproduce(
             fail(str(exc))
         pooled = [e for e in exps if e.id not in own]
         serial = [e for e in exps if e.id in own]
+        from .cluster import dask_client
+
+        client = stack.enter_context(dask_client(workers=jobs, reuse=False))
         reports.update(_reproduce_in_workers(pooled, jobs, target_of, again_of, show, trials, steps, quick,
-                                             overwrite))
+                                             overwrite, client=client))
+        # the others then run their parallel parts on the same worker processes (the active client of this
+        # block): no cluster to start and stop per experiment
+        stack.enter_context(client.as_current())
     bar = make_progress(console=err_console, enabled=progress)
-    with bar if bar is not None else nullcontext():
+    with stack, bar if bar is not None else nullcontext():
         for exp in serial:
             target = target_of(exp)
             try:
@@ -187,9 +194,10 @@ def reproduce(
 
 
 def _reproduce_in_workers(exps, jobs: int, target_of, again_of, show, trials, steps, quick: bool,
-                          overwrite: bool) -> dict:
-    """Run ``exps`` on a local Dask cluster of ``jobs`` worker processes (one experiment per task; each writes
-    its own folder, so an interrupted run resumes as a serial one does); reports as they finish."""
+                          overwrite: bool, client=None) -> dict:
+    """Run ``exps`` on ``client``'s workers, or on a local Dask cluster of ``jobs`` worker processes started
+    here (one experiment per task; each writes its own folder, so an interrupted run resumes as a serial one
+    does); reports as they finish."""
     if not exps:
         return {}
     from distributed import as_completed
@@ -199,7 +207,7 @@ def _reproduce_in_workers(exps, jobs: int, target_of, again_of, show, trials, st
 
     out: dict = {}
     console.print(f"{len(exps)} experiments on {jobs} worker processes (no progress bars; a table as each ends)")
-    with dask_client(workers=jobs, reuse=False) as client:
+    with nullcontext(client) if client is not None else dask_client(workers=jobs, reuse=False) as client:
         futures = {client.submit(run_experiment, e.id, target_of(e), trials=trials, steps=steps, quick=quick,
                                  progress=None, overwrite=overwrite, pure=False, key=f"reproduce-{e.id}"): e
                    for e in exps}
