@@ -97,7 +97,8 @@ def reproduce(
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, show_default="the cores this process may use",
                              help="With --all: experiments run at once, each in its own worker process (a local "
                              "Dask cluster; no progress bars, a table as each ends); those with parallel parts "
-                             "of their own run after, in this process. 1: all in this process, one by one."),
+                             "of their own run after, in this process, their parts on the same workers. "
+                             "1: all in this process, one by one."),
 ) -> None:
     """Reproduce an experiment of the papers (or --all): figures, tables, arrays and report.md in --out.
 
@@ -132,7 +133,7 @@ def reproduce(
     if jobs is None:
         from .cluster import default_workers
 
-        # measured on 2 cores (docs/benchmarks.md): 255 s against 320 s one by one, the same claim rows
+        # measured on 2 cores (docs/benchmarks.md): 243 s against 269 s one by one, back to back, same arrays
         jobs = min(default_workers(), len(exps)) if all_ else 1
     reports: dict[str, object] = {}
     t0 = time.perf_counter()
