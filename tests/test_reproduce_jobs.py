@@ -79,8 +79,6 @@ def test_all_runs_one_experiment_per_core_by_default(monkeypatch, tmp_path, core
 def test_experiments_with_parallel_parts_use_the_cluster_of_the_others(monkeypatch, tmp_path):
     """After the pooled experiments, those with parallel parts of their own run in this process with the same
     worker processes as the active Dask client (what their parts ask for), and the cluster is closed after."""
-    import typer
-
     import attnsvm.cli as cli
     import attnsvm.cluster as cluster
     import attnsvm.experiments.runner as runner
@@ -93,13 +91,17 @@ def test_experiments_with_parallel_parts_use_the_cluster_of_the_others(monkeypat
 
     def serial(exp_id, *args, **kwargs):
         seen["active"] = cluster.existing_client()
-        raise typer.Exit(8)
+        raise KeyboardInterrupt
 
     monkeypatch.setattr(cluster, "default_workers", lambda: 2)
     monkeypatch.setattr(cli, "_reproduce_in_workers", pooled)
     monkeypatch.setattr(runner, "run_experiment", serial)
-    res = CliRunner().invoke(app, ["reproduce", "--all", "--out", str(tmp_path / "all")])
-    assert res.exit_code == 8
+    out = tmp_path / "all"
+    res = CliRunner().invoke(app, ["reproduce", "--all", "--out", str(out)])
+    # interrupted: how to resume is the command as given (no --jobs the user did not write), and the cluster
+    # is closed all the same
+    assert res.exit_code == 130 and "Traceback" not in res.output
+    assert f"`attnsvm reproduce --all --out {out}` resumes" in " ".join(res.output.split())
     assert seen["pooled_client"] is not None and seen["active"] is seen["pooled_client"]
     assert seen["active"].status == "closed"
     assert cluster.existing_client() is None

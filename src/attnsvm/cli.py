@@ -130,6 +130,7 @@ def reproduce(
             fail(f"--out {base} is the folder of one experiment's run; give another folder for --all")
     if jobs is not None and jobs > 1 and not all_:
         fail("--jobs applies to --all (one experiment uses its own parallel parts: see its `workers` setting)")
+    jobs_given = jobs  # what the resume command repeats
     if jobs is None:
         from .cluster import default_workers
 
@@ -145,7 +146,7 @@ def reproduce(
     def again_of(exp):
         target = target_of(exp)
         return " ".join(["attnsvm", "reproduce", "--all" if all_ else exp.id, *(["--quick"] if quick else []),
-                         *([f"--jobs {jobs}"] if jobs > 1 else []),
+                         *([f"--jobs {jobs_given}"] if jobs_given is not None else []),
                          *([f"--config {config}"] if config else []), *([f"--trials {trials}"] if trials else []),
                          *([f"--steps {steps}"] if steps else []), "--out", str(base if all_ else target)])
 
@@ -154,39 +155,39 @@ def reproduce(
         console.print(f"→ {target / 'report.md'}")
 
     serial = list(exps)
-    stack = ExitStack()
-    if jobs > 1:
-        # experiments with parallel parts of their own start their own worker processes: not inside a worker
-        try:
-            own = {e.id for e in exps if getattr(e.configure(quick=quick), "workers", 1) > 1}
-        except ValueError as exc:
-            fail(str(exc))
-        pooled = [e for e in exps if e.id not in own]
-        serial = [e for e in exps if e.id in own]
-        from .cluster import dask_client
-
-        client = stack.enter_context(dask_client(workers=jobs, reuse=False))
-        reports.update(_reproduce_in_workers(pooled, jobs, target_of, again_of, show, trials, steps, quick,
-                                             overwrite, client=client))
-        # the others then run their parallel parts on the same worker processes (the active client of this
-        # block): no cluster to start and stop per experiment
-        stack.enter_context(client.as_current())
-    bar = make_progress(console=err_console, enabled=progress)
-    with stack, bar if bar is not None else nullcontext():
-        for exp in serial:
-            target = target_of(exp)
+    with ExitStack() as stack:  # the cluster of --jobs > 1 is closed however the block ends
+        if jobs > 1:
+            # experiments with parallel parts of their own start their own worker processes: not inside a worker
             try:
-                rep = run_experiment(exp.id, target, config_file=config, trials=trials, steps=steps,
-                                     quick=quick, progress=bar, overwrite=overwrite)
-            except KeyboardInterrupt:
-                if bar is not None:
-                    bar.stop()
-                fail(f"{exp.id}: interrupted; finished trials are kept in {target / 'trials'}: "
-                     f"`{again_of(exp)}` resumes", code=130)
-            except (ValueError, OSError) as exc:
-                fail(f"{exp.id}: {exc}")
-            reports[exp.id] = rep
-            show(rep, target)
+                own = {e.id for e in exps if getattr(e.configure(quick=quick), "workers", 1) > 1}
+            except ValueError as exc:
+                fail(str(exc))
+            pooled = [e for e in exps if e.id not in own]
+            serial = [e for e in exps if e.id in own]
+            from .cluster import dask_client
+
+            client = stack.enter_context(dask_client(workers=jobs, reuse=False))
+            reports.update(_reproduce_in_workers(pooled, jobs, target_of, again_of, show, trials, steps, quick,
+                                                 overwrite, client=client))
+            # the others then run their parallel parts on the same worker processes (the active client of this
+            # block): no cluster to start and stop per experiment
+            stack.enter_context(client.as_current())
+        bar = make_progress(console=err_console, enabled=progress)
+        with bar if bar is not None else nullcontext():
+            for exp in serial:
+                target = target_of(exp)
+                try:
+                    rep = run_experiment(exp.id, target, config_file=config, trials=trials, steps=steps,
+                                         quick=quick, progress=bar, overwrite=overwrite)
+                except KeyboardInterrupt:
+                    if bar is not None:
+                        bar.stop()
+                    fail(f"{exp.id}: interrupted; finished trials are kept in {target / 'trials'}: "
+                         f"`{again_of(exp)}` resumes", code=130)
+                except (ValueError, OSError) as exc:
+                    fail(f"{exp.id}: {exc}")
+                reports[exp.id] = rep
+                show(rep, target)
     reports = [reports[e.id] for e in exps]  # catalog order, whatever order they finished in
     if all_:
         write_summary(base, reports, quick, summary_markdown(reports))
