@@ -134,7 +134,7 @@ def reproduce(
     if jobs is None:
         from .cluster import default_workers
 
-        # measured on 2 cores (docs/benchmarks.md): 243 s against 269 s one by one, back to back, same arrays
+        # measured on 2 cores (docs/benchmarks.md): 240–312 s against 269–322 s one by one, the same arrays
         jobs = min(default_workers(), len(exps)) if all_ else 1
     reports: dict[str, object] = {}
     t0 = time.perf_counter()
