@@ -5,6 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnsvm.cli import _reproduce_in_workers, app
+from attnsvm.cluster import dask_client
 from attnsvm.experiments import get
 
 # on the worker of tests/test_exp_p1.py, whose quick p1 runs it compares against (tests/conftest.py)
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.xdist_group("test_exp_p1")
 def test_experiments_in_worker_processes_equal_the_serial_runs(quick_run, tmp_path):
     exps = [get("p1-joint"), get("p1-multi")]
     shown = []
-    reps = _reproduce_in_workers(exps, 2, lambda e: tmp_path / e.id, lambda e: "", lambda r, t: shown.append(t),
-                                 None, None, True, False)
+    with dask_client(workers=2, reuse=False) as client:
+        reps = _reproduce_in_workers(exps, 2, lambda e: tmp_path / e.id, lambda e: "",
+                                     lambda r, t: shown.append(t), None, None, True, False, client)
     assert sorted(reps) == ["p1-joint", "p1-multi"] and len(shown) == 2
     for e in exps:
         serial, arrays, _ = quick_run(e.id)

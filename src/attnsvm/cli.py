@@ -157,7 +157,8 @@ def reproduce(
     serial = list(exps)
     with ExitStack() as stack:  # the cluster of --jobs > 1 is closed however the block ends
         if jobs > 1:
-            # experiments with parallel parts of their own start their own worker processes: not inside a worker
+            # experiments with parallel parts of their own run here, not inside a worker: their parts go to the
+            # workers
             try:
                 own = {e.id for e in exps if getattr(e.configure(quick=quick), "workers", 1) > 1}
             except ValueError as exc:
@@ -196,35 +197,32 @@ def reproduce(
 
 
 def _reproduce_in_workers(exps, jobs: int, target_of, again_of, show, trials, steps, quick: bool,
-                          overwrite: bool, client=None) -> dict:
-    """Run ``exps`` on ``client``'s workers, or on a local Dask cluster of ``jobs`` worker processes started
-    here (one experiment per task; each writes its own folder, so an interrupted run resumes as a serial one
-    does); reports as they finish."""
+                          overwrite: bool, client) -> dict:
+    """Run ``exps`` on the ``jobs`` worker processes of the Dask ``client`` (one experiment per task; each
+    writes its own folder, so an interrupted run resumes as a serial one does); reports as they finish."""
     if not exps:
         return {}
     from distributed import as_completed
 
-    from .cluster import dask_client
     from .experiments.runner import run_experiment
 
     out: dict = {}
     console.print(f"{len(exps)} experiments on {jobs} worker processes (no progress bars; a table as each ends)")
-    with nullcontext(client) if client is not None else dask_client(workers=jobs, reuse=False) as client:
-        futures = {client.submit(run_experiment, e.id, target_of(e), trials=trials, steps=steps, quick=quick,
-                                 progress=None, overwrite=overwrite, pure=False, key=f"reproduce-{e.id}"): e
-                   for e in exps}
-        try:
-            for fut in as_completed(list(futures), loop=client.loop):
-                exp = futures[fut]
-                try:
-                    rep = fut.result()
-                except (ValueError, OSError) as exc:
-                    fail(f"{exp.id}: {exc}")
-                out[exp.id] = rep
-                show(rep, target_of(exp))
-        except KeyboardInterrupt:
-            fail(f"interrupted; finished trials are kept in each experiment's trials/ folder: "
-                 f"`{again_of(exps[0])}` resumes", code=130)
+    futures = {client.submit(run_experiment, e.id, target_of(e), trials=trials, steps=steps, quick=quick,
+                             progress=None, overwrite=overwrite, pure=False, key=f"reproduce-{e.id}"): e
+               for e in exps}
+    try:
+        for fut in as_completed(list(futures), loop=client.loop):
+            exp = futures[fut]
+            try:
+                rep = fut.result()
+            except (ValueError, OSError) as exc:
+                fail(f"{exp.id}: {exc}")
+            out[exp.id] = rep
+            show(rep, target_of(exp))
+    except KeyboardInterrupt:
+        fail(f"interrupted; finished trials are kept in each experiment's trials/ folder: "
+             f"`{again_of(exps[0])}` resumes", code=130)
     return out
 
 
